@@ -1,0 +1,48 @@
+"""Topic names and the configs warroom creates them with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["TOPIC_CONFIGS", "Topics"]
+
+_DAY_MS: Final = 86_400_000
+
+#: Tansu reports only configs set at creation, so every topic gets explicit ones.
+TOPIC_CONFIGS: Final[dict[str, dict[str, str]]] = {
+    "grievance-events": {"retention.ms": str(14 * _DAY_MS), "cleanup.policy": "delete"},
+    "project-events": {"retention.ms": str(14 * _DAY_MS), "cleanup.policy": "delete"},
+    "dead-letter": {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"},
+    "alerts": {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"},
+}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names for one deployment; a prefix isolates test runs on a shared broker."""
+
+    prefix: str = ""
+
+    @property
+    def grievance(self) -> str:
+        return f"{self.prefix}grievance-events"
+
+    @property
+    def project(self) -> str:
+        return f"{self.prefix}project-events"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}dead-letter"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts"
+
+    def for_stream(self, stream: str) -> str:
+        return self.grievance if stream == "grievance" else self.project
+
+    def all(self) -> dict[str, dict[str, str]]:
+        """topic name -> creation configs."""
+        return {f"{self.prefix}{base}": dict(cfg) for base, cfg in TOPIC_CONFIGS.items()}

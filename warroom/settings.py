@@ -1,0 +1,191 @@
+"""Every setting warroom reads from the environment, declared once with type, default and doc."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "SettingsError", "env_table", "load"]
+
+
+class SettingsError(ValueError):
+    """A setting in the environment cannot be read; the message names it."""
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Flags on the CLI override these; these override the defaults."""
+
+    data_dir: Path = _setting(
+        "WARROOM_DATA_DIR", Path("data"), "Folder for the embedded store, logs and outboxes."
+    )
+    kafka: str = _setting(
+        "WARROOM_KAFKA",
+        "",
+        "Kafka bootstrap servers (HOST:PORT,...). Empty: `warroom up` starts the embedded "
+        "Tansu broker.",
+    )
+    store: str = _setting(
+        "WARROOM_STORE",
+        "",
+        "ClickHouse URL: chdb:///path (embedded) or clickhouse://user:pass@host:9000/db. "
+        "Empty: chdb under WARROOM_DATA_DIR/clickhouse.",
+    )
+    mode: str = _setting(
+        "WARROOM_MODE",
+        "embedded",
+        "embedded (one machine, dev defaults) or production (refuses unsafe defaults).",
+    )
+    topic_prefix: str = _setting(
+        "WARROOM_TOPIC_PREFIX", "", "Prefix for every topic name (tests use it to isolate runs)."
+    )
+    partitions: int = _setting(
+        "WARROOM_PARTITIONS", 4, "Partitions per topic when warroom creates the topics."
+    )
+    group_id: str = _setting("WARROOM_GROUP_ID", "warroom", "Kafka consumer group (Faust app id).")
+    pseudonym_key: str = _setting(
+        "WARROOM_PSEUDONYM_KEY",
+        "",
+        "Secret for the keyed pseudonym (HMAC-SHA256) of complainant data. Required in "
+        "production mode; embedded mode uses a fixed development key and warns.",
+    )
+    web_host: str = _setting(
+        "WARROOM_WEB_HOST", "127.0.0.1", "Bind address of the worker's web server."
+    )
+    web_port: int = _setting(
+        "WARROOM_WEB_PORT",
+        6066,
+        "Port of the worker's web server (/metrics, /healthz, /readyz, query). 0 = any free port.",
+    )
+    log_level: str = _setting("WARROOM_LOG_LEVEL", "info", "debug, info, warning or error.")
+    log_format: str = _setting(
+        "WARROOM_LOG_FORMAT", "auto", "auto (text on a terminal, JSON lines otherwise), text, json."
+    )
+    rebalance_timeout: float = _setting(
+        "WARROOM_REBALANCE_TIMEOUT",
+        3.0,
+        "Consumer-group rebalance/session timeout in seconds. Tansu holds a group join until "
+        "it expires, so keep it short on the embedded broker.",
+    )
+    grace_seconds: int = _setting(
+        "WARROOM_GRACE_SECONDS",
+        3600,
+        "How far behind the stream's event-time watermark an event may arrive and still "
+        "update its 1-minute bucket. Older events are counted as too late.",
+    )
+    late_seconds: int = _setting(
+        "WARROOM_LATE_SECONDS",
+        60,
+        "An event this far behind the watermark is counted as late (it still updates its bucket).",
+    )
+    dedup_window: int = _setting(
+        "WARROOM_DEDUP_WINDOW",
+        500_000,
+        "Duplicates (same event_id) are detected within this many preceding offsets of the "
+        "same topic-partition. Memory is about 150 bytes per remembered event.",
+    )
+    flush_interval: float = _setting(
+        "WARROOM_FLUSH_INTERVAL", 0.5, "Seconds between ClickHouse writes (freshness)."
+    )
+    flush_rows: int = _setting(
+        "WARROOM_FLUSH_ROWS", 200_000, "Rows buffered before a write is started regardless of time."
+    )
+    max_buffered_rows: int = _setting(
+        "WARROOM_MAX_BUFFERED_ROWS",
+        1_000_000,
+        "Consumption pauses when this many rows wait for ClickHouse (backpressure).",
+    )
+    commit_interval: float = _setting(
+        "WARROOM_COMMIT_INTERVAL",
+        2.0,
+        "Seconds between state checkpoints (table changelog + Kafka offset commit).",
+    )
+    max_future_skew: int = _setting(
+        "WARROOM_MAX_FUTURE_SKEW",
+        3600,
+        "Events dated more than this many seconds in the future are rejected as impossible_time.",
+    )
+    sla_days: str = _setting(
+        "WARROOM_SLA_DAYS",
+        "",
+        "Override grievance SLA days per category, e.g. 'land=30,debt=15'. No official SLA is "
+        "published; see streams/sla.py for the defaults.",
+    )
+    stale_days: int = _setting(
+        "WARROOM_STALE_DAYS", 14, "A project with no report for this many days is stale."
+    )
+    dashboard_url: str = _setting(
+        "WARROOM_DASHBOARD_URL",
+        "http://localhost:3000",
+        "Grafana base URL used for links in alert messages.",
+    )
+
+    @property
+    def embedded(self) -> bool:
+        return self.mode == "embedded"
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (CLI flags); None values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(raw: str, typ: Any, env: str) -> Any:
+    try:
+        if typ in (int, "int"):
+            return int(raw)
+        if typ in (float, "float"):
+            return float(raw)
+        if typ in (Path, "Path"):
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{env}={raw!r} is not a valid {typ}") from exc
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment (os.environ by default) and check them."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        name = f.metadata["env"]
+        if name in env and env[name] != "":
+            values[f.name] = _parse(env[name], f.type, name)
+    settings = Settings(**values)
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    """Refuse settings that cannot work, with a message that names the variable."""
+    if settings.mode not in ("embedded", "production"):
+        raise SettingsError("WARROOM_MODE must be 'embedded' or 'production'")
+    if settings.mode == "production" and not settings.pseudonym_key:
+        raise SettingsError(
+            "WARROOM_PSEUDONYM_KEY must be set in production mode: complainant data is "
+            "pseudonymised with it (PDPA)"
+        )
+    if settings.partitions < 1:
+        raise SettingsError("WARROOM_PARTITIONS must be at least 1")
+    if settings.late_seconds > settings.grace_seconds:
+        raise SettingsError("WARROOM_LATE_SECONDS cannot exceed WARROOM_GRACE_SECONDS")
+    if settings.log_format not in ("auto", "text", "json"):
+        raise SettingsError("WARROOM_LOG_FORMAT must be auto, text or json")
+
+
+def env_table() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting: the README's table is checked against it."""
+    return [
+        (f.metadata["env"], str(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)
+    ]
