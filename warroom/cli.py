@@ -22,9 +22,11 @@ def _register() -> None:
     from producers.cli import register as register_producers
     from sinks.cli import register as register_sinks
     from warroom.run_cli import register as register_run
+    from warroom.status_cli import register as register_status
 
     for register in (
         register_run,
+        register_status,
         register_producers,
         register_sinks,
         register_dashboards,
