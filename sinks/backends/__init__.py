@@ -1,0 +1,152 @@
+"""One interface over both stores: embedded chdb and a ClickHouse server via clickhouse-driver.
+
+Every call blocks; the writer runs them on one dedicated thread so the event loop never waits
+(chdb and clickhouse-driver both release the GIL while the engine or the socket works).
+
+Values handed to `insert` are columnar (`{column: [values...]}`). Time columns — DateTime and
+DateTime64 — take **epoch milliseconds as int** (or aware datetimes); the backend converts them
+exactly (chdb: Arrow timestamp[ms, UTC]; clickhouse-driver: raw ticks). None is NULL for
+Nullable columns, lists for Array columns, str for UUID.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from sinks.url import StoreURL, parse_store_url
+
+__all__ = [
+    "Backend",
+    "StoreError",
+    "StoreLockedError",
+    "open_backend",
+    "split_type",
+]
+
+
+class StoreError(RuntimeError):
+    """A store call failed. `code`/`name` are ClickHouse's (e.g. 60, UNKNOWN_TABLE) when known;
+    `transient` says whether retrying the same call can succeed (connection lost, disk full,
+    read-only file system, too many parts...)."""
+
+    def __init__(
+        self, message: str, *, code: int | None = None, name: str = "", transient: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name
+        self.transient = transient
+
+
+class StoreLockedError(StoreError):
+    """The chdb data folder is held by another process (a running worker)."""
+
+
+# errors that retrying cannot fix: the statement or the data is wrong, not the store
+_PERMANENT = frozenset(
+    {
+        "SYNTAX_ERROR",
+        "UNKNOWN_TABLE",
+        "UNKNOWN_DATABASE",
+        "UNKNOWN_IDENTIFIER",
+        "UNKNOWN_FUNCTION",
+        "UNKNOWN_TYPE",
+        "UNKNOWN_SETTING",
+        "UNKNOWN_FORMAT",
+        "TYPE_MISMATCH",
+        "ILLEGAL_COLUMN",
+        "NO_SUCH_COLUMN_IN_TABLE",
+        "THERE_IS_NO_COLUMN",
+        "NUMBER_OF_COLUMNS_DOESNT_MATCH",
+        "CANNOT_PARSE_TEXT",
+        "CANNOT_PARSE_UUID",
+        "CANNOT_CONVERT_TYPE",
+        "READONLY",
+        "ACCESS_DENIED",
+        "BAD_ARGUMENTS",
+        "ILLEGAL_TYPE_OF_ARGUMENT",
+    }
+)
+_CODE = re.compile(r"Code: (\d+)\.")
+_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)(?: \(version [^)]*\))?\.?\s*$")
+
+
+def error_from_message(message: str) -> StoreError:
+    """A StoreError classified from the ClickHouse exception text ("Code: 60. ... (NAME)")."""
+    code_match = _CODE.search(message)
+    name_match = _NAME.search(message.strip())
+    name = name_match.group(1) if name_match else ""
+    code = int(code_match.group(1)) if code_match else None
+    return StoreError(message, code=code, name=name, transient=name not in _PERMANENT)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the writer, the migration runner and the query endpoint need from a store."""
+
+    #: "chdb" or "native" (the `backend` label of the sink metrics)
+    name: str
+    #: database that unqualified table names resolve to
+    database: str
+
+    def execute(self, sql: str) -> None:
+        """Run a statement that returns nothing (DDL, INSERT ... SELECT)."""
+
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> int:
+        """Insert columnar data into `table` (of `database` unless qualified); returns rows."""
+
+    def query_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a SELECT and return its rows as tuples of Python values."""
+
+    def query_bytes(self, sql: str, fmt: str) -> bytes:
+        """Run a SELECT and return the raw output in ClickHouse format `fmt` (e.g. Native)."""
+
+    def ping(self) -> None:
+        """Raise StoreError unless the store answers."""
+
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+
+
+def split_type(ch_type: str) -> tuple[str, bool, str | None]:
+    """("base", nullable, array element type or None) of a ClickHouse type string.
+
+    LowCardinality and Nullable wrappers are stripped: they change storage, not the values.
+    """
+    t = ch_type.strip()
+    nullable = False
+    while True:
+        if t.startswith("LowCardinality(") and t.endswith(")"):
+            t = t[len("LowCardinality(") : -1].strip()
+        elif t.startswith("Nullable(") and t.endswith(")"):
+            t = t[len("Nullable(") : -1].strip()
+            nullable = True
+        else:
+            break
+    if t.startswith("Array(") and t.endswith(")"):
+        return "Array", nullable, t[len("Array(") : -1].strip()
+    base = t.split("(", 1)[0]
+    return base, nullable, None
+
+
+def open_backend(
+    url: str | StoreURL, *, readonly: bool = False, create_database: bool = True
+) -> Backend:
+    """Connect to the store named by `url` (see sinks.url).
+
+    readonly: the connection refuses writes and DDL (used by the query endpoint and
+    `warroom query`). create_database: create the URL's database when it is missing.
+    """
+    parsed = parse_store_url(url) if isinstance(url, str) else url
+    if parsed.kind == "chdb":
+        from sinks.backends.chdb import ChdbBackend
+
+        assert parsed.path is not None
+        return ChdbBackend(
+            parsed.path, parsed.database, readonly=readonly, create_database=create_database
+        )
+    from sinks.backends.native import NativeBackend
+
+    return NativeBackend(parsed, readonly=readonly, create_database=create_database)

@@ -1,0 +1,238 @@
+"""Embedded store: chdb (the ClickHouse engine in-process) on a local data folder.
+
+chdb serves one data path per process and locks the folder against other processes. Several
+connections (sessions) on that one path may coexist, each with its own current database and
+settings: the writer holds one, the query endpoint its own read-only ones.
+
+Inserts go through Arrow: the columns become a `pyarrow.Table` that the engine reads with
+`INSERT ... SELECT * FROM Python(table)` — chdb scans it without a text round trip and casts
+to the table's types (measured in bench/sinks.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from chdb import session as chdb_session
+
+from sinks.backends import StoreError, StoreLockedError, error_from_message, split_type
+
+__all__ = ["ChdbBackend", "arrow_type"]
+
+log = logging.getLogger(__name__)
+
+# pyarrow (a chdb dependency) ships no type information, and chdb's own functions are
+# unannotated: both are used through Any so that mypy --strict stays meaningful elsewhere
+pa: Any = importlib.import_module("pyarrow")
+_Session: Any = chdb_session.Session
+
+_paths_lock = threading.Lock()
+_open_path: Path | None = None
+_open_count = 0
+
+_TS_MS_UTC = pa.timestamp("ms", tz="UTC")
+_SIMPLE: dict[str, Any] = {
+    "String": pa.string(),
+    "FixedString": pa.string(),
+    "UUID": pa.string(),
+    "Int8": pa.int8(),
+    "Int16": pa.int16(),
+    "Int32": pa.int32(),
+    "Int64": pa.int64(),
+    "UInt8": pa.uint8(),
+    "UInt16": pa.uint16(),
+    "UInt32": pa.uint32(),
+    "UInt64": pa.uint64(),
+    "Float32": pa.float32(),
+    "Float64": pa.float64(),
+    "Bool": pa.bool_(),
+    # epoch milliseconds in, the engine truncates to the column's precision
+    "DateTime": _TS_MS_UTC,
+    "DateTime64": _TS_MS_UTC,
+}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def arrow_type(ch_type: str) -> Any:
+    """The Arrow type a column of ClickHouse type `ch_type` is built with (None: inferred)."""
+    base, _, element = split_type(ch_type)
+    if element is not None:
+        inner = arrow_type(element)
+        return pa.list_(inner) if inner is not None else None
+    return _SIMPLE.get(base)
+
+
+def _claim(path: Path) -> None:
+    global _open_path, _open_count
+    with _paths_lock:
+        if _open_path is not None and _open_path != path:
+            raise StoreError(
+                f"chdb serves one data path per process: {_open_path} is open here, "
+                f"so {path} cannot be opened too",
+                transient=False,
+            )
+        _open_path = path
+        _open_count += 1
+
+
+def _release() -> None:
+    global _open_path, _open_count
+    with _paths_lock:
+        _open_count -= 1
+        if _open_count <= 0:
+            _open_path, _open_count = None, 0
+
+
+def _quote(identifier: str) -> str:
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+class ChdbBackend:
+    """One chdb connection on `path`, working in `database`."""
+
+    name = "chdb"
+
+    def __init__(
+        self,
+        path: Path,
+        database: str,
+        *,
+        readonly: bool = False,
+        create_database: bool = True,
+    ) -> None:
+        self.path = path.resolve()
+        self.database = database
+        self.readonly = readonly
+        self._types: dict[str, dict[str, str]] = {}
+        _claim(self.path)
+        self._claimed = True
+        self._session: Any = None
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self._session = _Session(str(self.path))
+            except Exception as exc:
+                text = str(exc)
+                if "Cannot lock file" in text or "lock" in text.lower():
+                    raise StoreLockedError(
+                        f"the chdb store {self.path} is in use by another process (a running "
+                        f"worker?); read it through that worker's query endpoint",
+                        transient=False,
+                    ) from exc
+                raise error_from_message(text) from exc
+            if create_database and not readonly:
+                self.execute(f"CREATE DATABASE IF NOT EXISTS {_quote(database)}")
+            self.execute(f"USE {_quote(database)}")
+            if readonly:
+                # 2, not 1: readers (Grafana) must still change settings such as
+                # max_execution_time; 2 refuses every write and DDL and any change of itself
+                self.execute("SET readonly = 2")
+        except BaseException:
+            self.close()
+            raise
+
+    # --- raw access ---------------------------------------------------------------------------
+
+    def _query(self, sql: str, fmt: str = "TabSeparated") -> Any:
+        if self._session is None:
+            raise StoreError("chdb connection is closed", transient=False)
+        try:
+            return self._session.query(sql, fmt)
+        except Exception as exc:
+            raise error_from_message(str(exc)) from exc
+
+    def execute(self, sql: str) -> None:
+        self._query(sql)
+
+    def query_bytes(self, sql: str, fmt: str) -> bytes:
+        result = self._query(sql, fmt)
+        data = result.bytes()
+        return bytes(data)
+
+    def query_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        table = self._query(sql, "ArrowTable")
+        columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+        # Arrow carries DateTime as uint32 seconds: ask the engine which columns are DateTime,
+        # so that both backends return datetimes
+        if any(pa.types.is_uint32(f.type) for f in table.schema):
+            types = [row[1] for row in self._describe(f"({sql})")]
+            for i, ch_type in enumerate(types[: len(columns)]):
+                base, _, element = split_type(ch_type)
+                if element is None and base == "DateTime":
+                    columns[i] = [
+                        None if v is None else _EPOCH + dt.timedelta(seconds=v) for v in columns[i]
+                    ]
+        return list(zip(*columns, strict=True)) if columns else []
+
+    def _describe(self, target: str) -> list[tuple[str, str]]:
+        table = self._query(f"DESCRIBE {target}", "ArrowTable")
+        names = table.column(0).to_pylist()
+        types = table.column(1).to_pylist()
+        return list(zip(names, types, strict=True))
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def _qualified(self, table: str) -> str:
+        if "." in table:
+            return table
+        return f"{_quote(self.database)}.{_quote(table)}"
+
+    def column_types(self, table: str) -> dict[str, str]:
+        """{column: ClickHouse type} of `table`, read once from the engine and cached."""
+        qualified = self._qualified(table)
+        types = self._types.get(qualified)
+        if types is None:
+            types = dict(self._describe(f"TABLE {qualified}"))
+            self._types[qualified] = types
+        return types
+
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> int:
+        if not columns:
+            return 0
+        types = self.column_types(table)
+        names = list(columns)
+        arrays = []
+        for name in names:
+            ch_type = types.get(name)
+            if ch_type is None:
+                raise StoreError(
+                    f"table {table} has no column {name!r}",
+                    name="NO_SUCH_COLUMN_IN_TABLE",
+                    transient=False,
+                )
+            try:
+                arrays.append(pa.array(columns[name], type=arrow_type(ch_type)))
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+                raise StoreError(
+                    f"column {table}.{name} ({ch_type}) got a value it cannot hold: {exc}",
+                    name="BAD_DATA",
+                    transient=False,
+                ) from exc
+        warroom_batch = pa.Table.from_arrays(arrays, names=names)  # noqa: F841 (read by name)
+        cols = ", ".join(_quote(n) for n in names)
+        self._query(
+            f"INSERT INTO {self._qualified(table)} ({cols}) SELECT * FROM Python(warroom_batch)"
+        )
+        return len(arrays[0])
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                session.close()
+            except Exception:  # closing must not mask the reason we are closing
+                log.debug("closing chdb session failed", exc_info=True)
+        if self._claimed:
+            self._claimed = False
+            _release()
