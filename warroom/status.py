@@ -348,10 +348,11 @@ def _uptime(v: float | None) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def _table(title: str, *columns: str) -> Table:
+def _table(title: str, *columns: str, left: int = 1) -> Table:
+    """Text in the first `left` columns (left-aligned), numbers after them."""
     t = Table(title=title, title_justify="left", box=None, pad_edge=False, expand=False)
     for i, c in enumerate(columns):
-        t.add_column(c, justify="left" if i == 0 else "right", no_wrap=True)
+        t.add_column(c, justify="left" if i < left else "right", no_wrap=True)
     return t
 
 
@@ -375,7 +376,7 @@ def render(summary: Summary) -> RenderableType:
         t.add_row("(no events yet)")
     parts.append(t)
     if s.rejected:
-        t = _table("rejected by reason", "stream", "reason", "events")
+        t = _table("rejected by reason", "stream", "reason", "events", left=2)
         for stream, reason, v in s.rejected[:8]:
             t.add_row(stream, reason, _n(v))
         parts.append(t)
@@ -397,7 +398,7 @@ def render(summary: Summary) -> RenderableType:
             t.add_row(c.channel, "", _n(c.sent), _n(c.failed), _n(c.queued))
         parts.append(t)
     if s.producers:
-        t = _table("producers", "producer", "stream", "sent", "sent/s")
+        t = _table("producers", "producer", "stream", "sent", "sent/s", left=2)
         for p, stream, v, per_s in s.producers:
             t.add_row(p, stream, _n(v), _rate(per_s))
         parts.append(t)
