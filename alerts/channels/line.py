@@ -1,0 +1,105 @@
+"""LINE Messaging API push through LINE's official SDK (linebot.v3.messaging, async client).
+
+`POST {base_url}/v2/bot/message/push` with `Authorization: Bearer <channel access token>` and
+`X-Line-Retry-Key`: a UUID derived from (notification id, recipient), so every retry of the
+same delivery, also after a restart, carries the same key and LINE executes it once. A 409
+answer to a retry key means an earlier try was accepted: that is success. 429 (rate limit) and
+5xx are retried with backoff (Retry-After honoured when present); 400/401/403 are permanent
+until the configuration is fixed. The text is split into at most 5 messages of 5,000 chars.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import aiohttp
+from linebot.v3.messaging import (
+    ApiException,
+    AsyncApiClient,
+    AsyncMessagingApi,
+    Configuration,
+    PushMessageRequest,
+    TextMessage,
+)
+
+from alerts.channels.base import Channel, DeliveryError, RetryPolicy
+from alerts.channels.http import error_for_status
+from alerts.messages import MessageRenderer
+from alerts.model import Notification, Recipient
+
+__all__ = ["DEFAULT_LINE_API", "LineChannel", "retry_key"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LINE_API = "https://api.line.me"
+# a fixed namespace makes the retry key a pure function of (notification, recipient)
+_RETRY_NAMESPACE = uuid.UUID("6f0a3c1e-52b4-4d0e-9a53-7d1c2b8e4f10")
+
+
+def retry_key(notification_id: str, address: str) -> str:
+    return str(uuid.uuid5(_RETRY_NAMESPACE, f"{notification_id}\x1f{address}"))
+
+
+class LineChannel(Channel):
+    """Recipient address: a LINE user (U…), group (C…) or room (R…) id."""
+
+    name = "line"
+
+    def __init__(
+        self,
+        renderer: MessageRenderer,
+        token: str,
+        base_url: str = DEFAULT_LINE_API,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(renderer, retry)
+        self._token = token
+        self._base_url = base_url.rstrip("/")
+        self._client: AsyncApiClient | None = None
+        self._api: AsyncMessagingApi | None = None
+
+    def _messaging(self) -> AsyncMessagingApi:
+        # the SDK opens an aiohttp session in its constructor: build it inside the running loop
+        if self._api is None:
+            self._client = AsyncApiClient(Configuration(access_token=self._token))
+            self._api = AsyncMessagingApi(self._client)
+            self._api.line_base_path = self._base_url
+        return self._api
+
+    async def send_once(self, notification: Notification, recipient: Recipient) -> None:
+        if not self._token:
+            raise DeliveryError(
+                "LINE channel access token is not set (WARROOM_LINE_CHANNEL_TOKEN)", permanent=True
+            )
+        texts = self.renderer.line_messages(notification)
+        request = PushMessageRequest(
+            to=recipient.address, messages=[TextMessage(text=t) for t in texts]
+        )
+        key = retry_key(notification.notification_id, recipient.address)
+        try:
+            await self._messaging().push_message(
+                request,
+                x_line_retry_key=key,
+                _request_timeout=aiohttp.ClientTimeout(total=self.retry.timeout),
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                # the retry key was accepted by an earlier try whose answer we did not see
+                log.info(
+                    "LINE had already accepted this push (409 for the retry key)",
+                    extra={"notification_id": notification.notification_id, "retry_key": key},
+                )
+                return
+            headers = exc.headers or {}
+            body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else ""
+            raise error_for_status(
+                int(exc.status or 0), body or str(exc.reason), headers.get("Retry-After")
+            ) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = self._api = None
