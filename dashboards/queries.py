@@ -1,0 +1,151 @@
+"""SQL shared by several dashboards: current gauge values, histogram quantiles, scoped filters.
+
+Conventions that keep the SQL correct under the ClickHouse plugin:
+- metric tables are ReplacingMergeTree: always read with FINAL;
+- gauges: current value = argMax(value, bucket) per key and partition, summed over partitions;
+- "now" is the end of the dashboard's time range (`$__toTime`), so a past range shows the past;
+- argument-less macros are always written in parentheses, e.g. `($__toTime)`: older releases of
+  the plugin's macro parser took the next parenthesised text after a macro as its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from dashboards.common import CATEGORY_TH, PROGRAM_TH, quote, sql_label, sql_list
+from streams.contract import OPEN_TYPES
+
+__all__ = [
+    "ACTIVE_EXCLUDED",
+    "NATIONAL",
+    "OPEN_TYPES_SQL",
+    "STALE_DAYS",
+    "Scope",
+    "current_fiscal_year",
+    "gauge_current",
+    "histogram_quantile",
+    "latest_grievances",
+    "latest_projects",
+]
+
+#: statuses that make a project inactive (the gauges use the same rule)
+ACTIVE_EXCLUDED: Final = ("completed", "cancelled")
+#: WARROOM_STALE_DAYS default: dashboards are static JSON, so the default is baked in here
+STALE_DAYS: Final = 14
+OPEN_TYPES_SQL: Final = sql_list(sorted(OPEN_TYPES))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows a dashboard looks at: the whole nation, or what its template variables pick."""
+
+    region_var: bool = False
+    district_vars: bool = False  # province and district
+    category_var: bool = False
+    program_var: bool = False
+
+    @property
+    def geo(self) -> str:
+        """Filter on region, province_code and district_code."""
+        parts = []
+        if self.region_var:
+            parts.append("$__conditionalAll(region IN ($region), $region)")
+        if self.district_vars:
+            parts.append("$__conditionalAll(province_code IN ($province), $province)")
+            parts.append("$__conditionalAll(district_code IN ($district), $district)")
+        return " AND ".join(parts) or "1 = 1"
+
+    def category(self, column: str) -> str:
+        if not self.category_var:
+            return "1 = 1"
+        return f"$__conditionalAll({column} IN ($category), $category)"
+
+    def program(self, column: str) -> str:
+        if not self.program_var:
+            return "1 = 1"
+        return f"$__conditionalAll({column} IN ($program), $program)"
+
+
+NATIONAL: Final = Scope()
+
+
+def gauge_current(metrics: Sequence[str], where: str = "1 = 1") -> str:
+    """A subquery: the current value of each gauge key as of the end of the time range."""
+    return f"""(
+        SELECT district_code, province_code, region, metric, dim1, dim2, sum(v) AS value
+        FROM (
+            SELECT district_code, province_code, region, metric, dim1, dim2, kafka_partition,
+                argMax(value, bucket) AS v
+            FROM metric_gauges FINAL
+            WHERE metric IN ({sql_list(metrics)}) AND bucket <= ($__toTime) AND {where}
+            GROUP BY district_code, province_code, region, metric, dim1, dim2, kafka_partition
+        )
+        GROUP BY district_code, province_code, region, metric, dim1, dim2
+    )"""
+
+
+def current_fiscal_year() -> str:
+    """SQL text of the Buddhist-Era fiscal year (as stored in dim2) at the end of the range."""
+    return "toString(toYear(addMonths(toTimeZone(($__toTime), 'Asia/Bangkok'), 3)) + 543)"
+
+
+def histogram_quantile(q: float, les: str, counts: str) -> str:
+    """Prometheus' histogram_quantile over sorted arrays of upper bounds and cumulative counts.
+
+    Linear interpolation inside the bucket holding rank q * total; a rank in the +Inf bucket
+    gives the highest finite bound; no observations give NULL.
+    """
+    rank = f"({q} * {counts}[-1])"
+    i = f"arrayFirstIndex(c -> c >= {rank}, {counts})"
+    lower = f"if({i} = 1, 0, {les}[{i} - 1])"
+    below = f"if({i} = 1, 0, {counts}[{i} - 1])"
+    return (
+        f"if({counts}[-1] = 0, NULL, if(isInfinite({les}[{i}]), {lower}, "
+        f"{lower} + ({les}[{i}] - {lower}) * ({rank} - {below}) / ({counts}[{i}] - {below})))"
+    )
+
+
+def latest_grievances(scope: Scope) -> str:
+    """A subquery: each grievance's state after its latest event up to the end of the range."""
+    return f"""(
+        SELECT district_code, grievance_id,
+            argMax(type, occurred_at) AS last_type,
+            argMax(category, occurred_at) AS category_code,
+            argMax(priority, occurred_at) AS priority_code,
+            argMax(due_at, occurred_at) AS due,
+            min(occurred_at) AS first_seen,
+            anyIf(complainant_pseudonym, complainant_pseudonym != '') AS pseudonym
+        FROM grievance_events FINAL
+        WHERE occurred_at <= ($__toTime_ms) AND {scope.geo}
+        GROUP BY district_code, grievance_id
+    )"""
+
+
+def latest_projects(scope: Scope) -> str:
+    """A subquery: each project's latest report up to the end of the range."""
+    return f"""(
+        SELECT district_code, province_code, project_id,
+            argMax(
+                (program, status, progress_pct, planned_pct, budget_allocated_thb,
+                 budget_disbursed_thb, fiscal_year),
+                occurred_at
+            ) AS latest,
+            max(occurred_at) AS last_report
+        FROM project_events FINAL
+        WHERE occurred_at <= ($__toTime_ms) AND {scope.geo}
+        GROUP BY district_code, province_code, project_id
+    )"""
+
+
+def category_label(column: str) -> str:
+    return sql_label(column, CATEGORY_TH)
+
+
+def program_label(column: str) -> str:
+    return sql_label(column, PROGRAM_TH)
+
+
+def literal(value: str) -> str:
+    return quote(value)
