@@ -89,7 +89,7 @@ def migrate(backend: Backend, *, reference: bool = True) -> MigrationResult:
             {
                 "version": [migration.version],
                 "name": [migration.name],
-                "applied_at": [int(time.time() * 1000)],
+                "applied_at": [int(time.time())],
             },
         )
         applied.append(migration.version)

@@ -1,7 +1,8 @@
 """Column order of every warroom table, as the migrations create them (tests check the match).
 
-Rows handed to the writer are tuples in exactly this order. Time columns take epoch
-milliseconds (int); see sinks.backends for the other value conventions.
+Rows handed to the writer are tuples in exactly this order. Time columns take ints in the
+column's unit: DateTime (bucket, applied_at) epoch seconds, DateTime64(3) epoch milliseconds;
+see sinks.backends for the other value conventions.
 """
 
 from __future__ import annotations

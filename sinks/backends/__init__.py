@@ -3,9 +3,10 @@
 Every call blocks; the writer runs them on one dedicated thread so the event loop never waits
 (chdb and clickhouse-driver both release the GIL while the engine or the socket works).
 
-Values handed to `insert` are columnar (`{column: [values...]}`). Time columns — DateTime and
-DateTime64 — take **epoch milliseconds as int** (or aware datetimes); the backend converts them
-exactly (chdb: Arrow timestamp[ms, UTC]; clickhouse-driver: raw ticks). None is NULL for
+Values handed to `insert` are columnar (`{column: [values...]}`). Time columns take ints in the
+column's own unit, as ClickHouse itself reads integers: `DateTime` = epoch **seconds**,
+`DateTime64(3)` = epoch **milliseconds** (aware datetimes work too). Both backends pass them on
+exactly (chdb: Arrow timestamp[s|ms, UTC]; clickhouse-driver: raw ticks). None is NULL for
 Nullable columns, lists for Array columns, str for UUID.
 """
 

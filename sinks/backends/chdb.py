@@ -36,7 +36,6 @@ _paths_lock = threading.Lock()
 _open_path: Path | None = None
 _open_count = 0
 
-_TS_MS_UTC = pa.timestamp("ms", tz="UTC")
 _SIMPLE: dict[str, Any] = {
     "String": pa.string(),
     "FixedString": pa.string(),
@@ -52,10 +51,10 @@ _SIMPLE: dict[str, Any] = {
     "Float32": pa.float32(),
     "Float64": pa.float64(),
     "Bool": pa.bool_(),
-    # epoch milliseconds in, the engine truncates to the column's precision
-    "DateTime": _TS_MS_UTC,
-    "DateTime64": _TS_MS_UTC,
+    # ints are in the column's own unit, as ClickHouse reads them: DateTime = epoch seconds
+    "DateTime": pa.timestamp("s", tz="UTC"),
 }
+_DT64_UNIT = {0: "s", 3: "ms", 6: "us", 9: "ns"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -65,7 +64,17 @@ def arrow_type(ch_type: str) -> Any:
     if element is not None:
         inner = arrow_type(element)
         return pa.list_(inner) if inner is not None else None
+    if base == "DateTime64":
+        # DateTime64(P) = ticks of 10^-P s since the epoch (P = 3: milliseconds)
+        precision = _precision(ch_type)
+        unit = _DT64_UNIT.get(precision)
+        return pa.timestamp(unit, tz="UTC") if unit else None
     return _SIMPLE.get(base)
+
+
+def _precision(ch_type: str) -> int:
+    inner = ch_type[ch_type.index("DateTime64(") + len("DateTime64(") :]
+    return int(inner.split(",", 1)[0].split(")", 1)[0].strip())
 
 
 def _claim(path: Path) -> None:

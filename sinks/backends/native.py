@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from clickhouse_driver import Client, errors
 
-from sinks.backends import StoreError, error_from_message, split_type
+from sinks.backends import StoreError, error_from_message
 from sinks.url import StoreURL
 
 __all__ = ["NativeBackend"]
@@ -161,12 +161,9 @@ class NativeBackend:
                     name="NO_SUCH_COLUMN_IN_TABLE",
                     transient=False,
                 )
-            base, _, element = split_type(ch_type)
-            values = columns[name]
-            if element is None and base == "DateTime":
-                # the driver takes raw ints as seconds for DateTime (ticks for DateTime64)
-                values = [v // 1000 if isinstance(v, int) else v for v in values]
-            data.append(values)
+            # raw ints pass through: the driver, like ClickHouse, reads them in the column's
+            # unit (DateTime: seconds, DateTime64(3): milliseconds)
+            data.append(columns[name])
         cols = ", ".join(_quote(n) for n in names)
         self._call(
             self._client,

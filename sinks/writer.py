@@ -1,0 +1,413 @@
+"""The pipeline's only way to write the store: batched, columnar, retried, bounded, with a barrier.
+
+    writer = Writer(backend, flush_rows=200_000, flush_interval=0.5, max_buffered_rows=1_000_000)
+    await writer.start()
+    writer.add("metric_buckets", row)        # non-blocking; row = tuple in sinks.tables order
+    if writer.over_capacity:                 # backpressure: pause consumption, then
+        await writer.wait_for_capacity()     # returns below the low watermark
+    await writer.flush()                     # barrier: all rows added before it are written
+    ...                                      # now commit the Kafka offsets of those rows
+    await writer.close()                     # final flush
+
+Values: time columns are ints in the column's unit — DateTime (bucket) epoch seconds,
+DateTime64(3) (occurred_at, due_at, ingested_at, ...) epoch milliseconds; None for NULL; lists
+for arrays; UUIDs as str (see sinks.backends).
+
+Rows wait in per-table lists; a background task writes everything pending when `flush_rows`
+rows are waiting, when the oldest waiting row is `flush_interval` seconds old, or when someone
+calls `flush()`. One batch is in flight at a time, written table by table on one dedicated
+thread (the backend's calls block; chdb and the driver release the GIL). A table whose insert
+fails is retried with exponential backoff (the tables that succeeded are not written again)
+until it succeeds: nothing is ever dropped. While the store is down rows keep accumulating, so
+`over_capacity` tells the pipeline to stop consuming instead of growing memory without bound.
+Writes are idempotent (ReplacingMergeTree), so a retry after an ambiguous failure is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sinks.backends import Backend, StoreError
+from sinks.tables import COLUMNS
+
+if TYPE_CHECKING:
+    from warroom.telemetry import Telemetry
+
+__all__ = ["Writer", "WriterClosedError"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WriterClosedError(RuntimeError):
+    """Rows were added after close() began."""
+
+
+@dataclass
+class _Status:
+    ok: bool = True
+    detail: str = "no write yet"
+    failing_since: float | None = None
+
+
+class Writer:
+    """Batching, retrying, backpressuring writer over one backend (see the module docstring)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        flush_rows: int = 200_000,
+        flush_interval: float = 0.5,
+        max_buffered_rows: int = 1_000_000,
+        low_watermark: int | None = None,
+        retry_initial: float = 0.2,
+        retry_max: float = 10.0,
+        columns: Mapping[str, Sequence[str]] | None = None,
+        telemetry: Telemetry | None = None,
+        on_status: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        """
+        flush_rows: write as soon as this many rows wait. flush_interval: seconds the oldest
+        waiting row may wait. max_buffered_rows: `over_capacity` from here (waiting + in
+        flight); `wait_for_capacity` returns at `low_watermark` (default half of it).
+        retry_initial/retry_max: backoff bounds in seconds. columns: column order of extra
+        tables (the warroom tables are known). telemetry: a warroom.telemetry.Telemetry
+        (default: the process-wide one). on_status(ok, detail): called after each write
+        attempt (e.g. Health.report("store", ...)).
+        """
+        if flush_rows < 1 or max_buffered_rows < 1 or flush_interval <= 0:
+            raise ValueError("flush_rows, max_buffered_rows and flush_interval must be positive")
+        self.backend = backend
+        self.flush_rows = flush_rows
+        self.flush_interval = flush_interval
+        self.max_buffered_rows = max_buffered_rows
+        if low_watermark is None:
+            low_watermark = max_buffered_rows // 2
+        self.low_watermark = min(low_watermark, max_buffered_rows)
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self._columns: dict[str, tuple[str, ...]] = {t: tuple(c) for t, c in COLUMNS.items()}
+        for table, cols in (columns or {}).items():
+            self._columns[table] = tuple(cols)
+        if telemetry is None:
+            from warroom import telemetry as telemetry_module
+
+            telemetry = telemetry_module.get()
+        self._telemetry = telemetry
+        self._metrics = telemetry.sink(backend.name)
+        self._on_status = on_status
+
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self._pending_rows = 0
+        self._pending_since: float | None = None
+        self._inflight_rows = 0
+        self._added = 0  # rows ever added
+        self._durable = 0  # rows ever written (batches complete in order)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"warroom-sink-{backend.name}"
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._status = _Status()
+        self.retries = 0
+        self.write_errors = 0
+
+    # --- adding rows (hot path, synchronous) ---------------------------------------------------
+
+    def _buffer(self, table: str, width: int) -> list[tuple[Any, ...]]:
+        if self._closing:
+            raise WriterClosedError(f"writer is closing; rows for {table} refused")
+        columns = self._columns.get(table)
+        if columns is None:
+            raise KeyError(f"unknown table {table!r}; known: {', '.join(sorted(self._columns))}")
+        if width != len(columns):
+            raise ValueError(
+                f"a {table} row has {len(columns)} values ({', '.join(columns)}), got {width}"
+            )
+        buf = self._pending.get(table)
+        if buf is None:
+            buf = self._pending[table] = []
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        return buf
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        """Queue one row (a tuple in the table's column order). Never blocks, never drops."""
+        self._buffer(table, len(row)).append(row)
+        self._pending_rows += 1
+        self._added += 1
+        if self._pending_rows >= self.flush_rows:
+            self._wake.set()
+        if self._capacity.is_set() and self.over_capacity:
+            self._capacity.clear()
+
+    def add_many(self, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Queue many rows of one table."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return
+        width = len(rows[0])
+        if any(len(r) != width for r in rows):
+            raise ValueError(f"rows for {table} differ in length")
+        self._buffer(table, width).extend(rows)
+        self._pending_rows += len(rows)
+        self._added += len(rows)
+        if self._pending_rows >= self.flush_rows:
+            self._wake.set()
+        if self._capacity.is_set() and self.over_capacity:
+            self._capacity.clear()
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows added and not yet written (waiting + in flight)."""
+        return self._pending_rows + self._inflight_rows
+
+    @property
+    def over_capacity(self) -> bool:
+        """True when consumption should pause (buffered_rows >= max_buffered_rows)."""
+        return self.buffered_rows >= self.max_buffered_rows
+
+    async def wait_for_capacity(self) -> None:
+        """Return once buffered rows are at or below the low watermark (time counted as
+        warroom_backpressure_seconds_total)."""
+        if self.buffered_rows <= self.low_watermark:
+            return
+        self._capacity.clear()
+        self._wake.set()
+        started = time.monotonic()
+        try:
+            while self.buffered_rows > self.low_watermark:
+                await self._capacity.wait()
+                if self.buffered_rows > self.low_watermark:
+                    self._capacity.clear()
+        finally:
+            self._telemetry.add_backpressure(time.monotonic() - started)
+
+    # --- barrier and lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background flusher (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"warroom-sink-{self.name}"
+            )
+            self._task.add_done_callback(self._flusher_done)
+
+    def _flusher_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._closing:
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("store writer stopped", exc_info=exc, extra={"backend": self.name})
+            for _, future in self._waiters:
+                if not future.done():
+                    future.set_exception(exc)
+            self._waiters.clear()
+
+    async def flush(self) -> None:
+        """Barrier: return once every row added before this call is written (retrying as long
+        as that takes)."""
+        target = self._added
+        if self._durable >= target:
+            return
+        await self.start()
+        if self._task is not None and self._task.done():
+            self._task.result()  # re-raise what stopped the flusher
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        self._wake.set()
+        await future
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Final flush, then stop. With `timeout`, give up waiting after that many seconds and
+        log how many rows stay unwritten (their offsets were never committed, so a restart
+        reads them again)."""
+        if self._closed:
+            return
+        try:
+            if self._added > self._durable:
+                await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            log.error(
+                "store writer closed with rows unwritten",
+                extra={"backend": self.name, "rows": self.buffered_rows},
+            )
+        finally:
+            self._closing = True
+            self._closed = True
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+            for _, future in self._waiters:
+                if not future.done():
+                    future.set_exception(WriterClosedError("writer closed before the write"))
+            self._waiters.clear()
+            self._executor.shutdown(wait=True)
+            self._metrics.set_buffered(self.buffered_rows)
+
+    # --- reads through the writer's thread ----------------------------------------------------
+
+    async def run(self, fn: Callable[[Backend], T]) -> T:
+        """Run fn(backend) on the writer's thread (the backend is not shared across threads)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, self.backend)
+
+    async def query_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return await self.run(lambda b: b.query_rows(sql))
+
+    async def execute(self, sql: str) -> None:
+        await self.run(lambda b: b.execute(sql))
+
+    def store_writable(self) -> tuple[bool, str]:
+        """(ok, detail) of the last write attempt — cheap, for /readyz."""
+        return self._status.ok, self._status.detail
+
+    async def probe(self) -> tuple[bool, str]:
+        """Ask the store now (a ping on the writer thread) unless a write is failing."""
+        if not self._status.ok:
+            return False, self._status.detail
+        try:
+            await self.run(lambda b: b.ping())
+        except StoreError as exc:
+            return False, f"{self.name}: {exc}"
+        return True, f"{self.name}: ok"
+
+    # --- the flusher ---------------------------------------------------------------------------
+
+    def _due(self) -> bool:
+        if self._pending_rows == 0:
+            return False
+        if self._pending_rows >= self.flush_rows or self._waiters or self._closing:
+            return True
+        if self.buffered_rows > self.low_watermark and not self._capacity.is_set():
+            return True
+        assert self._pending_since is not None
+        return time.monotonic() - self._pending_since >= self.flush_interval
+
+    async def _run(self) -> None:
+        while True:
+            while not self._due():
+                timeout = None
+                if self._pending_since is not None:
+                    timeout = max(0.0, self._pending_since + self.flush_interval - time.monotonic())
+                self._wake.clear()
+                if self._due():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            batch, rows = self._pending, self._pending_rows
+            self._pending, self._pending_rows, self._pending_since = {}, 0, None
+            self._inflight_rows = rows
+            self._metrics.set_buffered(self.buffered_rows)
+            await self._write(batch)
+            self._inflight_rows = 0
+            self._durable += rows
+            self._metrics.set_buffered(self.buffered_rows)
+            self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        still = []
+        for target, future in self._waiters:
+            if self._durable >= target:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((target, future))
+        self._waiters = still
+        if self.buffered_rows <= self.low_watermark:
+            self._capacity.set()
+
+    async def _write(self, batch: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Write every table of `batch`, retrying the failed ones until all succeed."""
+        loop = asyncio.get_running_loop()
+        remaining = dict(batch)
+        delay = self.retry_initial
+        attempt = 0
+        while remaining:
+            started = time.monotonic()
+            written, failed = await loop.run_in_executor(
+                self._executor, self._write_tables, remaining
+            )
+            if written:
+                self._metrics.record_write(written, time.monotonic() - started)
+            for table in written:
+                del remaining[table]
+            if not failed:
+                self._set_status(True, f"{self.name}: last write ok")
+                return
+            attempt += 1
+            self.write_errors += len(failed)
+            self._metrics.write_error(len(failed))
+            wait = min(self.retry_max, delay) * random.uniform(0.8, 1.2)
+            for table, exc in failed.items():
+                transient = not isinstance(exc, StoreError) or exc.transient
+                log.log(
+                    logging.WARNING if transient else logging.ERROR,
+                    "store write failed; retrying"
+                    if transient
+                    else "store write failed and retrying will not fix it; retrying anyway "
+                    "so nothing is dropped: the schema or the data needs attention",
+                    extra={
+                        "backend": self.name,
+                        "table": table,
+                        "rows": len(remaining[table]),
+                        "attempt": attempt,
+                        "retry_in": round(wait, 3),
+                        "error": str(exc)[:500],
+                    },
+                )
+            first = next(iter(failed.items()))
+            self._set_status(False, f"{self.name}: writing {first[0]} fails: {first[1]}"[:300])
+            await asyncio.sleep(wait)
+            delay = min(self.retry_max, delay * 2)
+            self.retries += 1
+            self._metrics.retry()
+
+    def _write_tables(
+        self, batch: dict[str, list[tuple[Any, ...]]]
+    ) -> tuple[dict[str, int], dict[str, Exception]]:
+        """On the writer thread: insert each table's rows; report which worked."""
+        written: dict[str, int] = {}
+        failed: dict[str, Exception] = {}
+        for table, rows in batch.items():
+            names = self._columns[table]
+            try:
+                columns = dict(zip(names, (list(c) for c in zip(*rows, strict=True)), strict=True))
+                self.backend.insert(table, columns)
+            except Exception as exc:  # every failure is retried; the loop logs it
+                failed[table] = exc
+            else:
+                written[table] = len(rows)
+        return written, failed
+
+    def _set_status(self, ok: bool, detail: str) -> None:
+        if ok:
+            self._status = _Status(True, detail, None)
+        else:
+            since = self._status.failing_since or time.monotonic()
+            self._status = _Status(False, detail, since)
+        if self._on_status is not None:
+            try:
+                self._on_status(ok, detail)
+            except Exception:
+                log.exception("store status callback failed")
