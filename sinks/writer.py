@@ -315,15 +315,24 @@ class Writer:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-            batch, rows = self._pending, self._pending_rows
-            self._pending, self._pending_rows, self._pending_since = {}, 0, None
-            self._inflight_rows = rows
-            self._metrics.set_buffered(self.buffered_rows)
-            await self._write(batch)
-            self._inflight_rows = 0
-            self._durable += rows
+            batch = self._take(None)
+            self._durable += await self._write(batch)
             self._metrics.set_buffered(self.buffered_rows)
             self._release_waiters()
+
+    def _take(
+        self, into: dict[str, list[tuple[Any, ...]]] | None
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """Move the waiting rows in flight (into an existing batch when given)."""
+        pending, rows = self._pending, self._pending_rows
+        self._pending, self._pending_rows, self._pending_since = {}, 0, None
+        self._inflight_rows += rows
+        self._metrics.set_buffered(self.buffered_rows)
+        if into is None:
+            return pending
+        for table, more in pending.items():
+            into.setdefault(table, []).extend(more)
+        return into
 
     def _release_waiters(self) -> None:
         still = []
@@ -337,10 +346,13 @@ class Writer:
         if self.buffered_rows <= self.low_watermark:
             self._capacity.set()
 
-    async def _write(self, batch: dict[str, list[tuple[Any, ...]]]) -> None:
-        """Write every table of `batch`, retrying the failed ones until all succeed."""
+    async def _write(self, batch: dict[str, list[tuple[Any, ...]]]) -> int:
+        """Write every table of `batch`, retrying the failed ones until all succeed; rows that
+        arrive meanwhile join the retry, so healthy tables keep flowing while one fails.
+        Returns the rows written."""
         loop = asyncio.get_running_loop()
         remaining = dict(batch)
+        total = sum(len(rows) for rows in remaining.values())
         delay = self.retry_initial
         attempt = 0
         while remaining:
@@ -350,11 +362,16 @@ class Writer:
             )
             if written:
                 self._metrics.record_write(written, time.monotonic() - started)
-            for table in written:
+            for table, count in written.items():
                 del remaining[table]
+                self._inflight_rows -= count
+            if written:
+                self._metrics.set_buffered(self.buffered_rows)
+                if self.buffered_rows <= self.low_watermark:
+                    self._capacity.set()
             if not failed:
                 self._set_status(True, f"{self.name}: last write ok")
-                return
+                return total
             attempt += 1
             self.write_errors += len(failed)
             self._metrics.write_error(len(failed))
@@ -382,6 +399,9 @@ class Writer:
             delay = min(self.retry_max, delay * 2)
             self.retries += 1
             self._metrics.retry()
+            total += self._pending_rows
+            self._take(remaining)
+        return total
 
     def _write_tables(
         self, batch: dict[str, list[tuple[Any, ...]]]

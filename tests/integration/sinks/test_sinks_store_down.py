@@ -1,0 +1,171 @@
+"""Store unavailable on chdb: a table's data folder made immutable (chattr +i) so inserts really
+fail; the writer retries with backoff, applies backpressure, loses nothing and catches up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from sinks.backends import Backend
+from sinks.migrate import migrate
+from sinks.writer import Writer
+from warroom.telemetry import Telemetry
+
+pytestmark = pytest.mark.integration
+
+BUCKET0 = 1_767_225_600  # 2026-01-01T00:00:00Z, seconds
+
+
+def _chattr(flag: str, path: str) -> None:
+    subprocess.run(["chattr", flag, path], check=True, capture_output=True)
+
+
+@contextmanager
+def immutable(path: str) -> Iterator[None]:
+    _chattr("+i", path)
+    try:
+        yield
+    finally:
+        _chattr("-i", path)
+
+
+def _table_dir(backend: Backend, table: str) -> str:
+    rows = backend.query_rows(
+        "SELECT data_paths FROM system.tables "
+        f"WHERE database = '{backend.database}' AND name = '{table}'"
+    )
+    return str(rows[0][0][0])
+
+
+@pytest.fixture
+def can_chattr(tmp_path: Path) -> None:
+    if shutil.which("chattr") is None or os.geteuid() != 0:
+        pytest.skip("needs chattr and root (immutable flag) to make the store fail for real")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        _chattr("+i", str(probe))
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"file system refuses chattr +i: {exc.stderr!r}")
+    _chattr("-i", str(probe))
+
+
+def bucket(i: int, value: float) -> tuple[object, ...]:
+    return (
+        f"10{i % 50 + 1:02d}",
+        "10",
+        "central",
+        "grievance_received",
+        "land",
+        "web",
+        BUCKET0 + (i // 50) * 60,
+        0,
+        value,
+        1,
+        BUCKET0 * 1000,
+    )
+
+
+def dead_letter(i: int) -> tuple[object, ...]:
+    return (BUCKET0 * 1000 + i, "grievance-events", 0, i, "bad_json", "", "", "", "", "", "{}")
+
+
+async def _count(writer: Writer, sql: str) -> int:
+    return int((await writer.query_rows(sql))[0][0])
+
+
+async def test_writer_survives_store_down_and_catches_up(
+    can_chattr: None,
+    chdb_backend: Backend,
+    telemetry: Telemetry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    migrate(chdb_backend, reference=False)
+    writer = Writer(
+        chdb_backend,
+        flush_rows=200,
+        flush_interval=0.1,
+        max_buffered_rows=1_000,
+        low_watermark=400,
+        retry_initial=0.05,
+        retry_max=0.4,
+        telemetry=telemetry,
+    )
+    await writer.start()
+    values = [float(i % 97) for i in range(1_600)]
+    writer.add_many("metric_buckets", [bucket(i, values[i]) for i in range(100)])
+    await writer.flush()
+    assert writer.store_writable()[0]
+
+    path = _table_dir(chdb_backend, "metric_buckets")
+    caplog.set_level(logging.WARNING, logger="sinks.writer")
+    with immutable(path):
+        # the store really refuses the table now
+        with pytest.raises(Exception, match="Operation not permitted"):
+            chdb_backend.insert("metric_buckets", {"district_code": ["1001"]})
+        for start in range(100, 1_600, 100):
+            writer.add_many(
+                "metric_buckets", [bucket(i, values[i]) for i in range(start, start + 100)]
+            )
+            await asyncio.sleep(0.02)
+        writer.add_many("dead_letters", [dead_letter(i) for i in range(30)])
+        assert writer.buffered_rows == 1_530
+        assert writer.over_capacity
+        # consumption would stay paused: capacity does not come back while the store is down
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writer.wait_for_capacity(), 1.5)
+        # the healthy table of the same flush is written; only the failing one is retried
+        for _ in range(100):
+            if await _count(writer, "SELECT count() FROM dead_letters") == 30:
+                break
+            await asyncio.sleep(0.1)
+        assert await _count(writer, "SELECT count() FROM dead_letters") == 30
+        assert await _count(writer, "SELECT count() FROM metric_buckets") == 100
+        ok, detail = writer.store_writable()
+        assert not ok and "metric_buckets" in detail
+        assert writer.retries >= 3
+        assert writer.buffered_rows == 1_500  # nothing dropped, nothing invented
+
+    # store back: capacity returns, the barrier completes, every row is there exactly once
+    await asyncio.wait_for(writer.wait_for_capacity(), 30)
+    await asyncio.wait_for(writer.flush(), 30)
+    assert writer.buffered_rows == 0
+    got = await writer.query_rows(
+        "SELECT count(), sum(value), uniqExact(district_code, bucket) FROM metric_buckets FINAL"
+    )
+    assert got == [(1_600, sum(values), 1_600)]
+    assert await _count(writer, "SELECT count() FROM metric_buckets") == 1_600
+    assert writer.store_writable()[0]
+
+    # backoff: delays grow from retry_initial towards retry_max (±20 % jitter)
+    delays = [
+        r.__dict__["retry_in"]
+        for r in caplog.records
+        if r.__dict__.get("table") == "metric_buckets" and "retry_in" in r.__dict__
+    ]
+    assert len(delays) >= 3
+    assert delays[0] <= 0.05 * 1.2 + 1e-9
+    assert max(delays) >= 0.4 * 0.8 - 1e-9
+    assert all(d <= 0.4 * 1.2 + 1e-9 for d in delays)
+    assert all(
+        r.__dict__.get("backend") == "chdb" for r in caplog.records if "retry_in" in r.__dict__
+    )
+
+    reg = telemetry.registry
+    assert reg is not None
+    errors = reg.get_sample_value("warroom_sink_write_errors_total", {"backend": "chdb"})
+    retries = reg.get_sample_value("warroom_sink_retries_total", {"backend": "chdb"})
+    assert errors is not None and errors >= writer.retries
+    assert retries == writer.retries
+    paused = reg.get_sample_value("warroom_backpressure_seconds_total", {})
+    assert paused is not None and paused >= 1.0
+    assert reg.get_sample_value("warroom_sink_buffered_rows", {"backend": "chdb"}) == 0
+    await writer.close()
