@@ -1,0 +1,294 @@
+"""The notifier: route a Notification, persist it in the outbox, deliver it in the background.
+
+    notifier = Notifier(directory, channels, Outbox(data_dir / "alerts" / "outbox.sqlite3"))
+    notifier.submit(notification)      # fast: resolves recipients and commits to the outbox
+    task = asyncio.create_task(notifier.run())
+    ...
+    await notifier.close()             # stops the loop, closes the channels (not the outbox)
+
+Delivery is at least once per (notification, recipient): an item stays pending, retried with
+exponential backoff, until its channel accepts it. Receivers de-duplicate through the ids we
+send (LINE retry key, webhook Idempotency-Key, Alertmanager label set, e-mail Message-ID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from alerts.channels.base import Channel, DeliveryError
+from alerts.directory import Directory
+from alerts.model import Notification, Recipient
+from alerts.outbox import PENDING, Outbox, OutboxItem
+from warroom import telemetry
+
+__all__ = ["Backoff", "DeliveryOutcome", "Notifier"]
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Wait before the outbox tries an item again: base * 2^(attempts-1), capped, jittered.
+    A permanent failure (bad token, refused address) waits the cap: it needs a human."""
+
+    base: float = 5.0
+    cap: float = 300.0
+    jitter: float = 0.2
+
+    def delay(self, attempts: int, error: DeliveryError) -> float:
+        wait = self.cap if error.permanent else min(self.cap, self.base * 2 ** (attempts - 1))
+        wait *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(wait, error.retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What the history hook receives after every delivery attempt of an item.
+
+    state: "notified" (accepted by the channel) or "notify_failed" (this attempt failed; the
+    item stays queued unless `final`, when it was given up after `give_up_after`)."""
+
+    notification: Notification
+    recipient: Recipient
+    state: str
+    at_ms: int
+    attempt: int
+    error: str = ""
+    final: bool = False
+
+
+OnDelivery = Callable[[DeliveryOutcome], Awaitable[None] | None]
+
+
+class Notifier:
+    def __init__(
+        self,
+        directory: Directory,
+        channels: Mapping[str, Channel],
+        outbox: Outbox,
+        *,
+        on_delivery: OnDelivery | None = None,
+        backoff: Backoff | None = None,
+        concurrency: int = 8,
+        give_up_after: float | None = 24 * 3600.0,
+        metrics: telemetry.NotifierMetrics | None = None,
+    ) -> None:
+        self.directory = directory
+        self.channels = dict(channels)
+        self.outbox = outbox
+        self.on_delivery = on_delivery
+        self.backoff = backoff or Backoff()
+        self.give_up_after_ms = int(give_up_after * 1000) if give_up_after is not None else None
+        self.metrics = metrics or telemetry.get().notifier
+        self._concurrency = concurrency
+        self._in_flight: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+        missing = directory.channels_used() - self.channels.keys()
+        if missing:
+            log.warning(
+                "the alert directory uses channels that are not configured; their "
+                "notifications stay queued until they are",
+                extra={"channels": sorted(missing)},
+            )
+        self._refresh_queued()
+
+    # --- submission (any thread) ---
+
+    def submit(self, notification: Notification) -> list[Recipient]:
+        """Route and persist; returns the recipients. Idempotent per notification id."""
+        recipients = notification.recipients or self.directory.recipients_for(notification)
+        added = self.outbox.add(notification, recipients, _now_ms())
+        log.info(
+            "notification queued",
+            extra={
+                "notification_id": notification.notification_id,
+                "kind": str(notification.kind),
+                "district_code": notification.district_code,
+                "recipients": len(recipients),
+                "new": added,
+            },
+        )
+        self._refresh_queued()
+        self._poke()
+        return recipients
+
+    def _poke(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:
+            loop.call_soon_threadsafe(wake.set)
+
+    # --- the delivery loop ---
+
+    async def run(self, poll_interval: float = 1.0) -> None:
+        """Deliver until close(); pending items from an earlier process are picked up too."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        sem = asyncio.Semaphore(self._concurrency)
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                now = _now_ms()
+                wait = poll_interval
+                for item in self.outbox.heads():
+                    if item.key in self._in_flight:
+                        continue
+                    if item.next_attempt_ms > now:
+                        wait = min(wait, (item.next_attempt_ms - now) / 1000)
+                        break  # heads come earliest first
+                    self._in_flight[item.key] = asyncio.create_task(self._deliver(item, sem))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, wait))
+        finally:
+            tasks = list(self._in_flight.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._in_flight.clear()
+            self._stopped.set()
+
+    async def _deliver(self, item: OutboxItem, sem: asyncio.Semaphore) -> None:
+        n, r = item.notification, item.recipient
+        try:
+            async with sem:
+                channel = self.channels.get(r.channel)
+                try:
+                    if channel is None:
+                        raise DeliveryError(
+                            f"channel {r.channel!r} is not configured", permanent=True
+                        )
+                    await channel.deliver(n, r)
+                except DeliveryError as exc:
+                    await self._failed(item, exc)
+                except Exception as exc:  # a bug in a channel must not stop the loop
+                    log.exception("channel raised unexpectedly", extra={"channel": r.channel})
+                    await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
+                else:
+                    now = _now_ms()
+                    self.outbox.mark_delivered(item, now)
+                    self.metrics.sent(r.channel)
+                    log.info(
+                        "notification delivered",
+                        extra={
+                            "notification_id": n.notification_id,
+                            "channel": r.channel,
+                            "recipient_role": r.role,
+                            "attempt": item.attempts + 1,
+                            "delay_ms": now - n.created_at_ms,
+                        },
+                    )
+                    await self._report(DeliveryOutcome(n, r, "notified", now, item.attempts + 1))
+        finally:
+            self._in_flight.pop(item.key, None)
+            self._refresh_queued()
+            if self._wake is not None:
+                self._wake.set()  # the recipient's next item may be due now
+
+    async def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
+        n, r = item.notification, item.recipient
+        now = _now_ms()
+        attempt = item.attempts + 1
+        self.metrics.failed(r.channel)
+        final = self.give_up_after_ms is not None and now - item.queued_ms > self.give_up_after_ms
+        if final:
+            self.outbox.mark_failed(item, now, str(exc))
+            log.error(
+                "notification given up after repeated failures; kept in the outbox as failed",
+                extra={
+                    "notification_id": n.notification_id,
+                    "channel": r.channel,
+                    "error": str(exc),
+                },
+            )
+        else:
+            wait = self.backoff.delay(attempt, exc)
+            self.outbox.mark_retry(item, now, now + int(wait * 1000), str(exc))
+            log.warning(
+                "notification delivery failed; it stays queued",
+                extra={
+                    "notification_id": n.notification_id,
+                    "channel": r.channel,
+                    "recipient_role": r.role,
+                    "attempt": attempt,
+                    "retry_in_s": round(wait, 1),
+                    "permanent": exc.permanent,
+                    "error": str(exc),
+                },
+            )
+        await self._report(
+            DeliveryOutcome(n, r, "notify_failed", now, attempt, error=str(exc), final=final)
+        )
+
+    async def _report(self, outcome: DeliveryOutcome) -> None:
+        if self.on_delivery is None:
+            return
+        try:
+            result = self.on_delivery(outcome)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # history is a record, not a reason to resend
+            log.exception("delivery hook failed")
+
+    def _refresh_queued(self) -> None:
+        pending: dict[str, int] = dict.fromkeys(self.channels, 0)
+        for (channel, state), count in self.outbox.counts().items():
+            if state == PENDING:
+                pending[channel] = pending.get(channel, 0) + count
+        for channel, count in pending.items():
+            self.metrics.set_queued(channel, count)
+
+    def queued(self) -> dict[str, int]:
+        """Pending items per channel (what the gauge shows)."""
+        return {
+            channel: count
+            for (channel, state), count in self.outbox.counts().items()
+            if state == PENDING
+        }
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Until nothing is pending (True) or the timeout passes (False): for shutdown and tests."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.queued() and not self._in_flight:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def close(self) -> None:
+        """Stop the loop (in-flight attempts are cancelled; their items stay pending) and close
+        the channels. The outbox stays open: its owner closes it."""
+        self._stopping = True
+        self._poke()
+        if self._stopped is not None:
+            try:
+                await asyncio.wait_for(self._stopped.wait(), timeout=10)
+            except TimeoutError:
+                log.warning("the delivery loop did not stop within 10 s")
+        for channel in self.channels.values():
+            try:
+                await channel.close()
+            except Exception:
+                log.exception("closing channel failed", extra={"channel": channel.name})
