@@ -244,7 +244,16 @@ def summarize(
     for k, v in cur.series("warroom_consumer_lag").items():
         lag[dict(k).get("topic", "")] += v
     sinks = []
-    for b in _label_values(cur, "warroom_sink_write_seconds_count", "backend"):
+    backends = {
+        b
+        for n in (
+            "warroom_sink_write_seconds_count",
+            "warroom_sink_buffered_rows",
+            "warroom_sink_write_errors_total",
+        )
+        for b in _label_values(cur, n, "backend")
+    }
+    for b in sorted(backends):
         buckets, recent = _histogram(cur, prev, "warroom_sink_write_seconds", backend=b)
         sinks.append(
             SinkSummary(
