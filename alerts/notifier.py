@@ -21,16 +21,52 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from alerts.channels.base import Channel, DeliveryError
+from alerts.channels.alertmanager import AlertmanagerChannel
+from alerts.channels.base import Channel, DeliveryError, RetryPolicy
+from alerts.channels.email import EmailChannel, SmtpConfig
+from alerts.channels.line import DEFAULT_LINE_API, LineChannel
+from alerts.channels.log import LogChannel
+from alerts.channels.webhook import WebhookChannel
 from alerts.directory import Directory
+from alerts.messages import MessageRenderer
 from alerts.model import Notification, Recipient
 from alerts.outbox import PENDING, Outbox, OutboxItem
 from warroom import telemetry
 
-__all__ = ["Backoff", "DeliveryOutcome", "Notifier"]
+__all__ = ["Backoff", "DeliveryOutcome", "Notifier", "build_channels", "outbox_path"]
 
 log = logging.getLogger(__name__)
+
+
+def outbox_path(data_dir: Path) -> Path:
+    """Where the worker keeps its outbox: under the data folder, next to the embedded store."""
+    return data_dir / "alerts" / "outbox.sqlite3"
+
+
+def build_channels(
+    dashboard_url: str,
+    *,
+    line_token: str = "",
+    line_api_url: str = DEFAULT_LINE_API,
+    smtp: SmtpConfig | None = None,
+    alertmanager_ttl: float = 24 * 3600.0,
+    retry: RetryPolicy | None = None,
+) -> dict[str, Channel]:
+    """Every channel, configured from settings. LINE without a token is still present, so its
+    items stay queued with an error that names the missing variable; e-mail without an SMTP
+    host is left out (its items stay queued as "channel 'email' is not configured")."""
+    renderer = MessageRenderer(dashboard_url)
+    channels: dict[str, Channel] = {
+        "log": LogChannel(renderer, retry),
+        "webhook": WebhookChannel(renderer, retry),
+        "alertmanager": AlertmanagerChannel(renderer, retry, firing_ttl=alertmanager_ttl),
+        "line": LineChannel(renderer, line_token, base_url=line_api_url, retry=retry),
+    }
+    if smtp is not None and smtp.host:
+        channels["email"] = EmailChannel(renderer, smtp, retry)
+    return channels
 
 
 def _now_ms() -> int:
@@ -153,7 +189,12 @@ class Notifier:
                 self._wake.clear()
                 now = _now_ms()
                 wait = poll_interval
-                for item in self.outbox.heads():
+                try:
+                    heads = self.outbox.heads()
+                except Exception:  # e.g. disk full: keep the loop alive and try again
+                    log.exception("reading the outbox failed")
+                    heads = []
+                for item in heads:
                     if item.key in self._in_flight:
                         continue
                     if item.next_attempt_ms > now:
@@ -201,6 +242,11 @@ class Notifier:
                         },
                     )
                     await self._report(DeliveryOutcome(n, r, "notified", now, item.attempts + 1))
+        except Exception:
+            # the outbox could not record the result: the item stays pending and is sent again
+            # (receivers de-duplicate); pause so a broken disk does not become a send loop
+            log.exception("recording a delivery in the outbox failed", extra={"channel": r.channel})
+            await asyncio.sleep(5)
         finally:
             self._in_flight.pop(item.key, None)
             self._refresh_queued()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,15 @@ def encode(notification: Notification) -> bytes:
     return orjson.dumps(asdict(notification))
 
 
+_ALERT_FIELDS = frozenset(f.name for f in fields(Alert))
+
+
 def decode(body: bytes | str) -> Notification:
     raw: dict[str, Any] = orjson.loads(body)
     alerts = []
     for a in raw["alerts"]:
-        a = dict(a)
+        # rows written by an older version may carry fields the model no longer has
+        a = {k: v for k, v in a.items() if k in _ALERT_FIELDS}
         a["severity"] = Severity(a["severity"])
         a["state"] = AlertState(a["state"])
         alerts.append(Alert(**a))

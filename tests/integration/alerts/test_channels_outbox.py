@@ -25,7 +25,7 @@ from alerts.channels.webhook import WebhookChannel
 from alerts.directory import parse_directory
 from alerts.messages import MessageRenderer
 from alerts.model import AlertState, Notification, NotificationKind, Recipient
-from alerts.notifier import Backoff, DeliveryOutcome, Notifier
+from alerts.notifier import Backoff, DeliveryOutcome, Notifier, build_channels, outbox_path
 from alerts.outbox import DELIVERED, FAILED, PENDING, Outbox
 from streams.broker import free_port
 from tests.integration.alerts.conftest import LINE_TOKEN, MakeNotification
@@ -389,3 +389,26 @@ def test_outbox_is_idempotent_ordered_per_recipient_and_durable(
     assert reopened.prune(older_than_ms=6000) == 1
     assert reopened.add(n2, [a], 7000) == 0
     reopened.close()
+
+
+async def test_built_channels_name_the_missing_line_token(
+    tmp_path: Path, make_notification: MakeNotification
+) -> None:
+    channels = build_channels("http://grafana.test:3000", smtp=None, retry=FAST)
+    assert set(channels) == {"log", "webhook", "alertmanager", "line"}
+    assert outbox_path(tmp_path) == tmp_path / "alerts" / "outbox.sqlite3"
+    directory = parse_directory(
+        yaml.safe_dump({"war_room": {"name": "W", "contacts": {"line": "U" + _hex()}}})
+    )
+    outbox = Outbox(outbox_path(tmp_path))
+    notifier = Notifier(
+        directory, channels, outbox, backoff=QUICK, metrics=Telemetry(CollectorRegistry()).notifier
+    )
+    task = await _run(notifier)
+    notifier.submit(make_notification("5001"))
+    await asyncio.sleep(0.3)
+    await notifier.close()
+    await task
+    (item,) = outbox.items(PENDING)
+    assert "WARROOM_LINE_CHANNEL_TOKEN" in item.last_error
+    outbox.close()
