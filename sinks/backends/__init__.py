@@ -70,16 +70,39 @@ _PERMANENT = frozenset(
         "ILLEGAL_TYPE_OF_ARGUMENT",
     }
 )
+# names of the codes above, for servers whose messages do not carry the name (18.x)
+_CODE_NAMES = {
+    6: "CANNOT_PARSE_TEXT",
+    8: "THERE_IS_NO_COLUMN",
+    16: "NO_SUCH_COLUMN_IN_TABLE",
+    36: "BAD_ARGUMENTS",
+    43: "ILLEGAL_TYPE_OF_ARGUMENT",
+    44: "ILLEGAL_COLUMN",
+    46: "UNKNOWN_FUNCTION",
+    47: "UNKNOWN_IDENTIFIER",
+    50: "UNKNOWN_TYPE",
+    53: "TYPE_MISMATCH",
+    60: "UNKNOWN_TABLE",
+    62: "SYNTAX_ERROR",
+    70: "CANNOT_CONVERT_TYPE",
+    73: "UNKNOWN_FORMAT",
+    81: "UNKNOWN_DATABASE",
+    115: "UNKNOWN_SETTING",
+    164: "READONLY",
+    497: "ACCESS_DENIED",
+}
 _CODE = re.compile(r"Code: (\d+)\.")
 _NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)(?: \(version [^)]*\))?\.?\s*$")
 
 
-def error_from_message(message: str) -> StoreError:
+def error_from_message(message: str, code: int | None = None) -> StoreError:
     """A StoreError classified from the ClickHouse exception text ("Code: 60. ... (NAME)")."""
+    message = message.split(". Stack trace:", 1)[0].strip()
     code_match = _CODE.search(message)
-    name_match = _NAME.search(message.strip())
-    name = name_match.group(1) if name_match else ""
-    code = int(code_match.group(1)) if code_match else None
+    name_match = _NAME.search(message)
+    if code is None and code_match:
+        code = int(code_match.group(1))
+    name = name_match.group(1) if name_match else _CODE_NAMES.get(code or -1, "")
     return StoreError(message, code=code, name=name, transient=name not in _PERMANENT)
 
 

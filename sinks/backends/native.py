@@ -84,7 +84,7 @@ class NativeBackend:
         try:
             return client.execute(sql, *args, **kwargs)
         except errors.ServerException as exc:
-            raise error_from_message(str(exc.message)) from exc
+            raise error_from_message(str(exc.message), exc.code) from exc
         except _NETWORK as exc:
             client.disconnect()
             raise StoreError(

@@ -10,6 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sinks.backends import Backend, open_backend
+from tests.services.clickhouse_server import ClickHouseServer
+from tests.services.clickhouse_server import available as clickhouse_available
 from warroom.telemetry import Telemetry
 
 
@@ -40,3 +42,14 @@ def chdb_backend(chdb_url: str) -> Iterator[Backend]:
 def telemetry() -> Telemetry:
     """Metrics on a private registry, so tests can read their own counters."""
     return Telemetry(CollectorRegistry())
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server() -> Iterator[ClickHouseServer]:
+    """Debian's clickhouse-server (18.16), started once per session on free loopback ports."""
+    if not clickhouse_available():
+        pytest.skip("clickhouse-server is not installed (./dev test installs it)")
+    server = ClickHouseServer()
+    server.start()
+    yield server
+    server.cleanup()
