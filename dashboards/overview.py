@@ -268,7 +268,9 @@ def top_surge_table(scope: Scope) -> table.Panel:
         "previous 4 weeks (weeks without data count as 0). surge = (last hour + 1) / "
         "(baseline + 1).",
         labels={
-            **TOP_LABELS,
+            "district_code": TOP_LABELS["district_code"],
+            "district": TOP_LABELS["district"],
+            "province": TOP_LABELS["province"],
             "last_hour": "ชั่วโมงล่าสุด",
             "baseline": "ค่าปกติ (4 สัปดาห์)",
             "surge_ratio": "เท่าของปกติ",
@@ -341,17 +343,17 @@ SELECT
     a.fired_at AS fired_at,
     {sql_label("a.severity_code", SEVERITY_TH)} AS severity,
     a.title AS title,
-    a.district_code AS district_code,
+    a.alert_district AS district_code,
     d.name_th AS district,
     d.province_th AS province,
-    a.value AS value,
-    a.threshold AS threshold,
+    a.alert_value AS value,
+    a.alert_threshold AS threshold,
     {sql_label("s.current_state", STATE_TH)} AS state
 FROM (
     SELECT alert_id, min(at) AS fired_at,
         argMax(severity, at) AS severity_code, argMax(title_th, at) AS title,
-        any(district_code) AS district_code,
-        argMax(value, at) AS value, argMax(threshold, at) AS threshold
+        any(district_code) AS alert_district,
+        argMax(value, at) AS alert_value, argMax(threshold, at) AS alert_threshold
     FROM alerts_history FINAL
     WHERE state = 'firing' AND $__timeFilter_ms(at) AND {scope.geo}
     GROUP BY alert_id
@@ -363,7 +365,7 @@ LEFT JOIN (
         AND at <= ($__toTime_ms) AND {scope.geo}
     GROUP BY alert_id
 ) AS s ON s.alert_id = a.alert_id
-LEFT JOIN ref_districts AS d FINAL ON d.district_code = a.district_code
+LEFT JOIN ref_districts AS d FINAL ON d.district_code = a.alert_district
 ORDER BY fired_at DESC, a.alert_id
 LIMIT 50
 """,
