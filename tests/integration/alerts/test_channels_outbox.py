@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -412,3 +415,83 @@ async def test_built_channels_name_the_missing_line_token(
     (item,) = outbox.items(PENDING)
     assert "WARROOM_LINE_CHANNEL_TOKEN" in item.last_error
     outbox.close()
+
+
+_CHILD = """
+import asyncio, sys, time, yaml
+from prometheus_client import CollectorRegistry
+from alerts.channels.base import RetryPolicy
+from alerts.channels.webhook import WebhookChannel
+from alerts.directory import parse_directory
+from alerts.messages import MessageRenderer
+from alerts.model import Alert, AlertState, Notification, NotificationKind, Severity
+from alerts.notifier import Backoff, Notifier
+from alerts.outbox import Outbox
+from warroom.telemetry import Telemetry
+
+path, url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+async def main():
+    d = parse_directory(yaml.safe_dump({"war_room": {"name": "W", "contacts": {"webhook": url}}}))
+    fast = RetryPolicy(attempts=1, timeout=1.0)
+    channels = {"webhook": WebhookChannel(MessageRenderer("http://g"), fast)}
+    n = Notifier(d, channels, Outbox(path), backoff=Backoff(base=0.1, cap=0.2),
+                 metrics=Telemetry(CollectorRegistry()).notifier)
+    task = asyncio.create_task(n.run(poll_interval=0.1))
+    now = int(time.time() * 1000)
+    for i in range(count):
+        a = Alert(f"crash_rule_{i}", "5001", "", Severity.WARNING, AlertState.FIRING, 1, 0,
+                  "t", "t", "s", "s", now, now)
+        n.submit(Notification(f"{url}-crash-{i}", NotificationKind.FIRING, "5001", [a], now))
+    print("queued", flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+async def test_killed_process_loses_nothing(
+    tmp_path: Path, webhook_receiver: WebhookReceiver, renderer: MessageRenderer
+) -> None:
+    """SIGKILL, not a clean close: what submit() returned from is on disk and is delivered."""
+    path = tmp_path / "outbox.sqlite3"
+    count = 20
+    url = webhook_receiver.hook_url + f"?run={_hex()}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
+    with _all_down(webhook_receiver):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(path), url, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            assert child.stdout is not None
+            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
+            assert line.strip() == b"queued"
+            await asyncio.sleep(0.5)  # a few failed attempts against the stopped receiver
+        finally:
+            child.kill()
+            child.wait(10)
+    outbox = Outbox(path)
+    assert len(outbox.items(PENDING)) == count
+    notifier = Notifier(
+        parse_directory(yaml.safe_dump({"war_room": {"name": "W", "contacts": {"webhook": url}}})),
+        {"webhook": WebhookChannel(renderer, FAST)},
+        outbox,
+        backoff=QUICK,
+        metrics=Telemetry(CollectorRegistry()).notifier,
+    )
+    task = await _run(notifier)
+    try:
+        assert await notifier.wait_idle(30)
+    finally:
+        await notifier.close()
+        await task
+        outbox.close()
+    got = [
+        d.body["notification_id"]
+        for d in webhook_receiver.deliveries()
+        if d.body["notification_id"].startswith(f"{url}-crash-")
+    ]
+    assert sorted(got) == sorted(f"{url}-crash-{i}" for i in range(count))
