@@ -186,8 +186,8 @@ async def test_receivers_down_then_back_every_message_once_across_a_restart(
                 continue
             assert _sample(tel1, "warroom_notifications_queued", channel) == count
             assert first.queued()[channel] == count
-            recipients = sum(1 for c, _ in heads if c == channel)
-            assert _sample(tel1, "warroom_notifications_failed_total", channel) >= recipients
+            n_recipients = sum(1 for c, _ in heads if c == channel)
+            assert _sample(tel1, "warroom_notifications_failed_total", channel) >= n_recipients
         assert _sample(tel1, "warroom_notifications_sent_total", "log") == per_channel["log"]
         failed = {
             (o.notification.notification_id, o.recipient.channel, o.recipient.address)
