@@ -2,8 +2,95 @@
 
 from __future__ import annotations
 
+import getpass
+from pathlib import Path
+
 import typer
+
+alerts_app = typer.Typer(
+    help="Alert rules, their export to Grafana / Prometheus, and acknowledgement.",
+    no_args_is_help=True,
+)
+rules_app = typer.Typer(help="Check alert rule files.", no_args_is_help=True)
+alerts_app.add_typer(rules_app, name="rules")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root CLI."""
+    app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("export")
+def export_command(
+    grafana: Path | None = typer.Option(
+        None, "--grafana", help="Folder for Grafana alerting provisioning (warroom-rules.yaml)."
+    ),
+    prometheus: Path | None = typer.Option(
+        None, "--prometheus", help="File for the Prometheus ops rules."
+    ),
+    rules: Path | None = typer.Option(
+        None, "--rules", help="Rules file (default: the alerts/rules.yaml shipped with warroom)."
+    ),
+) -> None:
+    """Write the Grafana and Prometheus files (both to their repo paths when no flag is given)."""
+    from alerts.export import GRAFANA_DIR, PROMETHEUS_FILE, ExportError, export
+    from alerts.rules import RulesError, load_rules
+
+    if grafana is None and prometheus is None:
+        grafana, prometheus = GRAFANA_DIR, PROMETHEUS_FILE
+    try:
+        written = export(load_rules(rules), grafana_dir=grafana, prometheus_file=prometheus)
+    except (RulesError, ExportError) as exc:
+        typer.echo(f"warroom alerts export: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@rules_app.command("check")
+def check_command(
+    file: Path = typer.Argument(..., help="The rules file to validate."),
+) -> None:
+    """Validate a rules file; list its rules or print the first error (file, rule, field)."""
+    from alerts.rules import RulesError, format_duration, load_rules
+
+    try:
+        ruleset = load_rules(file)
+    except RulesError as exc:
+        typer.echo(f"invalid: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for r in ruleset.rules:
+        state = "" if r.enabled else "  (disabled)"
+        timing = f"for {format_duration(r.for_ms):<5} repeat {format_duration(r.repeat_ms):<5}"
+        typer.echo(
+            f"{r.id:<30} {r.kind.value:<12} {r.severity.value:<8} {timing}"
+            f" {r.metric}  {r.title_th}{state}"
+        )
+    typer.echo(f"ok: {len(ruleset.rules)} rules ({len(ruleset.enabled)} enabled) in {file}")
+
+
+@alerts_app.command("ack")
+def ack_command(
+    alert_id: str = typer.Argument(..., help="Alert id as shown in the notification."),
+    url: str = typer.Option(
+        "http://127.0.0.1:6066", "--url", help="The worker's web server (WARROOM_WEB_PORT)."
+    ),
+    by: str | None = typer.Option(None, "--by", help="Who acknowledges (default: login name)."),
+    note: str = typer.Option("", "--note", help="Optional note kept with the acknowledgement."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the worker."),
+) -> None:
+    """Acknowledge an alert: its repeats and its escalation to the governor stop."""
+    from alerts.ack import AckError, post_ack
+
+    who = by or getpass.getuser()
+    try:
+        answer = post_ack(url, alert_id, who, note, timeout=timeout)
+    except AckError as exc:
+        typer.echo(f"warroom alerts ack: {exc}", err=True)
+        raise typer.Exit(1 if exc.status else 2) from exc
+    already = " (already acknowledged)" if answer.get("already_acknowledged") else ""
+    typer.echo(
+        f"acknowledged {answer.get('alert_id', alert_id)} ({answer.get('rule_id', '?')}, "
+        f"district {answer.get('district_code', '?')}) by {answer.get('acknowledged_by', who)} "
+        f"at {answer.get('acknowledged_at', '?')}{already}"
+    )
