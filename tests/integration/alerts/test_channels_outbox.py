@@ -473,6 +473,8 @@ async def test_killed_process_loses_nothing(
         finally:
             child.kill()
             child.wait(10)
+            if child.stdout is not None:
+                child.stdout.close()
     outbox = Outbox(path)
     assert len(outbox.items(PENDING)) == count
     notifier = Notifier(
