@@ -422,13 +422,15 @@ def _districts(rows: list[dict[str, Any]]) -> Table:
     keys = [
         k
         for k in rows[0]
-        if k not in ("district_code", "name", "name_th", "name_en")
+        if k not in ("district_code", "name", "name_th", "name_en", "province_th")
         and isinstance(rows[0][k], int | float)
     ][:4]
     t = _table("top districts", "district", *keys)
     for row in rows[:10]:
         name = row.get("name_th") or row.get("name") or row.get("name_en") or ""
         label = f"{row.get('district_code', '')} {name}".strip()
+        if row.get("province_th"):
+            label += f" ({row['province_th']})"
         t.add_row(label, *(_n(row.get(k)) for k in keys))
     return t
 
@@ -468,7 +470,8 @@ def fetch_snapshot(base_url: str, timeout: float = 3.0) -> Snapshot:
 
 def fetch_top_districts(base_url: str, timeout: float = 3.0) -> list[dict[str, Any]] | None:
     """`<base_url>/status/top-districts` when the worker serves it (a JSON list of objects with
-    district_code, name_th and numbers, or {"districts": [...]}); None when it does not."""
+    district_code, name_th, province_th and numbers, or {"districts": [...]}); None when it
+    does not (404) or the answer is not such a list."""
     try:
         status, body = _get(base_url.rstrip("/") + "/status/top-districts", timeout)
         data = orjson.loads(body) if status == 200 else None
@@ -478,7 +481,7 @@ def fetch_top_districts(base_url: str, timeout: float = 3.0) -> list[dict[str, A
         data = data.get("districts")
     if not isinstance(data, list):
         return None
-    return [row for row in data if isinstance(row, dict)] or None
+    return [row for row in data if isinstance(row, dict)]
 
 
 class Poller:
@@ -494,8 +497,8 @@ class Poller:
     def poll(self) -> Summary:
         current = fetch_snapshot(self.base_url, self.timeout)
         top = fetch_top_districts(self.base_url, self.timeout) if self.districts else None
-        if top is None:
-            self.districts = False  # not served: do not ask every time
+        if top is None and self.previous is not None:
+            self.districts = False  # not served (twice): stop asking every few seconds
         summary = summarize(current, self.previous, top)
         self.previous = current
         return summary

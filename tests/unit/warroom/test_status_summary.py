@@ -199,7 +199,13 @@ def test_render_shows_the_numbers_an_operator_reads() -> None:
         parse_exposition(second(), at=1102.0),
         parse_exposition(FIRST, at=1100.0),
         top_districts=[
-            {"district_code": "1001", "name_th": "พระนคร", "events": 50, "rejected": 2},
+            {
+                "district_code": "1001",
+                "name_th": "พระนคร",
+                "province_th": "กรุงเทพมหานคร",
+                "events": 50,
+                "rejected": 2,
+            },
             {"district_code": "5001", "name_th": "เมืองเชียงใหม่", "events": 30, "rejected": 0},
         ],
     )
@@ -214,7 +220,7 @@ def test_render_shows_the_numbers_an_operator_reads() -> None:
         "lag grievance-events",
         "300.0 ms",  # recent p50 of the store writes
         "backlog_spike (warning)",
-        "1001 พระนคร",
+        "1001 พระนคร (กรุงเทพมหานคร)",
         "5001 เมืองเชียงใหม่",
         "60.0/s",  # producer
     ]:
