@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 import time
 import uuid
@@ -70,6 +71,9 @@ def test_prometheus_rate_matches_what_was_counted(
     consumed = f'warroom_events_consumed_total{{job="{job}",topic="grievance-events"}}'
     assert prometheus.value(consumed) == feeder.total
     assert prometheus.value(f'up{{job="{job}"}}') == 1.0
+    version = importlib.metadata.version("warroom")
+    assert prometheus.value(f'warroom_build_info{{job="{job}",version="{version}"}}') == 1.0
+    assert prometheus.value(f'process_start_time_seconds{{job="{job}"}}') is not None
 
 
 def test_status_quantiles_agree_with_promql_histogram_quantile(
