@@ -124,8 +124,10 @@ class Backend(Protocol):
     def query_rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a SELECT and return its rows as tuples of Python values."""
 
-    def query_bytes(self, sql: str, fmt: str) -> bytes:
-        """Run a SELECT and return the raw output in ClickHouse format `fmt` (e.g. Native)."""
+    def query_bytes(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> bytes:
+        """Run a SELECT and return the raw output in ClickHouse format `fmt` (e.g. Native).
+        `params` fill `{name:Type}` placeholders (values as text, as the HTTP interface
+        passes them)."""
 
     def ping(self) -> None:
         """Raise StoreError unless the store answers."""

@@ -148,19 +148,21 @@ class ChdbBackend:
 
     # --- raw access ---------------------------------------------------------------------------
 
-    def _query(self, sql: str, fmt: str = "TabSeparated") -> Any:
+    def _query(
+        self, sql: str, fmt: str = "TabSeparated", params: Mapping[str, str] | None = None
+    ) -> Any:
         if self._session is None:
             raise StoreError("chdb connection is closed", transient=False)
         try:
-            return self._session.query(sql, fmt)
+            return self._session.query(sql, fmt, params=dict(params) if params else None)
         except Exception as exc:
             raise error_from_message(str(exc)) from exc
 
     def execute(self, sql: str) -> None:
         self._query(sql)
 
-    def query_bytes(self, sql: str, fmt: str) -> bytes:
-        result = self._query(sql, fmt)
+    def query_bytes(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> bytes:
+        result = self._query(sql, fmt, params)
         data = result.bytes()
         return bytes(data)
 

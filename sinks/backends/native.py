@@ -102,9 +102,16 @@ class NativeBackend:
         rows = self._call(self._client, sql)
         return [tuple(r) for r in rows]
 
-    def query_bytes(self, sql: str, fmt: str) -> bytes:
+    def query_bytes(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> bytes:
         """Text formats only (TabSeparated/TSV[WithNames], CSV[WithNames], JSONEachRow): the
         native protocol returns values, not formatted output."""
+        if params:
+            raise StoreError(
+                "query parameters are not supported through the native backend",
+                code=48,
+                name="NOT_IMPLEMENTED",
+                transient=False,
+            )
         rows, meta = self._call(self._client, sql, with_column_types=True)
         names = [m[0] for m in meta]
         key = fmt.lower()
