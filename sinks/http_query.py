@@ -500,7 +500,8 @@ async def _read_query(request: web.Request) -> tuple[str, dict[str, str]]:
     body = ""
     if request.method == "POST":
         ctype = request.content_type
-        if ctype.startswith("multipart/form-data") or ctype == "application/x-www-form-urlencoded":
+        # only multipart is a form: like ClickHouse, a url-encoded body (curl -d) is the query
+        if ctype.startswith("multipart/form-data"):
             data = await request.post()
             for key, value in data.items():
                 if isinstance(value, str):

@@ -12,6 +12,7 @@ to the table's types (measured in bench/sinks.py).
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import importlib
 import logging
 import threading
@@ -98,6 +99,22 @@ def _release() -> None:
             _open_path, _open_count = None, 0
 
 
+def _locked_elsewhere(path: Path) -> bool:
+    """True when another process holds the engine's lock on `path` (its `status` file)."""
+    status = path / "status"
+    if not status.exists():
+        return False
+    try:
+        with open(status, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _quote(identifier: str) -> str:
     return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
@@ -128,7 +145,7 @@ class ChdbBackend:
                 self._session = _Session(str(self.path))
             except Exception as exc:
                 text = str(exc)
-                if "Cannot lock file" in text or "lock" in text.lower():
+                if "Cannot lock file" in text or _locked_elsewhere(self.path):
                     raise StoreLockedError(
                         f"the chdb store {self.path} is in use by another process (a running "
                         f"worker?); read it through that worker's query endpoint",
