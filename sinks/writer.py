@@ -48,6 +48,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_CHUNK = 16_384
+
+
+def _transpose(names: Sequence[str], rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """Rows to columns, a chunk at a time: each step is one C call that holds the GIL, so
+    small steps keep the event loop's stalls short while a big batch is converted."""
+    columns: list[list[Any]] = [[] for _ in names]
+    for start in range(0, len(rows), _CHUNK):
+        for column, values in zip(
+            columns, zip(*rows[start : start + _CHUNK], strict=True), strict=True
+        ):
+            column.extend(values)
+    return dict(zip(names, columns, strict=True))
+
+
 class WriterClosedError(RuntimeError):
     """Rows were added after close() began."""
 
@@ -412,8 +427,7 @@ class Writer:
         for table, rows in batch.items():
             names = self._columns[table]
             try:
-                columns = dict(zip(names, (list(c) for c in zip(*rows, strict=True)), strict=True))
-                self.backend.insert(table, columns)
+                self.backend.insert(table, _transpose(names, rows))
             except Exception as exc:  # every failure is retried; the loop logs it
                 failed[table] = exc
             else:

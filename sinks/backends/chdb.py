@@ -56,6 +56,7 @@ _SIMPLE: dict[str, Any] = {
     "DateTime": pa.timestamp("s", tz="UTC"),
 }
 _DT64_UNIT = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+_CHUNK = 16_384
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -235,7 +236,19 @@ class ChdbBackend:
                     transient=False,
                 )
             try:
-                arrays.append(pa.array(columns[name], type=arrow_type(ch_type)))
+                values, typ = columns[name], arrow_type(ch_type)
+                # in chunks: each conversion holds the GIL, long ones stall the event loop
+                arrays.append(
+                    pa.chunked_array(
+                        [
+                            pa.array(values[i : i + _CHUNK], type=typ)
+                            for i in range(0, len(values), _CHUNK)
+                        ],
+                        type=typ,
+                    )
+                    if len(values) > _CHUNK
+                    else pa.array(values, type=typ)
+                )
             except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
                 raise StoreError(
                     f"column {table}.{name} ({ch_type}) got a value it cannot hold: {exc}",
