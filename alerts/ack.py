@@ -36,11 +36,13 @@ MAX_NOTE: Final = 500
 
 
 class AckError(RuntimeError):
-    """The acknowledgement did not happen; `status` is the HTTP status (0: no response)."""
+    """The acknowledgement did not happen; `status` is the HTTP status (0: none), `unreachable`
+    says the worker did not answer at all."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, unreachable: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,6 @@ def post_ack(
         raise AckError(f"{url}: HTTP {exc.code}: {detail}", exc.code) from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise AckError(f"{url}: cannot reach the worker: {reason}") from None
+        raise AckError(f"{url}: cannot reach the worker: {reason}", unreachable=True) from None
     except ValueError as exc:
         raise AckError(f"{url}: the answer is not JSON: {exc}") from None

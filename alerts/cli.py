@@ -79,7 +79,10 @@ def ack_command(
     note: str = typer.Option("", "--note", help="Optional note kept with the acknowledgement."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the worker."),
 ) -> None:
-    """Acknowledge an alert: its repeats and its escalation to the governor stop."""
+    """Acknowledge an alert: its repeats and its escalation to the governor stop.
+
+    Exit status: 0 done, 1 refused (unknown or malformed id), 2 the worker did not answer.
+    """
     from alerts.ack import AckError, post_ack
 
     who = by or getpass.getuser()
@@ -87,7 +90,7 @@ def ack_command(
         answer = post_ack(url, alert_id, who, note, timeout=timeout)
     except AckError as exc:
         typer.echo(f"warroom alerts ack: {exc}", err=True)
-        raise typer.Exit(1 if exc.status else 2) from exc
+        raise typer.Exit(2 if exc.unreachable else 1) from exc
     already = " (already acknowledged)" if answer.get("already_acknowledged") else ""
     typer.echo(
         f"acknowledged {answer.get('alert_id', alert_id)} ({answer.get('rule_id', '?')}, "
