@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from alerts.engine import Engine
-from alerts.export_sql import LAST_EVENT_LOOKBACK_DAYS
+from alerts.export_sql import GAUGE_LOOKBACK_DAYS, LAST_EVENT_LOOKBACK_DAYS
 from alerts.state import HOUR_MIN, MINUTE_MS, Selector
 
 __all__ = [
@@ -33,9 +33,6 @@ __all__ = [
     "finish_warmup",
     "warmup_queries",
 ]
-
-#: how far back the latest gauge snapshot of a key is read
-GAUGE_LOOKBACK_DAYS: Final = 30
 
 
 @dataclass(frozen=True)
