@@ -19,6 +19,7 @@ from streams.contract import OPEN_TYPES
 
 __all__ = [
     "ACTIVE_EXCLUDED",
+    "GAUGE_LOOKBACK_DAYS",
     "NATIONAL",
     "OPEN_TYPES_SQL",
     "STALE_DAYS",
@@ -32,6 +33,10 @@ __all__ = [
 
 #: statuses that make a project inactive (the gauges use the same rule)
 ACTIVE_EXCLUDED: Final = ("completed", "cancelled")
+#: the worker snapshots every gauge key of every district each stream minute, so the latest
+#: snapshot is recent unless a partition stopped for days; bounding the search keeps FINAL
+#: cheap (the alert rules use the same look-back: alerts/export_sql.py)
+GAUGE_LOOKBACK_DAYS: Final = 7
 #: WARROOM_STALE_DAYS default: dashboards are static JSON, so the default is baked in here
 STALE_DAYS: Final = 14
 OPEN_TYPES_SQL: Final = sql_list(sorted(OPEN_TYPES))
@@ -72,14 +77,17 @@ NATIONAL: Final = Scope()
 
 
 def gauge_current(metrics: Sequence[str], where: str = "1 = 1") -> str:
-    """A subquery: the current value of each gauge key as of the end of the time range."""
+    """A subquery: the current value of each gauge key as of the end of the time range (the
+    latest snapshot within GAUGE_LOOKBACK_DAYS)."""
     return f"""(
         SELECT district_code, province_code, region, metric, dim1, dim2, sum(v) AS value
         FROM (
             SELECT district_code, province_code, region, metric, dim1, dim2, kafka_partition,
                 argMax(value, bucket) AS v
             FROM metric_gauges FINAL
-            WHERE metric IN ({sql_list(metrics)}) AND bucket <= ($__toTime) AND {where}
+            WHERE metric IN ({sql_list(metrics)})
+                AND bucket > ($__toTime) - INTERVAL {GAUGE_LOOKBACK_DAYS} DAY
+                AND bucket <= ($__toTime) AND {where}
             GROUP BY district_code, province_code, region, metric, dim1, dim2, kafka_partition
         )
         GROUP BY district_code, province_code, region, metric, dim1, dim2

@@ -13,6 +13,7 @@ import pytest
 from dash_panels import PanelQuery, all_selected, clickhouse_queries, context, custom_options, run
 
 from dashboards.macros import Variable
+from dashboards.queries import GAUGE_LOOKBACK_DAYS
 from streams.contract import OPEN_TYPES
 from streams.timeutil import BANGKOK
 
@@ -49,7 +50,7 @@ def _gauge_total(warehouse: Any, metric: str, to_s: float) -> float:
     latest: dict[tuple[Any, ...], tuple[float, float]] = {}
     for d, dim1, dim2, bucket, part, value, _v in _replacing(rows, 5):
         t = _epoch(bucket)
-        if t > to_s:
+        if t > to_s or t <= to_s - GAUGE_LOOKBACK_DAYS * 86400:
             continue
         key = (d, dim1, dim2, part)
         if key not in latest or t > latest[key][0]:
