@@ -3,9 +3,9 @@
 Run as a subprocess (chdb serves one data path per process, and pytest's process may hold
 another): creates the schema with the sinks migration runner (so ref_provinces/ref_districts
 are the real reference geography), fills every table with realistic rows generated here from
-simulated grievance lifecycles and project reports, and answers queries over a tiny
-ClickHouse-HTTP-like endpoint (POST the SQL, get JSONCompact), the shape of the worker's
-read-only query endpoint. Usage: python temp_warehouse.py DATA_DIR ANCHOR_EPOCH_S
+simulated grievance lifecycles and project reports, and answers queries over the sinks
+package's read-only ClickHouse-HTTP endpoint (the one the worker serves).
+Usage: python temp_warehouse.py DATA_DIR ANCHOR_EPOCH_S
 
 The rows are derived from the simulated events the way the design describes the metrics, but
 by this script, not by the pipeline: replace it with the real pipeline's output.
@@ -13,6 +13,7 @@ by this script, not by the pipeline: replace it with the real pipeline's output.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -20,15 +21,16 @@ import sys
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from sinks.backends import StoreError
+from aiohttp import web
+
 from sinks.backends.chdb import ChdbBackend
+from sinks.http_query import QueryService, make_app
 from sinks.migrate import migrate
 from streams import geography
+from streams.broker import free_port
 from streams.contract import CATEGORIES, CHANNELS, OPEN_TYPES, PROGRAMS
 from streams.sla import sla_days
 from streams.timeutil import fiscal_year_be
@@ -413,41 +415,29 @@ def fill(backend: ChdbBackend, anchor_ms: int) -> dict[str, int]:
     return out
 
 
-def serve(backend: ChdbBackend) -> None:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._answer(parse_qs(urlsplit(self.path).query).get("query", ["SELECT 1"])[0])
-
-        def do_POST(self) -> None:
-            size = int(self.headers.get("Content-Length", "0"))
-            self._answer(self.rfile.read(size).decode())
-
-        def _answer(self, sql: str) -> None:
-            try:
-                body = backend.query_bytes(sql, "JSONCompact")
-                status = 200
-            except StoreError as exc:
-                body, status = str(exc).encode(), 500
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    print(f"READY {server.server_address[1]}", flush=True)
-    server.serve_forever()
+async def serve(store_url: str) -> None:
+    """The sinks package's read-only ClickHouse-HTTP endpoint (what the worker serves) on the
+    filled store, so panel SQL meets the same read-only checks as Grafana's."""
+    service = QueryService(store_url)
+    await service.start()
+    runner = web.AppRunner(make_app(service))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"READY {port}", flush=True)
+    await asyncio.Event().wait()
 
 
 def main() -> None:
     data_dir, anchor = Path(sys.argv[1]), int(sys.argv[2]) * 1000
     backend = ChdbBackend(data_dir, "warroom")
-    migrate(backend)
-    counts = fill(backend, anchor)
+    try:
+        migrate(backend)
+        counts = fill(backend, anchor)
+    finally:
+        backend.close()
     print(f"FILLED {json.dumps(counts)}", flush=True)
-    serve(backend)
+    asyncio.run(serve(f"chdb://{data_dir.resolve()}?database=warroom"))
 
 
 if __name__ == "__main__":
