@@ -2,8 +2,108 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from warroom.settings import Settings, load
+
+
+def _settings(**overrides: object) -> Settings:
+    from warroom.logs import setup_logging
+
+    s = load().replace(**overrides)
+    setup_logging(s.log_level, s.log_format)
+    return s
+
+
+def up(
+    duration: float = typer.Option(
+        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+    ),
+    rate: float = typer.Option(2500.0, "--rate", help="Simulator events per second."),
+    seed: int = typer.Option(1, "--seed", help="Simulator seed (same seed, same events)."),
+    speedup: float = typer.Option(
+        60.0, "--speedup", help="Simulated seconds per wall-clock second."
+    ),
+    no_simulator: bool = typer.Option(
+        False, "--no-simulator", help="Do not start the simulator (feed events yourself)."
+    ),
+    kafka: str = typer.Option(
+        None, "--kafka", help="Use this Kafka (HOST:PORT) instead of the embedded broker."
+    ),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Data folder (WARROOM_DATA_DIR)."),
+    store: str = typer.Option(None, "--store", help="Store URL (WARROOM_STORE)."),
+    partitions: int = typer.Option(None, "--partitions", help="Partitions per topic."),
+    web_port: int = typer.Option(None, "--web-port", help="Worker web port (WARROOM_WEB_PORT)."),
+    log_level: str = typer.Option(None, "--log-level", help="debug, info, warning, error."),
+) -> None:
+    """Run broker + worker + simulator on this machine with a live summary."""
+    from warroom.up import UpOptions, run_up
+
+    s = _settings(
+        kafka=kafka,
+        data_dir=data_dir,
+        store=store,
+        partitions=partitions,
+        web_port=web_port,
+        log_level=log_level,
+    )
+    options = UpOptions(
+        duration=duration, simulate=not no_simulator, rate=rate, seed=seed, speedup=speedup
+    )
+    raise typer.Exit(run_up(s, options))
+
+
+def worker(
+    kafka: str = typer.Option(None, "--kafka", help="Kafka bootstrap servers (WARROOM_KAFKA)."),
+    store: str = typer.Option(None, "--store", help="Store URL (WARROOM_STORE)."),
+    web_port: int = typer.Option(None, "--web-port", help="Web port (WARROOM_WEB_PORT)."),
+    log_level: str = typer.Option(None, "--log-level", help="debug, info, warning, error."),
+) -> None:
+    """Run one stream worker (consumes, computes metrics, writes ClickHouse)."""
+    from streams.worker import run_worker
+
+    s = _settings(kafka=kafka, store=store, web_port=web_port, log_level=log_level)
+    if not s.kafka:
+        typer.echo("warroom worker: set --kafka or WARROOM_KAFKA", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(run_worker(s, s.kafka))
+
+
+def broker(
+    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: a free one)."),
+) -> None:
+    """Run the embedded Tansu broker alone, with the warroom topics, until Ctrl-C."""
+    import asyncio
+    import signal
+    import time
+
+    from streams.broker import EmbeddedBroker, ensure_topics
+    from streams.topics import Topics
+
+    s = _settings()
+    b = EmbeddedBroker(port=port)
+    bootstrap = b.start()
+    asyncio.run(ensure_topics(bootstrap, Topics(s.topic_prefix).all(), s.partitions))
+    typer.echo(bootstrap)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop and b.alive():
+            time.sleep(0.2)
+    finally:
+        b.stop()
 
 
 def register(app: typer.Typer) -> None:
     """Add the runtime commands to the root CLI."""
+    app.command()(up)
+    app.command()(worker)
+    app.command()(broker)

@@ -108,6 +108,16 @@ class Settings:
         2.0,
         "Seconds between state checkpoints (table changelog + Kafka offset commit).",
     )
+    gauge_interval: float = _setting(
+        "WARROOM_GAUGE_INTERVAL",
+        5.0,
+        "Seconds between snapshots of the per-district gauges (backlog, overdue, projects).",
+    )
+    ready_max_lag: int = _setting(
+        "WARROOM_READY_MAX_LAG",
+        500_000,
+        "/readyz reports unready while the consumer lags more messages than this.",
+    )
     max_future_skew: int = _setting(
         "WARROOM_MAX_FUTURE_SKEW",
         3600,

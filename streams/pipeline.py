@@ -1,0 +1,335 @@
+"""The pipeline service: batches in, processors per partition, rows out, checkpoints, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from faust.types import TP
+from mode import Service
+
+from sinks.writer import Writer
+from streams import geography
+from streams.app import StreamApp
+from streams.pdpa import DEV_KEY, Pseudonymizer
+from streams.processor import Checkpoint, PartitionProcessor, ProcessorConfig
+from streams.transport import register_batch_topic
+from streams.validation import Validator
+from warroom.settings import Settings
+from warroom.telemetry import StreamMetrics, Telemetry
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT = "__checkpoint__"
+_BUCKET_METRICS = {
+    "grievance": (
+        "grievance_received",
+        "grievance_event",
+        "grievance_resolved_seconds_sum",
+        "grievance_resolved_seconds_count",
+        "grievance_resolved_seconds_bucket",
+        "grievance_resolved_sla",
+    ),
+    "project": ("project_report",),
+}
+_RAW_TABLE = {"grievance": "grievance_events", "project": "project_events"}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Pipeline(Service):
+    """Owns the processors of the assigned partitions and the write/checkpoint cycle.
+
+    Cycle (every flush_interval): dirty bucket rows → writer; writer.flush() makes every row
+    added so far durable. Every commit_interval the cycle is also a checkpoint: the
+    processors' checkpoints and changed district books are taken *before* the flush (so they
+    describe exactly the rows being flushed), and after the flush they go to the table
+    changelog, the producer is flushed (dead letters too) and only then are the offsets
+    committed.
+    """
+
+    def __init__(
+        self,
+        stream_app: StreamApp,
+        settings: Settings,
+        writer: Writer,
+        telemetry: Telemetry,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sa = stream_app
+        self.app = stream_app.app
+        self.settings = settings
+        self.writer = writer
+        self.tel = telemetry
+        key = settings.pseudonym_key or DEV_KEY
+        if not settings.pseudonym_key:
+            log.warning("WARROOM_PSEUDONYM_KEY is not set: using the development key")
+        self.cfg = ProcessorConfig(
+            validator=Validator(max_future_skew_s=settings.max_future_skew),
+            pseudonymizer=Pseudonymizer(key),
+            grace_ms=settings.grace_seconds * 1000,
+            late_ms=settings.late_seconds * 1000,
+            dedup_window=settings.dedup_window,
+            stale_ms=settings.stale_days * 86_400_000,
+        )
+        self.processors: dict[TP, PartitionProcessor] = {}
+        self.stream_of_topic = {t.get_topic_name(): s for s, t in self.sa.source_topics.items()}
+        self._metrics = {
+            s: StreamMetrics(telemetry, s, t.get_topic_name())
+            for s, t in self.sa.source_topics.items()
+        }
+        self._cycle_lock = asyncio.Lock()
+        self._last_checkpoint = time.monotonic()
+        self._paused: set[TP] = set()
+        self._paused_since: float | None = None
+        self.committed: dict[TP, int] = {}
+        self._sent: list[Any] = []
+        self._shutting_down = False
+        self.last_write_ok = 0.0
+        self.last_write_error = ""
+        for topic in self.stream_of_topic:
+            register_batch_topic(self.app, topic, self._on_batch)
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    # -- batches ------------------------------------------------------------------------------
+
+    async def _on_batch(self, tp: TP, records: Sequence[Any]) -> None:
+        proc = self.processors.get(tp)
+        if proc is None:
+            generation = self.app.consumer_generation_id
+            proc = await self._restore(tp)
+            if generation != self.app.consumer_generation_id:
+                return  # rebalanced while restoring: the records come again after the seek
+            self.processors[tp] = proc
+        started = time.perf_counter()
+        proc.process(records, self.writer)
+        stats = proc.take_stats()
+        self._metrics[proc.stream].record_batch(
+            accepted_by_source=stats.accepted,
+            rejected_by_reason_source=stats.rejected,
+            duplicates=stats.duplicate,
+            late=stats.late,
+            too_late=stats.too_late,
+            consumed=stats.consumed,
+            seconds=time.perf_counter() - started,
+        )
+        if self.writer.over_capacity:
+            self._pause(tp)
+
+    def _pause(self, tp: TP) -> None:
+        """Backpressure: stop fetching this partition until the store catches up."""
+        self.app.consumer.pause_partitions([tp])
+        self._paused.add(tp)
+        if self._paused_since is None:
+            self._paused_since = time.monotonic()
+            log.warning(
+                "store is behind: pausing consumption",
+                extra={"buffered_rows": self.writer.buffered_rows},
+            )
+
+    @Service.task
+    async def _resume_when_drained(self) -> None:
+        while not self.should_stop:
+            await self.sleep(0.2)
+            if not self._paused:
+                continue
+            await self.writer.wait_for_capacity()
+            assigned = self.app.consumer.assignment()
+            tps = [tp for tp in self._paused if tp in assigned]
+            if tps:
+                self.app.consumer.resume_partitions(tps)
+            self._paused.clear()
+            if self._paused_since is not None:
+                self.tel.backpressure.inc(time.monotonic() - self._paused_since)
+                self._paused_since = None
+            log.info("store caught up: consumption resumed")
+
+    async def _restore(self, tp: TP) -> PartitionProcessor:
+        """State for a newly assigned partition: changelog books + checkpoint, then buckets,
+        quality counts and recent event ids from the store (only when a checkpoint exists: a
+        partition without one is replayed from its start, which rebuilds everything)."""
+        stream = self.stream_of_topic[tp.topic]
+        proc = PartitionProcessor(stream, tp.topic, tp.partition, self.cfg)
+        table = self.sa.state_tables[stream]
+        suffix = f":{tp.partition}".encode()
+        books: dict[str, bytes] = {}
+        checkpoint: Checkpoint | None = None
+        for key, value in list(table.data.items()):
+            if not key.endswith(suffix):
+                continue
+            name = key[: -len(suffix)].decode()
+            if name == _CHECKPOINT:
+                checkpoint = Checkpoint.loads(value)
+            else:
+                books[name] = value
+        buckets: list[Any] = []
+        quality: list[Any] = []
+        dedup: list[Any] = []
+        if checkpoint is not None:
+            floor_s = max(0, (checkpoint.watermark_ms - self.cfg.grace_ms) // 60_000 * 60)
+            metrics = ", ".join(f"'{m}'" for m in _BUCKET_METRICS[stream])
+            buckets = await self.writer.query_rows(
+                "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
+                "value, version FROM metric_buckets FINAL "
+                f"WHERE kafka_partition = {tp.partition} AND metric IN ({metrics}) "
+                f"AND bucket >= toDateTime({floor_s}, 'UTC')"
+            )
+            quality = await self.writer.query_rows(
+                "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
+                "count, version FROM quality_buckets FINAL "
+                f"WHERE stream = '{stream}' AND kafka_partition = {tp.partition} "
+                f"AND bucket >= toDateTime({floor_s}, 'UTC')"
+            )
+            low = max(0, checkpoint.offset - self.cfg.dedup_window)
+            dedup = await self.writer.query_rows(
+                f"SELECT toString(event_id), kafka_offset FROM {_RAW_TABLE[stream]} "
+                f"WHERE kafka_partition = {tp.partition} AND kafka_offset > {low}"
+            )
+        proc.restore(checkpoint, books, buckets, quality, dedup)
+        log.info(
+            "partition restored",
+            extra={
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "checkpoint": checkpoint.offset if checkpoint else None,
+                "books": len(books),
+                "buckets": len(buckets),
+                "event_ids": len(dedup),
+            },
+        )
+        return proc
+
+    # -- the cycle ----------------------------------------------------------------------------
+
+    @Service.task
+    async def _flush_loop(self) -> None:
+        interval = self.settings.flush_interval
+        while not self.should_stop:
+            await self.sleep(interval)
+            if self._shutting_down:
+                return
+            try:
+                due = time.monotonic() - self._last_checkpoint >= self.settings.commit_interval
+                await self.cycle(checkpoint=due)
+            except Exception:
+                log.exception("flush cycle failed; retrying next cycle")
+
+    @Service.task
+    async def _gauge_loop(self) -> None:
+        """Snapshots of the per-district gauges: a timer, so overdue and stale counts move
+        even when no event arrives."""
+        while not self.should_stop:
+            await self.sleep(self.settings.gauge_interval)
+            if self._shutting_down:
+                return
+            wall = _now_ms()
+            version = time.time_ns()
+            for proc in list(self.processors.values()):
+                proc.gauge_rows(self.writer, wall, version)
+
+    async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
+        async with self._cycle_lock:
+            now = _now_ms()
+            procs = {tp: p for tp, p in self.processors.items() if only is None or tp in only}
+            for proc in procs.values():
+                proc.take_bucket_rows(self.writer, now)
+            for proc in procs.values():
+                messages, proc.dead_letters = proc.dead_letters, []
+                for key, value in messages:
+                    self._sent.append(
+                        await self.app.producer.send(
+                            self.sa.topics.dead_letter, key, value, None, None, None
+                        )
+                    )
+            taken = {tp: p.take_checkpoint() for tp, p in procs.items()} if checkpoint else {}
+            await self.writer.flush()
+            self.last_write_ok = time.monotonic()
+            if checkpoint:
+                await self._checkpoint(taken)
+                self._last_checkpoint = time.monotonic()
+            for proc in procs.values():
+                proc.evict()
+
+    async def _checkpoint(self, taken: dict[TP, tuple[Checkpoint, dict[str, bytes]]]) -> None:
+        offsets: dict[TP, int] = {}
+        send = self.app.producer.send
+        for tp, (ckpt, books) in taken.items():
+            if ckpt.offset < 0:
+                continue
+            table = self.sa.state_tables[self.stream_of_topic[tp.topic]]
+            changelog = table.changelog_topic.get_topic_name()
+            items = [(f"{d}:{tp.partition}".encode(), raw) for d, raw in books.items()]
+            # the checkpoint goes last: within one changelog partition Kafka keeps the order
+            items.append((f"{_CHECKPOINT}:{tp.partition}".encode(), ckpt.dumps()))
+            for key, raw in items:
+                table.data[key] = raw
+                self._sent.append(await send(changelog, key, raw, tp.partition, None, None))
+            if self.committed.get(tp) != ckpt.offset + 1:
+                offsets[tp] = ckpt.offset + 1
+        # every dead letter and changelog record acknowledged before any offset moves
+        sent, self._sent = self._sent, []
+        await asyncio.gather(*sent)
+        if offsets:
+            consumer: Any = self.app.consumer  # streams.transport.Consumer
+            await consumer.commit_offsets(offsets)
+            self.committed.update(offsets)
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        """Before partitions move: make their rows durable, checkpoint, commit, forget them."""
+        mine = {tp for tp in revoked if tp in self.processors}
+        if not mine:
+            return
+        try:
+            await self.cycle(checkpoint=True, only=mine)
+        finally:
+            for tp in mine:
+                self.processors.pop(tp, None)
+                self._paused.discard(tp)
+
+    async def on_start(self) -> None:
+        await self.writer.start()
+        self.app.on_before_shutdown.connect(self._on_app_shutdown)  # type: ignore[arg-type]
+
+    async def _on_app_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        """Clean shutdown: Faust has stopped fetching but the producer and the consumer's
+        group membership are still alive, so rows, changelog and offsets can all be settled."""
+        self._shutting_down = True
+        try:
+            if self.processors:
+                await self.cycle(checkpoint=True)
+                log.info("final flush and checkpoint done")
+        except Exception:
+            log.exception("final flush failed: the next start replays from the last commit")
+
+    async def on_shutdown(self) -> None:
+        await self.writer.close(timeout=30)
+
+    # -- views for the web endpoints ----------------------------------------------------------
+
+    def top_districts(self, n: int = 10) -> list[dict[str, Any]]:
+        """Districts with the most accepted events since this worker started."""
+        totals: dict[str, int] = {}
+        for proc in self.processors.values():
+            for district, count in proc.accepted_by_district.items():
+                totals[district] = totals.get(district, 0) + count
+        out = []
+        for code, count in sorted(totals.items(), key=lambda kv: -kv[1])[:n]:
+            d = geography.district(code)
+            p = geography.province(code[:2])
+            out.append(
+                {
+                    "district_code": code,
+                    "name_th": d.name_th if d else code,
+                    "province_th": p.name_th if p else "",
+                    "events": count,
+                }
+            )
+        return out

@@ -1,0 +1,536 @@
+"""The per-partition batch processor: validate, dedup, pseudonymise, aggregate, build rows.
+
+Exactly-once results under at-least-once delivery rest on *stamps*. Every piece of state
+belongs to one topic-partition and remembers the offset of the last event applied to it:
+a metric bucket (its ClickHouse row's ``version``), a district's case or project book, and
+the partition checkpoint (offset + watermark, written to the table changelog after the rows
+it covers are in ClickHouse). After a crash the worker resumes from the committed offset
+with state loaded from the changelog and ClickHouse; an event at or below a stamp was
+applied already and is skipped for that piece of state. Every decision (duplicate, late,
+too late) depends only on the partition's log and the restored checkpoint, so a replay
+makes the same decisions and converges to the same rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import orjson
+
+from streams.contract import GRIEVANCE_SCHEMA, PROJECT_SCHEMA
+from streams.geography import district_codes, provinces
+from streams.pdpa import Pseudonymizer, redact_event, redact_text
+from streams.reasons import Reason, Rejection
+from streams.state.cases import RESOLUTION_BUCKETS, CaseBook
+from streams.state.projects import ProjectBook
+from streams.validation import Validator
+
+__all__ = ["Checkpoint", "PartitionProcessor", "ProcessorConfig", "Record", "RowSink"]
+
+_MINUTE_MS: Final = 60_000
+_REGION: Final = {p.code: p.region for p in provinces()}
+_DISTRICTS: Final = district_codes()
+_LE: Final = [(float(le), str(le)) for le in RESOLUTION_BUCKETS]
+_SCHEMA_OF_STREAM: Final = {"grievance": GRIEVANCE_SCHEMA, "project": PROJECT_SCHEMA}
+
+
+class Record(Protocol):
+    """What the processor needs of a Kafka record (aiokafka's ConsumerRecord fits)."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+class RowSink(Protocol):
+    def add(self, table: str, row: tuple[Any, ...]) -> None: ...
+
+
+@dataclass
+class ProcessorConfig:
+    validator: Validator
+    pseudonymizer: Pseudonymizer
+    grace_ms: int = 3_600_000
+    late_ms: int = 60_000
+    dedup_window: int = 500_000
+    stale_ms: int = 14 * 86_400_000
+    #: forget finished cases this long after their last step (event time)
+    case_retention_ms: int = 30 * 86_400_000
+    #: a partition whose watermark is within this of the wall clock is live: its clock
+    #: follows wall time between events, so overdue and stale counts advance on their own
+    live_ms: int = 15 * 60_000
+
+
+@dataclass
+class Checkpoint:
+    """State of a partition as of an offset: what the changelog records and restores."""
+
+    offset: int = -1
+    watermark_ms: int = 0
+
+    def dumps(self) -> bytes:
+        return orjson.dumps({"offset": self.offset, "wm": self.watermark_ms})
+
+    @classmethod
+    def loads(cls, raw: bytes) -> Checkpoint:
+        d = orjson.loads(raw)
+        return cls(d["offset"], d["wm"])
+
+
+@dataclass
+class BatchStats:
+    """Counts since the last take(): the worker turns them into Prometheus counters."""
+
+    consumed: int = 0
+    accepted: dict[str, int] = field(default_factory=dict)  # source -> n
+    rejected: dict[tuple[str, str], int] = field(default_factory=dict)  # (reason, source) -> n
+    duplicate: int = 0
+    late: int = 0
+    too_late: int = 0
+    skipped_replay: int = 0
+
+
+class PartitionProcessor:
+    """All state and work for one topic-partition of one stream (grievance or project)."""
+
+    def __init__(self, stream: str, topic: str, partition: int, cfg: ProcessorConfig) -> None:
+        self.stream = stream
+        self.topic = topic
+        self.partition = partition
+        self.cfg = cfg
+        self._schema = _SCHEMA_OF_STREAM[stream]
+        self.checkpoint = Checkpoint()
+        self.offset = -1  # last offset processed
+        self.watermark_ms = 0
+        self.books: dict[str, Any] = {}  # district -> CaseBook | ProjectBook
+        self.dirty_books: set[str] = set()
+        self.buckets: dict[tuple[str, str, str, str, int], list[Any]] = {}
+        self.dirty_buckets: set[tuple[str, str, str, str, int]] = set()
+        self.quality: dict[tuple[str, str, str, str, int], list[Any]] = {}
+        self.dirty_quality: set[tuple[str, str, str, str, int]] = set()
+        self._dedup: dict[str, int] = {}
+        self._dedup_q: deque[tuple[int, str]] = deque()
+        self.stats = BatchStats()
+        self.accepted_by_district: dict[str, int] = {}
+        self.dead_letters: list[tuple[bytes | None, bytes]] = []  # (key, record) for the topic
+        self._gauge_keys: dict[str, set[tuple[str, str, str]]] = {}
+
+    # -- restore ------------------------------------------------------------------------------
+
+    def restore(
+        self,
+        checkpoint: Checkpoint | None,
+        books: dict[str, bytes],
+        buckets: Iterable[tuple[str, str, str, str, int, float, int]],
+        quality: Iterable[tuple[str, str, str, str, int, int, int]],
+        dedup: Iterable[tuple[str, int]],
+    ) -> None:
+        """Load the state a restart resumes from (see the module docstring)."""
+        if checkpoint is not None:
+            self.checkpoint = checkpoint
+            self.offset = checkpoint.offset
+            self.watermark_ms = checkpoint.watermark_ms
+        loads = CaseBook.loads if self.stream == "grievance" else ProjectBook.loads
+        self.books = {district: loads(raw) for district, raw in books.items()}
+        for district, metric, dim1, dim2, minute, value, version in buckets:
+            self.buckets[(district, metric, dim1, dim2, minute)] = [value, version]
+        for district, outcome, reason, source, minute, count, version in quality:
+            self.quality[(district, outcome, reason, source, minute)] = [count, version]
+        for event_id, offset in sorted(dedup, key=lambda x: x[1]):
+            self._dedup[event_id] = offset
+            self._dedup_q.append((offset, event_id))
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def process(self, records: Iterable[Record], sink: RowSink, now_ms: int | None = None) -> None:
+        """Process records of this partition in offset order; rows go to ``sink``."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        cfg = self.cfg
+        validate = cfg.validator.payload
+        ckpt = self.checkpoint.offset
+        grace = cfg.grace_ms
+        late_ms = cfg.late_ms
+        window = cfg.dedup_window
+        dedup = self._dedup
+        dedup_q = self._dedup_q
+        stats = self.stats
+        accepted = stats.accepted
+        by_district = self.accepted_by_district
+        books = self.books
+        dirty_books = self.dirty_books
+        grievance = self.stream == "grievance"
+        book_type: type[CaseBook] | type[ProjectBook] = CaseBook if grievance else ProjectBook
+        wm = self.watermark_ms
+        partition = self.partition
+        add = sink.add
+        bump = self._bump
+        qbump = self._qbump
+        table = "grievance_events" if grievance else "project_events"
+        for rec in records:
+            o = rec.offset
+            stats.consumed += 1
+            if o <= ckpt:
+                # covered by the restored checkpoint: every effect is already stored
+                stats.skipped_replay += 1
+                continue
+            self.offset = o
+            ev = validate(rec.value, now)
+            if type(ev) is Rejection:
+                self._reject(rec, ev, wm, sink)
+                continue
+            assert type(ev) is dict
+            if ev["schema"] != self._schema:
+                self._reject(rec, Rejection(Reason.WRONG_TOPIC, "schema", ev["schema"]), wm, sink)
+                continue
+            ms = ev["_ms"]
+            district = ev["district_code"]
+            source = ev["source"]
+            eid = ev["event_id"]
+            seen = dedup.get(eid)
+            floor = wm - grace
+            qminute = (ms if ms >= floor else floor) // _MINUTE_MS
+            if seen is not None and seen != o:
+                stats.duplicate += 1
+                qbump((district, "duplicate", "", source, qminute), o)
+                continue
+            if seen is None:
+                dedup[eid] = o
+                dedup_q.append((o, eid))
+                while dedup_q[0][0] <= o - window:
+                    old_o, old_id = dedup_q.popleft()
+                    if dedup.get(old_id) == old_o:
+                        del dedup[old_id]
+            accepted[source] = accepted.get(source, 0) + 1
+            by_district[district] = by_district.get(district, 0) + 1
+            qbump((district, "accepted", "", source, qminute), o)
+            in_window = True
+            if ms > wm:
+                wm = ms
+            elif wm - ms > late_ms:
+                if ms < floor:
+                    in_window = False
+                    stats.too_late += 1
+                    qbump((district, "too_late", "", source, qminute), o)
+                else:
+                    stats.late += 1
+                    qbump((district, "late", "", source, qminute), o)
+            book: Any = books.get(district)
+            if book is None:
+                book = books[district] = book_type()
+            apply_state = o > book.stamp
+            minute = ms // _MINUTE_MS
+            if grievance:
+                typ = ev["type"]
+                cat = ev["category"]
+                if apply_state:
+                    received_ms, due_ms = book.apply(ev, ms)
+                    book.stamp = o
+                    dirty_books.add(district)
+                else:
+                    received_ms = due_ms = None
+                if in_window:
+                    bump((district, "grievance_event", typ, cat, minute), 1.0, o)
+                    if typ == "received":
+                        bump((district, "grievance_received", cat, ev["channel"], minute), 1.0, o)
+                    elif typ == "resolved" and apply_state:
+                        self._resolution(district, cat, ms, received_ms, due_ms, minute, o)
+                person = ev.get("complainant")
+                kind, pseudonym = cfg.pseudonymizer.complainant(person) if person else ("", "")
+                add(
+                    table,
+                    (
+                        eid,
+                        ms,
+                        district,
+                        district[:2],
+                        _REGION[district[:2]],
+                        ev.get("subdistrict_code") or "",
+                        source,
+                        ev["grievance_id"],
+                        typ,
+                        cat,
+                        ev["channel"],
+                        ev["priority"],
+                        ev["_due_ms"],
+                        ev.get("agency") or "",
+                        kind,
+                        pseudonym,
+                        partition,
+                        o,
+                        now,
+                    ),
+                )
+            else:
+                if apply_state:
+                    book.apply(ev, ms)
+                    book.stamp = o
+                    dirty_books.add(district)
+                if in_window:
+                    bump((district, "project_report", ev["program"], ev["status"], minute), 1.0, o)
+                add(
+                    table,
+                    (
+                        eid,
+                        ms,
+                        district,
+                        district[:2],
+                        _REGION[district[:2]],
+                        ev.get("subdistrict_code") or "",
+                        source,
+                        ev["project_id"],
+                        ev["program"],
+                        ev["fiscal_year"],
+                        ev["status"],
+                        float(ev["progress_pct"]),
+                        float(ev["planned_pct"]),
+                        float(ev["budget_allocated_thb"]),
+                        float(ev["budget_obligated_thb"]),
+                        float(ev["budget_disbursed_thb"]),
+                        ev.get("target_households"),
+                        ev.get("reached_households"),
+                        ev.get("sdg_goals") or [],
+                        ev.get("tpmap_dimensions") or [],
+                        partition,
+                        o,
+                        now,
+                    ),
+                )
+        self.watermark_ms = wm
+
+    def _bump(self, key: tuple[str, str, str, str, int], v: float, o: int) -> None:
+        b = self.buckets.get(key)
+        if b is None:
+            self.buckets[key] = [v, o]
+        elif o > b[1]:
+            b[0] += v
+            b[1] = o
+        else:
+            return
+        self.dirty_buckets.add(key)
+
+    def _qbump(self, key: tuple[str, str, str, str, int], o: int) -> None:
+        q = self.quality.get(key)
+        if q is None:
+            self.quality[key] = [1, o]
+        elif o > q[1]:
+            q[0] += 1
+            q[1] = o
+        else:
+            return
+        self.dirty_quality.add(key)
+
+    def _resolution(
+        self,
+        district: str,
+        cat: str,
+        ms: int,
+        received_ms: int | None,
+        due_ms: int | None,
+        minute: int,
+        o: int,
+    ) -> None:
+        bump = self._bump
+        if received_ms is not None and ms >= received_ms:
+            secs = (ms - received_ms) / 1000
+            bump((district, "grievance_resolved_seconds_sum", cat, "", minute), secs, o)
+            bump((district, "grievance_resolved_seconds_count", cat, "", minute), 1.0, o)
+            for le, label in _LE:
+                if secs <= le:
+                    bump(
+                        (district, "grievance_resolved_seconds_bucket", cat, label, minute), 1.0, o
+                    )
+            bump((district, "grievance_resolved_seconds_bucket", cat, "+Inf", minute), 1.0, o)
+        sla = "unknown" if due_ms is None else ("met" if ms <= due_ms else "missed")
+        bump((district, "grievance_resolved_sla", cat, sla, minute), 1.0, o)
+
+    def _reject(self, rec: Record, rej: Rejection, wm: int, sink: RowSink) -> None:
+        obj: Any = None
+        if rec.value is not None and rej.reason not in (Reason.MALFORMED_JSON, Reason.OVERSIZED):
+            try:
+                obj = orjson.loads(rec.value)
+            except orjson.JSONDecodeError:
+                obj = None
+        fields = obj if isinstance(obj, dict) else {}
+        district = fields.get("district_code")
+        if not isinstance(district, str) or district not in _DISTRICTS:
+            district = ""
+        source = fields.get("source")
+        source = source[:64] if isinstance(source, str) else ""
+        event_id = fields.get("event_id")
+        event_id = event_id[:64] if isinstance(event_id, str) else ""
+        if obj is not None:
+            payload = orjson.dumps(
+                redact_event({k: v for k, v in fields.items() if not str(k).startswith("_")})
+                if isinstance(obj, dict)
+                else redact_event(obj)
+            ).decode()
+        elif rec.value is not None:
+            payload = redact_text(rec.value[:4096].decode("utf-8", "replace"))
+        else:
+            payload = ""
+        key = (rej.reason.value, source)
+        self.stats.rejected[key] = self.stats.rejected.get(key, 0) + 1
+        floor = wm - self.cfg.grace_ms
+        ts = rec.timestamp if rec.timestamp is not None else 0
+        self._qbump(
+            (district, "rejected", rej.reason.value, source, max(ts, floor) // _MINUTE_MS),
+            rec.offset,
+        )
+        sink.add(
+            "dead_letters",
+            (
+                ts,
+                self.topic,
+                self.partition,
+                rec.offset,
+                rej.reason.value,
+                rej.field,
+                rej.detail,
+                source,
+                district,
+                event_id,
+                payload,
+            ),
+        )
+        record = {
+            "reason": rej.reason.value,
+            "field": rej.field,
+            "detail": rej.detail,
+            "explain": rej.explain(),
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": rec.offset,
+            "timestamp": ts,
+            "source": source,
+            "district_code": district,
+            "event_id": event_id,
+            "payload": payload,
+        }
+        self.dead_letters.append((district.encode() or None, orjson.dumps(record)))
+
+    # -- flush cycle --------------------------------------------------------------------------
+
+    def take_bucket_rows(self, sink: RowSink, now_ms: int) -> int:
+        """Rows for buckets changed since the last call (full values, version = stamp)."""
+        n = 0
+        partition = self.partition
+        for key in self.dirty_buckets:
+            district, metric, dim1, dim2, minute = key
+            value, version = self.buckets[key]
+            sink.add(
+                "metric_buckets",
+                (
+                    district,
+                    district[:2],
+                    _REGION[district[:2]],
+                    metric,
+                    dim1,
+                    dim2,
+                    minute * 60,
+                    partition,
+                    value,
+                    version,
+                    now_ms,
+                ),
+            )
+            n += 1
+        self.dirty_buckets.clear()
+        for key in self.dirty_quality:
+            district, outcome, reason, source, minute = key
+            count, version = self.quality[key]
+            province = district[:2]
+            sink.add(
+                "quality_buckets",
+                (
+                    district,
+                    province,
+                    _REGION.get(province, ""),
+                    self.stream,
+                    source,
+                    outcome,
+                    reason,
+                    minute * 60,
+                    partition,
+                    count,
+                    version,
+                ),
+            )
+            n += 1
+        self.dirty_quality.clear()
+        return n
+
+    def evict(self) -> None:
+        """Drop buckets that can no longer change (older than watermark - grace)."""
+        floor = (self.watermark_ms - self.cfg.grace_ms) // _MINUTE_MS
+        for store, dirty in (
+            (self.buckets, self.dirty_buckets),
+            (self.quality, self.dirty_quality),
+        ):
+            old = [k for k in store if k[4] < floor and k not in dirty]
+            for k in old:
+                del store[k]
+
+    def clock_ms(self, wall_ms: int) -> int:
+        """Stream time: the watermark, following the wall clock while the partition is live."""
+        wm = self.watermark_ms
+        if wm and wall_ms - wm < self.cfg.live_ms:
+            return max(wm, wall_ms)
+        return wm
+
+    def gauge_rows(self, sink: RowSink, wall_ms: int, version: int) -> int:
+        """A snapshot of every district's gauges at the current stream minute."""
+        clock = self.clock_ms(wall_ms)
+        if not clock:
+            return 0
+        minute_s = clock // _MINUTE_MS * 60
+        partition = self.partition
+        grievance = self.stream == "grievance"
+        retention_floor = clock - self.cfg.case_retention_ms
+        n = 0
+        for district, book in self.books.items():
+            if grievance:
+                book.purge_closed(retention_floor)
+                values = book.gauges(clock)
+            else:
+                values = book.gauges(clock, self.cfg.stale_ms)
+            previous = self._gauge_keys.get(district, set())
+            keys = set(values)
+            for gone in previous - keys:
+                values[gone] = 0.0
+            self._gauge_keys[district] = keys
+            province = district[:2]
+            region = _REGION[province]
+            for (metric, dim1, dim2), value in values.items():
+                sink.add(
+                    "metric_gauges",
+                    (
+                        district,
+                        province,
+                        region,
+                        metric,
+                        dim1,
+                        dim2,
+                        minute_s,
+                        partition,
+                        value,
+                        version,
+                        wall_ms,
+                    ),
+                )
+                n += 1
+        return n
+
+    def take_checkpoint(self) -> tuple[Checkpoint, dict[str, bytes]]:
+        """The checkpoint as of now and the books changed since the last call, serialised."""
+        books = {d: self.books[d].dumps() for d in self.dirty_books}
+        self.dirty_books.clear()
+        return Checkpoint(self.offset, self.watermark_ms), books
+
+    def take_stats(self) -> BatchStats:
+        stats, self.stats = self.stats, BatchStats()
+        return stats

@@ -1,0 +1,120 @@
+"""`warroom worker`: the Faust worker process with the pipeline, the store and the web server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from sinks.backends import open_backend
+from sinks.http_query import QueryService
+from sinks.http_query import add_routes as add_query_routes
+from sinks.migrate import migrate
+from sinks.writer import Writer
+from streams.app import create_app
+from streams.broker import ensure_topics, wait_ready
+from streams.pipeline import Pipeline
+from streams.topics import Topics
+from streams.web import WebServer
+from warroom import health as health_mod
+from warroom import telemetry
+from warroom.settings import Settings
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+class _Worker(faust.Worker):
+    """Faust's worker without its logging setup: warroom.logs configured logging already
+    (Faust would set the root logger to DEBUG even at "warn")."""
+
+    def _setup_logging(self) -> None:
+        return None
+
+
+def _lag(pipeline: Pipeline, tel: telemetry.Telemetry) -> float | None:
+    """Messages between the committed offsets and the partition ends (sum over partitions)."""
+    consumer = pipeline.app.consumer
+    total = 0.0
+    known = False
+    for tp in consumer.assignment():
+        if tp.topic not in pipeline.stream_of_topic:
+            continue
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        committed = pipeline.committed.get(tp, 0)
+        lag = max(0, end - committed)
+        tel.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+        total += lag
+        known = True
+    return total if known else None
+
+
+def run_worker(settings: Settings, bootstrap: str) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code."""
+    topics = Topics(settings.topic_prefix)
+    asyncio.run(wait_ready(bootstrap))
+    asyncio.run(ensure_topics(bootstrap, topics.all(), settings.partitions))
+    backend = open_backend(settings.store_url)
+    migrate(backend)
+    tel = telemetry.get()
+    writer = Writer(
+        backend,
+        flush_rows=settings.flush_rows,
+        flush_interval=settings.flush_interval,
+        max_buffered_rows=settings.max_buffered_rows,
+        telemetry=tel,
+    )
+    stream_app = create_app(settings, bootstrap, topics)
+    pipeline = Pipeline(stream_app, settings, writer, tel)
+    web = WebServer(
+        settings.web_host,
+        settings.web_port,
+        port_file=settings.data_dir / "worker.json",
+    )
+    health = health_mod.Health(stall_after=30.0)
+
+    async def broker_probe() -> tuple[bool, str]:
+        try:
+            await wait_ready(bootstrap, timeout=1.5)
+        except Exception as exc:
+            return False, str(exc)[:200]
+        return True, bootstrap
+
+    def partitions() -> float:
+        return float(len(pipeline.app.consumer.assignment()))
+
+    health.standard(
+        broker=broker_probe,
+        partitions=partitions,
+        lag=lambda: _lag(pipeline, tel),
+        max_lag=float(settings.ready_max_lag),
+        store=writer.probe,
+    )
+    health_mod.add_routes(web.web_app, health)
+    queries = QueryService(settings.store_url)
+    add_query_routes(web.web_app, queries)
+    web.on_close(queries.close)
+    web.add_json("/status/top-districts", lambda: pipeline.top_districts(10))
+
+    worker = _Worker(
+        stream_app.app,
+        pipeline,
+        web,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+        loglevel=settings.log_level.upper(),
+    )
+    log.info(
+        "worker starting",
+        extra={"bootstrap": bootstrap, "store": settings.store_url, "web": web.url},
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
