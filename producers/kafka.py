@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from producers.metrics import EVENTS_SENT, SEND_ERRORS
 from streams.contract import STREAM_OF_SCHEMA, encode
 from streams.topics import Topics
 
@@ -37,15 +39,33 @@ class EventSender:
 
     Events that are not dicts or carry no known schema still go out (to the grievance topic)
     when ``raw`` is used: the simulator's bad events must reach the worker to be dead-lettered.
+    Acknowledgements are counted as they arrive (``sent``, ``errors`` and the Prometheus
+    counters of producers/metrics.py, labelled with ``producer``).
     """
 
-    def __init__(self, bootstrap: str, topics: Topics, *, max_in_flight: int = 20000) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        *,
+        max_in_flight: int = 20000,
+        producer: str = "warroom",
+        **producer_overrides: Any,
+    ) -> None:
         self.topics = topics
-        self._producer = make_producer(bootstrap)
-        self._pending: list[asyncio.Future[Any]] = []
+        self.name = producer
+        self._producer = make_producer(
+            bootstrap, **{"client_id": f"warroom-{producer}", **producer_overrides}
+        )
+        self._pending: deque[asyncio.Future[Any]] = deque()
         self._max = max_in_flight
+        self._sent_counters = {
+            stream: EVENTS_SENT.labels(producer, stream) for stream in ("grievance", "project")
+        }
+        self._error_counter = SEND_ERRORS.labels(producer)
         self.sent = 0
         self.errors = 0
+        self.last_error: BaseException | None = None
 
     async def start(self) -> None:
         await self._producer.start()
@@ -69,20 +89,38 @@ class EventSender:
 
     async def send_raw(self, topic: str, value: bytes, key: str | None) -> None:
         fut = await self._producer.send(topic, value, key=key.encode() if key else None)
+        stream = "project" if topic == self.topics.project else "grievance"
+        fut.add_done_callback(lambda f: self._done(f, stream))
         self._pending.append(fut)
         if len(self._pending) >= self._max:
-            await self.flush()
+            # wait for the oldest half: a sliding window keeps the pipeline full
+            await self._drain(self._max // 2)
 
     async def send_many(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
             await self.send(event)
 
     async def flush(self) -> None:
-        """Wait until every send so far is acknowledged; count the failures."""
-        pending, self._pending = self._pending, []
-        for result in await asyncio.gather(*pending, return_exceptions=True):
-            if isinstance(result, BaseException):
-                self.errors += 1
-                log.error("send failed: %r", result)
-            else:
-                self.sent += 1
+        """Wait until every send so far is acknowledged (or failed)."""
+        await self._drain(len(self._pending))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def _drain(self, n: int) -> None:
+        oldest = [self._pending.popleft() for _ in range(min(n, len(self._pending)))]
+        if oldest:
+            await asyncio.gather(*oldest, return_exceptions=True)
+
+    def _done(self, fut: asyncio.Future[Any], stream: str) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or exc is not None:
+            self.errors += 1
+            self._error_counter.inc()
+            if self.errors <= 5 or self.errors % 1000 == 0:
+                log.error("send failed (%d so far): %r", self.errors, exc or "cancelled")
+            self.last_error = exc
+        else:
+            self.sent += 1
+            self._sent_counters[stream].inc()
