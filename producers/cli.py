@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -149,6 +150,147 @@ def _dry_run(sim: object, seconds: float) -> None:
     )
 
 
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSON Lines (event contract) or Traffy CSV.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, traffy or auto (by extension / header).")
+    ] = "auto",
+    speed: Annotated[
+        str,
+        typer.Option(help="max (as fast as possible) or N: real time x N (occurred_at gaps)."),
+    ] = "max",
+    kafka: Annotated[Optional[str], typer.Option(help=_KAFKA_HELP)] = None,  # noqa: UP045
+    topic_prefix: Annotated[Optional[str], typer.Option(help=_PREFIX_HELP)] = None,  # noqa: UP045
+) -> None:
+    """Replay a file onto the topics, with a progress bar and a summary of what could not map."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from producers.replay import ReplaySummary
+    from producers.replay import replay as run_replay
+    from streams.topics import Topics
+
+    settings = _settings()
+    if not file.is_file():
+        typer.echo(f"warroom replay: no such file: {file}", err=True)
+        raise typer.Exit(2)
+    try:
+        factor = None if speed == "max" else float(speed)
+        if factor is not None and factor <= 0:
+            raise ValueError
+    except ValueError:
+        typer.echo("warroom replay: --speed must be 'max' or a positive number", err=True)
+        raise typer.Exit(2) from None
+    bootstrap = _bootstrap(kafka, settings)
+    prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
+    _ensure_topics(bootstrap, prefix, settings.partitions)
+    total = None
+    if fmt in ("auto", "jsonl") and file.suffix.lower() != ".csv":
+        with file.open("rb") as fh:
+            total = sum(1 for _ in fh)
+    with Progress(
+        TextColumn("[bold]replay[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as progress:
+        task = progress.add_task("replay", total=total, rate="")
+
+        def show(s: ReplaySummary) -> None:
+            rate = s.sent / s.elapsed_s if s.elapsed_s else 0
+            extra = s.traffy.events if s.traffy and total is None else total
+            progress.update(task, completed=s.sent, total=extra, rate=f"{rate:,.0f} events/s")
+
+        try:
+            summary = asyncio.run(
+                run_replay(bootstrap, Topics(prefix), file, fmt=fmt, speed=factor, on_progress=show)
+            )
+        except (ValueError, UnicodeDecodeError) as exc:
+            typer.echo(f"warroom replay: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        show(summary)
+    _replay_summary(summary)
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+def _replay_summary(s: object) -> None:
+    from producers.replay import ReplaySummary
+
+    assert isinstance(s, ReplaySummary)
+    rate = s.sent / s.elapsed_s if s.elapsed_s else 0
+    typer.echo(
+        f"{s.format}: {s.sent:,} events acknowledged in {s.elapsed_s:.1f} s ({rate:,.0f}/s), "
+        f"{s.errors} send errors; grievance {s.by_stream['grievance']:,}, "
+        f"project {s.by_stream['project']:,}"
+    )
+    if s.blank:
+        typer.echo(f"  {s.blank} blank lines skipped")
+    for reason, count in sorted(s.unrouted.items()):
+        lines = ", ".join(map(str, s.unrouted_lines[reason]))
+        typer.echo(
+            f"  {count} lines not routable ({reason}), sent to the grievance topic to be "
+            f"dead-lettered; first lines: {lines}"
+        )
+    t = s.traffy
+    if t is not None:
+        typer.echo(
+            f"  Traffy rows: {t.rows:,}, mapped {t.mapped_rows:,} into {t.events:,} events, "
+            f"not mapped {sum(t.unmapped.values()):,}; without a known subdistrict "
+            f"{t.no_subdistrict:,}"
+        )
+        for reason, count in t.unmapped.most_common():
+            rows = ", ".join(map(str, t.examples[reason]))
+            typer.echo(f"    {reason}: {count:,} rows (first rows: {rows})")
+
+
+def submit(
+    file: Annotated[Path, typer.Argument(help="One event in the contract, as JSON.")],
+    dry_run: Annotated[bool, typer.Option(help="Only validate; send nothing.")] = False,
+    kafka: Annotated[Optional[str], typer.Option(help=_KAFKA_HELP)] = None,  # noqa: UP045
+    topic_prefix: Annotated[Optional[str], typer.Option(help=_PREFIX_HELP)] = None,  # noqa: UP045
+) -> None:
+    """Validate one event and send it; a rejected event is explained and not sent (exit 1)."""
+    from producers.submit import check, send_one
+    from streams.reasons import Rejection
+    from streams.topics import Topics
+    from streams.validation import Validator
+
+    settings = _settings()
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        typer.echo(f"warroom submit: cannot read {file}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from exc
+    result = check(raw.strip(), Validator(max_future_skew_s=settings.max_future_skew))
+    if isinstance(result, Rejection):
+        # explain() never carries the complainant's data (the validator does not echo it)
+        typer.echo(f"ไม่รับเหตุการณ์นี้ / event rejected: {result.explain()}", err=True)
+        raise typer.Exit(1)
+    what = (
+        f"{result['schema']} {result.get('type') or result.get('status')} "
+        f"district {result['district_code']} event_id {result['event_id']}"
+    )
+    if dry_run:
+        typer.echo(f"valid (not sent, --dry-run): {what}")
+        return
+    bootstrap = _bootstrap(kafka, settings)
+    prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
+    _ensure_topics(bootstrap, prefix, settings.partitions)
+    payload = raw.strip()
+    try:
+        done = asyncio.run(send_one(bootstrap, Topics(prefix), payload, result))
+    except Exception as exc:  # the broker's error, shown to the officer
+        typer.echo(f"warroom submit: not delivered: {exc!r}", err=True)
+        raise typer.Exit(3) from exc
+    typer.echo(
+        f"sent: {what} -> topic {done.topic} partition {done.partition} offset {done.offset}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root CLI."""
     app.command("simulate")(simulate)
+    app.command("replay")(replay)
+    app.command("submit")(submit)
