@@ -188,7 +188,6 @@ class Simulator:
                 continue
             item = self._next_good()
             started = True
-            now = item.occurred_ms
             if bad_rng.random() < o.late_share:
                 # held back: delivered after events that happened later; most only a little late
                 delay = (
@@ -197,12 +196,20 @@ class Simulator:
                     else bad_rng.randint(HOUR_MS + 60_000, 3 * HOUR_MS)
                 )
                 item.is_late = True
-                heapq.heappush(late, (now + delay, self._tick(), item))
+                heapq.heappush(late, (item.occurred_ms + delay, self._tick(), item))
                 produced -= 1
                 continue
+            # the newest time delivered so far: late events are released against it
+            now = item.occurred_ms
             if bad_rng.random() < o.duplicate_share:
                 copy = Item(
-                    item.stream, item.key, item.payload, item.event, None, now, is_duplicate=True
+                    item.stream,
+                    item.key,
+                    item.payload,
+                    item.event,
+                    None,
+                    item.occurred_ms,
+                    is_duplicate=True,
                 )
                 heapq.heappush(dups, (produced + bad_rng.randint(1, 2000), self._tick(), copy))
             yield item
