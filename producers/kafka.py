@@ -10,9 +10,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from producers.metrics import EVENTS_SENT, SEND_ERRORS
 from streams.contract import STREAM_OF_SCHEMA, encode
 from streams.topics import Topics
+from warroom.telemetry import get as telemetry
 
 __all__ = ["EventSender", "make_producer"]
 
@@ -39,8 +39,8 @@ class EventSender:
 
     Events that are not dicts or carry no known schema still go out (to the grievance topic)
     when ``raw`` is used: the simulator's bad events must reach the worker to be dead-lettered.
-    Acknowledgements are counted as they arrive (``sent``, ``errors`` and the Prometheus
-    counters of producers/metrics.py, labelled with ``producer``).
+    Acknowledgements are counted as they arrive (``sent``, ``errors`` and the producer
+    counters of warroom.telemetry, labelled with ``producer``).
     """
 
     def __init__(
@@ -59,10 +59,7 @@ class EventSender:
         )
         self._pending: deque[asyncio.Future[Any]] = deque()
         self._max = max_in_flight
-        self._sent_counters = {
-            stream: EVENTS_SENT.labels(producer, stream) for stream in ("grievance", "project")
-        }
-        self._error_counter = SEND_ERRORS.labels(producer)
+        self._metrics = telemetry().producer(producer)
         self.sent = 0
         self.errors = 0
         self.last_error: BaseException | None = None
@@ -117,10 +114,10 @@ class EventSender:
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled() or exc is not None:
             self.errors += 1
-            self._error_counter.inc()
+            self._metrics.error()
             if self.errors <= 5 or self.errors % 1000 == 0:
                 log.error("send failed (%d so far): %r", self.errors, exc or "cancelled")
             self.last_error = exc
         else:
             self.sent += 1
-            self._sent_counters[stream].inc()
+            self._metrics.sent(stream)

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from producers.kafka import make_producer
-from producers.metrics import EVENTS_SENT, SEND_ERRORS
 from streams.contract import STREAM_OF_SCHEMA
 from streams.reasons import Rejection
 from streams.topics import Topics
 from streams.validation import Validator
+from warroom.telemetry import get as telemetry
 
 __all__ = ["Delivered", "check", "send_one"]
 
@@ -37,9 +37,9 @@ async def send_one(bootstrap: str, topics: Topics, raw: bytes, event: dict[str, 
     try:
         md = await producer.send_and_wait(topic, raw, key=event["district_code"].encode())
     except Exception:
-        SEND_ERRORS.labels("submit").inc()
+        telemetry().producer("submit").error()
         raise
     finally:
         await producer.stop()
-    EVENTS_SENT.labels("submit", STREAM_OF_SCHEMA[event["schema"]]).inc()
+    telemetry().producer("submit").sent(STREAM_OF_SCHEMA[event["schema"]])
     return Delivered(md.topic, md.partition, md.offset, event["event_id"], event["district_code"])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from producers.replay import replay
 from producers.simulator import SimOptions, Simulator
@@ -56,6 +57,11 @@ async def test_replay_jsonl_delivers_every_line_exactly_once(
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines[:1500]) + b"\n\n" + b"\n".join(lines[1500:]) + b"\n")
 
+    def counted(stream: str) -> float:
+        labels = {"producer": "replay", "stream": stream}
+        return REGISTRY.get_sample_value("warroom_producer_events_sent_total", labels) or 0.0
+
+    before = {s: counted(s) for s in ("grievance", "project")}
     summary = await replay(bootstrap, topics, path, fmt="auto")
 
     # oracle: the topic from the schema (anything unroutable to the grievance topic),
@@ -74,6 +80,10 @@ async def test_replay_jsonl_delivers_every_line_exactly_once(
     assert got == expected
     assert summary.sent == len(lines) and summary.errors == 0 and summary.blank == 1
     assert summary.unrouted["malformed_json"] >= 1 and summary.unrouted["not_an_object"] >= 1
+    # the producer counters count acknowledged sends per stream
+    for stream, topic in (("grievance", topics.grievance), ("project", topics.project)):
+        sent = sum(n for (t, _, _), n in expected.items() if t == topic)
+        assert counted(stream) - before[stream] == sent
 
 
 async def test_replay_traffy_csv_at_real_time_speed(
