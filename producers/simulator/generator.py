@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from streams.sla import sla_days
 from streams.timeutil import BANGKOK_OFFSET
 
 __all__ = ["Item", "SimOptions", "Simulator"]
+
+log = logging.getLogger(__name__)
 
 #: mean events per grievance case (measured on the generator, see tests) for sizing intake
 EVENTS_PER_CASE: Final = 5.0
@@ -142,7 +145,19 @@ class Simulator:
         self._portfolio = Portfolio(
             random.Random(root.getrandbits(64)), self.country, options.projects_per_district
         )
-        self._warm_ms = options.start_ms - int(options.warmup_days * DAY_MS)
+        cases_per_day = self._cases_per_day(options)
+        # the warm-up costs ~20 µs per case before the first event: cap it at ~150 000 cases
+        warm_days = min(options.warmup_days, 150_000 / cases_per_day)
+        self._warm_ms = options.start_ms - int(warm_days * DAY_MS)
+        if cases_per_day > 200_000:
+            log.warning(
+                "a very large simulated country: %.0f new cases a simulated day (rate %s, "
+                "speedup %.0f); cases in flight are held in memory (~1 KB each): a larger "
+                "--speedup keeps it small",
+                cases_per_day,
+                options.rate,
+                options.effective_speedup,
+            )
         self.surges = SurgeSchedule(
             random.Random(root.getrandbits(64)), self.country, self._warm_ms, options.surge_share
         )
@@ -161,6 +176,12 @@ class Simulator:
         self._heap: list[tuple[int, int, int, Any]] = []
         self._next_arrival = 0
         self._seq = 0
+
+    @staticmethod
+    def _cases_per_day(o: SimOptions) -> float:
+        events_per_day = o.rate / o.effective_speedup * 86_400
+        reports_per_day = 928 * o.projects_per_district / 7
+        return max(events_per_day - reports_per_day, events_per_day * 0.2) / EVENTS_PER_CASE
 
     # -- the stream ----------------------------------------------------------------------------
 
