@@ -110,7 +110,13 @@ def _surge(
     for dim in set(family) | set(dims):
         series = family.get(dim)
         current = series.window_sum(now_minute - window + 1, now_minute) if series else 0.0
-        base = baseline(rule, series.ring if series else None, now_minute, coverage_ms)
+        cached = series.baselines.get(rule.id) if series else None
+        if cached is not None and cached[:2] == (now_minute, coverage_ms):
+            base = cached[2]
+        else:
+            base = baseline(rule, series.ring if series else None, now_minute, coverage_ms)
+            if series is not None:
+                series.baselines[rule.id] = (now_minute, coverage_ms, base)
         if base is None:
             out[dim] = None
             continue

@@ -31,7 +31,7 @@ from alerts.model import (
     Severity,
     fingerprint,
 )
-from alerts.rules import DIMENSION_TH, GAUGE_METRICS, Rule, RuleSet
+from alerts.rules import DIMENSION_TH, GAUGE_METRICS, Kind, Rule, RuleSet
 from alerts.state import MINUTE_MS, DistrictData, Layout
 from alerts.transitions import TickResult, Transition
 
@@ -60,6 +60,7 @@ class _Tracked:
         a = asdict(self.alert)
         a["severity"] = self.alert.severity.value
         a["state"] = self.alert.state.value
+        del a["title_th"], a["title_en"]  # the rule has them: keep table values small
         return {
             "alert": a,
             "repeats": self.repeats,
@@ -69,7 +70,7 @@ class _Tracked:
 
     @classmethod
     def load(cls, data: Mapping[str, Any]) -> _Tracked:
-        a = dict(data["alert"])
+        a = {"title_th": "", "title_en": "", **data["alert"]}
         a["severity"] = Severity(a["severity"])
         a["state"] = AlertState(a["state"])
         return cls(
@@ -110,6 +111,10 @@ class Engine:
         self._dirty: set[str] = set()
         self._pruned_minute = -1
         self.evaluations: Counter[str] = Counter()  # rule id -> evaluations (for metrics)
+        self._gauge_rules = {
+            r.id for r in self.rules if r.kind in (Kind.THRESHOLD, Kind.MEAN_GAP) and r.is_gauge
+        }
+        self._gauges_seen: dict[str, int] = {}  # district -> gauge_version last evaluated
 
     # -- input ------------------------------------------------------------------------------
 
@@ -171,12 +176,18 @@ class Engine:
         live: dict[str, set[str]] = {}
         for t in d.alerts.values():
             live.setdefault(t.alert.rule_id, set()).add(t.alert.dimension)
+        gauges_seen = self._gauges_seen.get(code)
         for rule in self.rules:
+            dims = live.get(rule.id, ())
+            # a gauge rule's verdict only moves with its data (or a pending alert's clock)
+            if rule.id in self._gauge_rules and not dims and gauges_seen == d.data.gauge_version:
+                continue
             self.evaluations[rule.id] += 1
-            results = evaluate(rule, d.data, now, self.coverage_ms, live.get(rule.id, ()))
+            results = evaluate(rule, d.data, now, self.coverage_ms, dims)
             for dim, m in sorted(results.items()):
-                if m is not None:
+                if m is not None and (m.firing or dim in dims):
                     changed |= self._step(code, d, rule, dim, m, now, out)
+        self._gauges_seen[code] = d.data.gauge_version
         changed |= self._timers(code, d, now, out)
         return changed
 
@@ -194,6 +205,7 @@ class Engine:
         t = d.alerts.get(fp)
         if t is None and not m.firing:
             return False
+        changed = t is None  # True when the stored state must be rewritten
         if t is None:
             t = d.alerts[fp] = _Tracked(self._new_alert(rule, code, dim, now))
             self._describe(t.alert, rule, m)
@@ -201,17 +213,21 @@ class Engine:
         a = t.alert
         self._describe(a, rule, m)
         if m.firing:
+            changed |= t.clear_since_ms is not None
             t.clear_since_ms = None
             if a.state is AlertState.PENDING and now - a.pending_since_ms >= rule.for_ms:
                 a.state = AlertState.FIRING
                 a.fired_at_ms = now
                 t.firing_due_ms = now
                 out.transitions.append(Transition(now, "firing", replace(a)))
-            return True
+                changed = True
+            return changed
         if a.state is AlertState.FIRING and rule.keep_firing_for_ms:
-            t.clear_since_ms = t.clear_since_ms if t.clear_since_ms is not None else now
+            if t.clear_since_ms is None:
+                t.clear_since_ms = now
+                changed = True
             if now - t.clear_since_ms < rule.keep_firing_for_ms:
-                return True
+                return changed
         was_firing = a.state is AlertState.FIRING
         a.state = AlertState.RESOLVED
         a.resolved_at_ms = now
@@ -383,9 +399,11 @@ class Engine:
         d.data.load(state.get("data") or {})
         for raw in state.get("alerts", ()):
             t = _Tracked.load(raw)
-            if t.alert.rule_id not in self._by_id:  # the rule was removed or disabled
+            rule = self._by_id.get(t.alert.rule_id)
+            if rule is None:  # the rule was removed or disabled
                 log.warning("dropping restored alert of unknown rule %s", t.alert.rule_id)
                 continue
+            t.alert.title_th, t.alert.title_en = rule.title_th, rule.title_en
             d.alerts[t.alert.fingerprint] = t
 
     def dump_meta(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ only for as many hours as its baseline needs, gauges only for the metrics rules 
 
 from __future__ import annotations
 
+import functools
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ class Selector:
 
     @classmethod
     def of(cls, rule: Rule) -> Selector:
-        return cls(rule.metric, rule.per, tuple(sorted(rule.where.items())))
+        return _selector_of(rule.metric, rule.per, tuple(sorted(rule.where.items())))
 
     @property
     def key(self) -> str:
@@ -43,6 +44,11 @@ class Selector:
             if (dim1 if name == "dim1" else dim2) not in values:
                 return None
         return dim1 if self.per == "dim1" else dim2 if self.per == "dim2" else ""
+
+
+@functools.cache
+def _selector_of(metric: str, per: str, where: tuple[tuple[str, tuple[str, ...]], ...]) -> Selector:
+    return Selector(metric, per, where)
 
 
 class HourRing:
@@ -89,6 +95,8 @@ class Series:
 
     minutes: dict[int, float] = field(default_factory=dict)  # minute index -> sum
     ring: HourRing | None = None
+    # rule id -> (minute, coverage, baseline): the past weeks do not change within a minute
+    baselines: dict[str, tuple[int, int, Any]] = field(default_factory=dict)
 
     def window_sum(self, first_minute: int, last_minute: int) -> float:
         if last_minute - first_minute + 1 < len(self.minutes):
@@ -142,7 +150,9 @@ class DistrictData:
         # full value per (metric, dim1, dim2) and minute: a re-sent bucket replaces, never adds
         self.keys: dict[tuple[str, str, str], dict[int, float]] = {}
         self.series: dict[Selector, dict[str, Series]] = {}
-        self.gauges: dict[tuple[str, str, str], tuple[int, float]] = {}
+        # metric -> (dim1, dim2) -> (snapshot bucket ms, value)
+        self.gauges: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
+        self.gauge_version = 0  # bumped when a gauge value changes
         self.last_event_ms: int | None = None
         self.ignored = 0  # bucket updates older than the retention (not reflected)
         self.needs_history = True  # hourly rings not yet warmed from stored history
@@ -199,10 +209,12 @@ class DistrictData:
             self._saw_event(bucket_ms - int(value * 1000))
         if metric not in self.layout.gauge_metrics:
             return
-        key = (metric, dim1, dim2)
-        old = self.gauges.get(key)
+        keys = self.gauges.setdefault(metric, {})
+        old = keys.get((dim1, dim2))
         if old is None or bucket_ms >= old[0]:  # the latest snapshot wins (argMax by bucket)
-            self.gauges[key] = (bucket_ms, value)
+            keys[(dim1, dim2)] = (bucket_ms, value)
+            if old is None or old[1] != value:
+                self.gauge_version += 1
 
     def warm_minute(self, metric: str, dim1: str, dim2: str, minute: int, value: float) -> None:
         """A stored bucket's full value at warm-up: like observe_bucket, but while the rings
@@ -267,8 +279,8 @@ class DistrictData:
     ) -> dict[str, float]:
         """Current gauge value per dimension of the rule (summed over the other dims)."""
         out: dict[str, float] = {}
-        for (m, d1, d2), (_, value) in self.gauges.items():
-            if m != metric or not rule.matches(d1, d2):
+        for (d1, d2), (_, value) in self.gauges.get(metric, {}).items():
+            if not rule.matches(d1, d2):
                 continue
             if extra_dim2 is not None and d2 != extra_dim2:
                 continue
@@ -289,7 +301,11 @@ class DistrictData:
                 for (m, d1, d2), per_key in sorted(self.keys.items())
                 for minute, v in sorted(per_key.items())
             ],
-            "gauges": [[m, d1, d2, b, v] for (m, d1, d2), (b, v) in sorted(self.gauges.items())],
+            "gauges": [
+                [m, d1, d2, b, v]
+                for m, keys in sorted(self.gauges.items())
+                for (d1, d2), (b, v) in sorted(keys.items())
+            ],
             "last_event_ms": self.last_event_ms,
         }
         if with_history:
@@ -311,7 +327,8 @@ class DistrictData:
             if m in self.layout.bucket_metrics:
                 self._apply(m, d1, d2, int(minute), float(v), ring=False)
         for m, d1, d2, b, v in data.get("gauges", ()):
-            self.gauges[(m, d1, d2)] = (int(b), float(v))
+            self.gauges.setdefault(m, {})[(d1, d2)] = (int(b), float(v))
+        self.gauge_version += 1
         last = data.get("last_event_ms")
         self.last_event_ms = int(last) if last is not None else None
         if history is not None:

@@ -700,3 +700,32 @@ def test_shipped_rules_run_on_every_kind_of_input() -> None:
     }
     assert all(a.severity is Severity.WARNING for a in e.alerts())
     assert e.evaluations["grievance_surge"] == 24
+
+
+def test_dirty_districts_are_those_whose_state_changed() -> None:
+    e = Engine(ruleset(OVERDUE.replace("for: 15m", "for: 0s")))
+    e.observe("1001", "grievance_overdue", "land", "normal", T0, 30)
+    e.observe("1002", "grievance_overdue", "land", "normal", T0, 3)
+    e.tick(T0)
+    assert e.take_dirty() == {"1001", "1002"}  # both observed; 1001 also fired
+    assert e.take_dirty() == set()
+    e.tick(T0 + MIN)  # nothing new: a steady alert does not need rewriting
+    assert e.take_dirty() == set()
+    e.tick(T0 + 2 * HOUR)  # the repeat timer moved
+    assert e.take_dirty() == {"1001"}
+
+
+def test_restored_alerts_keep_their_texts_and_drop_removed_rules() -> None:
+    both = ruleset(URGENT, OVERDUE.replace("for: 15m", "for: 0s"))
+    e = Engine(both)
+    e.observe("1001", "grievance_overdue", "land", "normal", T0, 30)
+    e.observe("1001", "grievance_urgent_unassigned_max_age_seconds", "", "", T0, 15000)
+    e.tick(T0)
+    state = json.loads(json.dumps(e.dump_state()))
+    restored = Engine(both)
+    restored.load_state(state)
+    before = {a.alert_id: a for a in e.alerts()}
+    assert {a.alert_id: a for a in restored.alerts()} == before  # titles come from the rules
+    only_urgent = Engine(ruleset(URGENT))
+    only_urgent.load_state(state)
+    assert [a.rule_id for a in only_urgent.alerts()] == ["urgent"]
