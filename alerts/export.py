@@ -286,13 +286,19 @@ def _contact_points() -> list[dict[str, Any]]:
 
 def _policies(rules: RuleSet) -> list[dict[str, Any]]:
     group_wait = format_duration(max(rules.group_window_ms // 1000 * 1000, 1000))
-    per_rule = [
+    # one child route per repeat interval: a district's alerts with the same interval share a
+    # message, and no rule repeats sooner than its own interval (a route per rule would split
+    # every district's message per rule)
+    by_repeat: dict[int, list[str]] = {}
+    for rule in rules.enabled:
+        by_repeat.setdefault(rule.repeat_ms, []).append(rule.id)
+    per_repeat = [
         {
             "receiver": "warroom-district-chiefs",
-            "object_matchers": [["rule_id", "=", rule.id]],
-            "repeat_interval": format_duration(rule.repeat_ms),
+            "object_matchers": [["rule_id", "=~", "|".join(ids)]],
+            "repeat_interval": format_duration(repeat_ms),
         }
-        for rule in rules.enabled
+        for repeat_ms, ids in sorted(by_repeat.items())
     ]
     return [
         {
@@ -316,7 +322,7 @@ def _policies(rules: RuleSet) -> list[dict[str, Any]]:
                     "group_interval": "5m",
                     "repeat_interval": "4h",
                     "continue": True,
-                    "routes": per_rule,
+                    "routes": per_repeat,
                 },
                 {
                     # critical alerts also go to the governor at once: Grafana OSS alerting has

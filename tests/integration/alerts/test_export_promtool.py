@@ -502,3 +502,77 @@ def test_engine_warmed_from_the_store_agrees(store: dict[str, Any]) -> None:
     firing = {(a.rule_id, a.district_code) for a in engine.alerts(AlertState.FIRING)}
     assert firing == {("silent_district", "5001")}  # the only rule with `for: 0s`
     assert [n.kind.value for n in result.notifications] in ([], ["firing"])
+
+
+# --- the notification policy tree, routed by Alertmanager's own code (amtool) ---------------
+
+
+def _am_route(node: dict[str, Any]) -> dict[str, Any]:
+    """A Grafana provisioning policy node as an Alertmanager route (same routing semantics)."""
+    route: dict[str, Any] = {"receiver": node["receiver"]}
+    for key in ("group_by", "group_wait", "group_interval", "repeat_interval", "continue"):
+        if key in node:
+            route[key] = node[key]
+    if "object_matchers" in node:
+        route["matchers"] = [f'{k}{op}"{v}"' for k, op, v in node["object_matchers"]]
+    if "routes" in node:
+        route["routes"] = [_am_route(child) for child in node["routes"]]
+    return route
+
+
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        # a district alert: its chief, and the national war room (continue: true)
+        (
+            {"rule_id": "grievance_surge", "severity": "warning", "district_code": "1001"},
+            "warroom-district-chiefs,warroom-war-room",
+        ),
+        # a critical one also goes to the governors
+        (
+            {
+                "rule_id": "grievance_urgent_unassigned",
+                "severity": "critical",
+                "district_code": "5001",
+            },
+            "warroom-district-chiefs,warroom-governors,warroom-war-room",
+        ),
+        (
+            {"rule_id": "silent_district", "severity": "warning", "district_code": "9601"},
+            "warroom-district-chiefs,warroom-war-room",
+        ),
+    ],
+)
+def test_policies_route_on_district_and_severity(
+    tmp_path: Path, labels: dict[str, str], receivers: str
+) -> None:
+    amtool = shutil.which("amtool") or "/usr/bin/amtool"
+    if not Path(amtool).exists():
+        pytest.fail("amtool is not installed (Debian package prometheus-alertmanager)")
+    doc = yaml.safe_load((GRAFANA_DIR / GRAFANA_FILE).read_text(encoding="utf-8"))
+    config = {
+        "route": _am_route(doc["policies"][0]),
+        "receivers": [{"name": cp["name"]} for cp in doc["contactPoints"]],
+    }
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    check = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    args = [f"{k}={v}" for k, v in {"source": "warroom", **labels}.items()]
+    routed = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={path}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert routed.stdout.strip() == receivers, routed.stdout + routed.stderr
+    # and something that is not a warroom district alert stays with the war room only
+    other = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={path}", "alertname=Other"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert other.stdout.strip() == "warroom-war-room"

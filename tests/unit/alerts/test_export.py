@@ -205,12 +205,15 @@ def test_contact_points_and_policies(
         r for r in root["routes"] if ["severity", "=", "critical"] in r.get("object_matchers", [])
     )
     assert critical["receiver"] == "warroom-governors"
-    repeats = {
-        r["object_matchers"][0][2]: r["repeat_interval"]
-        for r in district["routes"]
-        if r["object_matchers"][0][0] == "rule_id"
-    }
+    repeats = {}
+    for route in district["routes"]:
+        (label, op, pattern) = route["object_matchers"][0]
+        assert (label, op) == ("rule_id", "=~")
+        for rule_id in pattern.split("|"):
+            assert rule_id not in repeats
+            repeats[rule_id] = route["repeat_interval"]
     assert repeats == {r["id"]: r["repeat"] for r in raw_rules}
+    assert len(district["routes"]) == len({r["repeat"] for r in raw_rules})
 
 
 def test_prometheus_rules_shape(prometheus: dict[str, Any]) -> None:
