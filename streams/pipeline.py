@@ -98,16 +98,29 @@ class Pipeline(Service):
         for topic in self.stream_of_topic:
             register_batch_topic(self.app, topic, self._on_batch)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
+        self._ready_generation = -1
 
     # -- batches ------------------------------------------------------------------------------
 
+    async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
+        # Faust sends this once the tables of the new assignment are recovered; it then
+        # resumes the partitions and seeks them to the committed offsets
+        self._ready_generation = self.app.consumer_generation_id
+
     async def _on_batch(self, tp: TP, records: Sequence[Any]) -> None:
+        if self._ready_generation != self.app.consumer_generation_id:
+            # fetched after an assignment but before its table recovery finished: the state
+            # to apply them to is not there yet. Rewind so they are fetched again (skipping
+            # them without the rewind would lose them: the processor never goes back).
+            await self._rewind(tp, records[0].offset)
+            return
         proc = self.processors.get(tp)
         if proc is None:
             generation = self.app.consumer_generation_id
             proc = await self._restore(tp)
             if generation != self.app.consumer_generation_id:
-                return  # rebalanced while restoring: the records come again after the seek
+                return  # rebalanced while restoring: Faust seeks to the committed offsets
             self.processors[tp] = proc
         started = time.perf_counter()
         proc.process(records, self.writer)
@@ -123,6 +136,11 @@ class Pipeline(Service):
         )
         if self.writer.over_capacity:
             self._pause(tp)
+
+    async def _rewind(self, tp: TP, offset: int) -> None:
+        consumer: Any = self.app.consumer
+        if tp in consumer.assignment():
+            await consumer.seek(tp, offset)
 
     def _pause(self, tp: TP) -> None:
         """Backpressure: stop fetching this partition until the store catches up."""
@@ -259,24 +277,39 @@ class Pipeline(Service):
                 proc.evict()
 
     async def _checkpoint(self, taken: dict[TP, tuple[Checkpoint, dict[str, bytes]]]) -> None:
+        """Books, then the checkpoint records, then the offsets, each step acknowledged first.
+
+        The checkpoint record of a changelog partition is sent alone, after the books are
+        acknowledged, so it is always a batch of its own at the end of the partition: Tansu
+        reports a partition's end as the last batch's *first* offset + 1, and Faust's table
+        recovery reads only up to that end. A checkpoint sharing a batch would be lost in
+        recovery while its offsets were already committed.
+        """
         offsets: dict[TP, int] = {}
         send = self.app.producer.send
+        checkpoints: list[tuple[Any, str, TP, bytes, bytes]] = []
         for tp, (ckpt, books) in taken.items():
             if ckpt.offset < 0:
                 continue
             table = self.sa.state_tables[self.stream_of_topic[tp.topic]]
             changelog = table.changelog_topic.get_topic_name()
-            items = [(f"{d}:{tp.partition}".encode(), raw) for d, raw in books.items()]
-            # the checkpoint goes last: within one changelog partition Kafka keeps the order
-            items.append((f"{_CHECKPOINT}:{tp.partition}".encode(), ckpt.dumps()))
-            for key, raw in items:
+            for district, raw in books.items():
+                key = f"{district}:{tp.partition}".encode()
                 table.data[key] = raw
                 self._sent.append(await send(changelog, key, raw, tp.partition, None, None))
+            key = f"{_CHECKPOINT}:{tp.partition}".encode()
+            checkpoints.append((table, changelog, tp, key, ckpt.dumps()))
             if self.committed.get(tp) != ckpt.offset + 1:
                 offsets[tp] = ckpt.offset + 1
-        # every dead letter and changelog record acknowledged before any offset moves
+        # dead letters and books acknowledged before any checkpoint is sent ...
         sent, self._sent = self._sent, []
         await asyncio.gather(*sent)
+        last = []
+        for table, changelog, tp, key, raw in checkpoints:
+            table.data[key] = raw
+            last.append(await send(changelog, key, raw, tp.partition, None, None))
+        # ... and checkpoints acknowledged before any offset moves
+        await asyncio.gather(*last)
         if offsets:
             consumer: Any = self.app.consumer  # streams.transport.Consumer
             await consumer.commit_offsets(offsets)

@@ -152,7 +152,7 @@ class PartitionProcessor:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         cfg = self.cfg
         validate = cfg.validator.payload
-        ckpt = self.checkpoint.offset
+        last = self.offset
         grace = cfg.grace_ms
         late_ms = cfg.late_ms
         window = cfg.dedup_window
@@ -174,11 +174,12 @@ class PartitionProcessor:
         for rec in records:
             o = rec.offset
             stats.consumed += 1
-            if o <= ckpt:
-                # covered by the restored checkpoint: every effect is already stored
+            if o <= last:
+                # Already applied: covered by the restored checkpoint, or fetched again after
+                # Faust re-seeked to the committed offset (recovery does that after assignment)
                 stats.skipped_replay += 1
                 continue
-            self.offset = o
+            last = self.offset = o
             ev = validate(rec.value, now)
             if type(ev) is Rejection:
                 self._reject(rec, ev, wm, sink)

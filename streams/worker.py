@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import faust
 
@@ -113,8 +114,14 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         "worker starting",
         extra={"bootstrap": bootstrap, "store": settings.store_url, "web": web.url},
     )
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = int(exc.code or 0)
+    finally:
+        backend.close()
+        logging.shutdown()
+    # chdb's C++ globals can crash in their own exit-time shutdown ("ShutdownTablesThreadPool
+    # is not initialized", then SIGSEGV) after everything is flushed: skip them
+    os._exit(code)

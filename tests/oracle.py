@@ -5,6 +5,8 @@ records as they sit in Kafka. It shares no code with streams/ (only the written 
 - a duplicate is an event_id already seen earlier in the same topic-partition;
 - the watermark is the highest occurred_at so far; an event more than `late` behind it is
   late, more than `grace` behind it too late (counted, its 1-minute bucket not updated);
+- a rejected record's district is its district_code when that is a real district, its source
+  the source string (at most 64 characters); an oversized payload is not parsed at all;
 - quality rows go to minute(max(t, watermark - grace)) with t = occurred_at (or the Kafka
   timestamp for rejected records);
 - a case's status is its latest step by (occurred_at, lifecycle order); resolution time needs
@@ -121,7 +123,8 @@ def compute(
             reason = bad_payloads.get(r.value)
             if reason is not None:
                 exp.rejected += 1
-                ev = _try_json(r.value)
+                # an oversized payload is not parsed: its district and source stay unknown
+                ev = _try_json(r.value) if reason != "oversized" else None
                 district = ""
                 source = ""
                 if isinstance(ev, dict):

@@ -1,0 +1,107 @@
+"""Read warroom's tables through the worker and compare them with the oracle."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from tests.oracle import Expected
+from tests.services.worker import WorkerProcess
+
+GAUGES_LATEST = """
+WITH g AS (
+    SELECT district_code, kafka_partition, metric, dim1, dim2, bucket, value,
+           if(startsWith(metric, 'project') OR (metric = 'last_event_age_seconds'
+              AND dim1 = 'project'), 'project', 'grievance') AS fam
+    FROM metric_gauges FINAL
+)
+SELECT g.district_code AS d, g.metric AS m, g.dim1 AS a, g.dim2 AS b, sum(g.value) AS v
+FROM g INNER JOIN (
+    SELECT district_code, kafka_partition, fam, max(bucket) AS mb FROM g
+    GROUP BY district_code, kafka_partition, fam
+) AS l ON g.district_code = l.district_code AND g.kafka_partition = l.kafka_partition
+      AND g.fam = l.fam AND g.bucket = l.mb
+GROUP BY d, m, a, b
+HAVING v != 0
+"""
+
+
+def buckets(w: WorkerProcess) -> dict[tuple[str, str, str, str, int], float]:
+    rows = w.query(
+        "SELECT district_code AS d, metric AS m, dim1 AS a, dim2 AS b, "
+        "toUInt32(bucket) AS t, sum(value) AS v FROM metric_buckets FINAL "
+        "GROUP BY d, m, a, b, t"
+    )
+    return {(r["d"], r["m"], r["a"], r["b"], int(r["t"]) // 60): float(r["v"]) for r in rows}
+
+
+def quality(w: WorkerProcess) -> dict[tuple[str, str, str, str, str, int], int]:
+    rows = w.query(
+        "SELECT district_code AS d, stream AS s, source AS src, outcome AS o, reason AS r, "
+        "toUInt32(bucket) AS t, sum(count) AS c FROM quality_buckets FINAL "
+        "GROUP BY d, s, src, o, r, t"
+    )
+    return {
+        (r["d"], r["s"], r["src"], r["o"], r["r"], int(r["t"]) // 60): int(r["c"]) for r in rows
+    }
+
+
+def outcomes_total(w: WorkerProcess) -> int:
+    """accepted + rejected + duplicate as stored: every consumed record once."""
+    rows = w.query(
+        "SELECT sum(count) AS n FROM quality_buckets FINAL "
+        "WHERE outcome IN ('accepted', 'rejected', 'duplicate')"
+    )
+    return int(rows[0]["n"] or 0)
+
+
+def gauges(w: WorkerProcess) -> dict[tuple[str, str, str, str], float]:
+    return {(r["d"], r["m"], r["a"], r["b"]): float(r["v"]) for r in w.query(GAUGES_LATEST)}
+
+
+def diff(expected: dict[Any, float], actual: dict[Any, float], *, rel: float = 1e-9) -> list[str]:
+    """Human-readable differences (at most 20), empty when equal."""
+    out = []
+    for key in sorted(set(expected) | set(actual), key=repr):
+        e = expected.get(key, 0)
+        a = actual.get(key, 0)
+        if not math.isclose(e, a, rel_tol=rel, abs_tol=1e-6):
+            out.append(f"{key}: expected {e}, got {a}")
+    return out[:20]
+
+
+def wait_settled(w: WorkerProcess, consumed: int, timeout: float = 180.0) -> None:
+    """Every record consumed, written, and a gauge snapshot taken after that."""
+    w.wait_for(
+        lambda: w.counter("warroom_events_consumed_total") >= consumed,
+        timeout=timeout,
+        what=f"{consumed} records consumed",
+    )
+    done_ms = int(time.time() * 1000)
+
+    def snapshot_after() -> bool:
+        rows = w.query("SELECT toUnixTimestamp64Milli(max(updated_at)) AS t FROM metric_gauges")
+        return bool(rows) and int(rows[0]["t"]) > done_ms + 500
+
+    w.wait_for(snapshot_after, timeout=60, what="a gauge snapshot after the last record")
+
+
+def assert_matches(w: WorkerProcess, exp: Expected) -> None:
+    """Every table against the oracle, exactly."""
+    problems = {
+        "metric_buckets": diff(exp.buckets, buckets(w)),
+        "quality_buckets": diff(dict(exp.quality), dict(quality(w))),
+        "metric_gauges": diff({k: v for k, v in exp.gauges.items() if v}, gauges(w), rel=1e-9),
+    }
+    raw = w.query(
+        "SELECT (SELECT count(DISTINCT event_id) FROM grievance_events) "
+        "+ (SELECT count(DISTINCT event_id) FROM project_events) AS n"
+    )[0]["n"]
+    if int(raw) != len(exp.accepted_ids):
+        problems["raw events"] = [f"expected {len(exp.accepted_ids)} distinct, got {raw}"]
+    dead = int(w.query("SELECT count() AS n FROM dead_letters FINAL")[0]["n"])
+    if dead != exp.rejected:
+        problems["dead_letters"] = [f"expected {exp.rejected}, got {dead}"]
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, "\n".join(f"{k}:\n  " + "\n  ".join(v) for k, v in problems.items())

@@ -1,0 +1,75 @@
+"""Test helpers that talk to the real broker: produce simulated items, read topics back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from producers.kafka import EventSender
+from producers.simulator.generator import Item
+from streams.topics import Topics
+from tests.oracle import Rec
+
+
+async def produce_items(
+    bootstrap: str, topics: Topics, items: Iterable[Item], *, rate: float | None = None
+) -> int:
+    """Send items in order (at about ``rate`` per second when given) and wait for the acks."""
+    sender = EventSender(bootstrap, topics)
+    await sender.start()
+    started = time.monotonic()
+    try:
+        for n, it in enumerate(items, 1):
+            await sender.send_raw(topics.for_stream(it.stream), it.payload, it.key)
+            if rate and n % 200 == 0:
+                ahead = n / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await sender.flush()
+                    await asyncio.sleep(ahead)
+    finally:
+        await sender.stop()
+    assert sender.errors == 0
+    return sender.sent
+
+
+async def read_back(bootstrap: str, topics: Topics, streams: Iterable[str]) -> list[Rec]:
+    """Every record of the streams' topics, with partition, offset and timestamp."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: list[Rec] = []
+    try:
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
+        stream_of: dict[str, str] = {}
+        tps = []
+        for stream in streams:
+            topic = topics.for_stream(stream)
+            stream_of[topic] = stream
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                tps.append(TopicPartition(topic, p))
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, recs in batch.items():
+                for r in recs:
+                    assert r.value is not None
+                    out.append(
+                        Rec(stream_of[tp.topic], tp.partition, r.offset, r.timestamp, r.value)
+                    )
+                if recs and recs[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        # aiokafka 0.14's group-less coordinator cancels its own routine on stop
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
+    return out
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
