@@ -1,6 +1,8 @@
 """Column order of every warroom table, as the migrations create them (tests check the match).
 
-Rows handed to the writer are tuples in exactly this order. Time columns take ints in the
+Rows handed to the writer are tuples in the order of ``INSERT_COLUMNS``: every column except
+those ClickHouse computes itself (``DERIVED``: province and region from the district code, the
+write time). Time columns take ints in the
 column's unit: DateTime (bucket, applied_at) epoch seconds, DateTime64(3) epoch milliseconds;
 see sinks.backends for the other value conventions.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["COLUMNS", "columns_of"]
+__all__ = ["COLUMNS", "DERIVED", "INSERT_COLUMNS", "columns_of"]
 
 _RAW_COMMON: Final = (
     "event_id",
@@ -128,6 +130,22 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "region_th",
         "region_en",
     ),
+}
+
+
+#: columns with a DEFAULT the store computes (see the migration); the writer never sends them
+DERIVED: Final[dict[str, frozenset[str]]] = {
+    "grievance_events": frozenset({"province_code", "region", "ingested_at"}),
+    "project_events": frozenset({"province_code", "region", "ingested_at"}),
+    "metric_buckets": frozenset({"province_code", "region", "updated_at"}),
+    "metric_gauges": frozenset({"province_code", "region", "updated_at"}),
+    "quality_buckets": frozenset({"province_code", "region"}),
+}
+
+#: what a row handed to the writer holds, in order
+INSERT_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    table: tuple(c for c in cols if c not in DERIVED.get(table, frozenset()))
+    for table, cols in COLUMNS.items()
 }
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sinks.backends import Backend, StoreError
-from sinks.tables import COLUMNS
+from sinks.tables import INSERT_COLUMNS
 
 if TYPE_CHECKING:
     from warroom.telemetry import Telemetry
@@ -111,7 +111,7 @@ class Writer:
         self.low_watermark = min(low_watermark, max_buffered_rows)
         self.retry_initial = retry_initial
         self.retry_max = retry_max
-        self._columns: dict[str, tuple[str, ...]] = {t: tuple(c) for t, c in COLUMNS.items()}
+        self._columns: dict[str, tuple[str, ...]] = {t: tuple(c) for t, c in INSERT_COLUMNS.items()}
         for table, cols in (columns or {}).items():
             self._columns[table] = tuple(cols)
         if telemetry is None:

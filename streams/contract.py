@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+import msgspec
 import orjson
 
 __all__ = [
@@ -19,6 +20,9 @@ __all__ = [
     "SCHEMAS",
     "STREAM_OF_SCHEMA",
     "TPMAP_DIMENSIONS",
+    "Complainant",
+    "GrievanceEvent",
+    "ProjectEvent",
     "decode",
     "encode",
 ]
@@ -129,3 +133,56 @@ def encode(event: dict[str, Any]) -> bytes:
 def decode(payload: bytes | str) -> Any:
     """Parse a wire payload; raises orjson.JSONDecodeError when it is not JSON."""
     return orjson.loads(payload)
+
+
+# -- typed models: what a structurally valid event is (streams/validation.py adds the rules
+# types cannot say: known district, time in range, check digits, consistent numbers) --------
+
+
+class Complainant(msgspec.Struct, forbid_unknown_fields=True):
+    """Personal data: replaced by a keyed pseudonym at ingest, never stored in clear."""
+
+    citizen_id: str | None = None
+    name: str | None = None
+    phone: str | None = None
+
+
+class GrievanceEvent(
+    msgspec.Struct, tag_field="schema", tag=GRIEVANCE_SCHEMA, forbid_unknown_fields=True
+):
+    event_id: str
+    occurred_at: str
+    district_code: str
+    source: str
+    grievance_id: str
+    type: Literal[GRIEVANCE_TYPES]  # type: ignore[valid-type]
+    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+    priority: Literal[PRIORITIES]  # type: ignore[valid-type]
+    subdistrict_code: str | None = None
+    due_at: str | None = None
+    agency: str | None = None
+    complainant: Complainant | None = None
+
+
+class ProjectEvent(
+    msgspec.Struct, tag_field="schema", tag=PROJECT_SCHEMA, forbid_unknown_fields=True
+):
+    event_id: str
+    occurred_at: str
+    district_code: str
+    source: str
+    project_id: str
+    program: Literal[PROGRAMS]  # type: ignore[valid-type]
+    fiscal_year: int
+    status: Literal[PROJECT_STATUSES]  # type: ignore[valid-type]
+    progress_pct: float
+    planned_pct: float
+    budget_allocated_thb: float
+    budget_obligated_thb: float
+    budget_disbursed_thb: float
+    subdistrict_code: str | None = None
+    target_households: int | None = None
+    reached_households: int | None = None
+    sdg_goals: list[int] | None = None
+    tpmap_dimensions: list[Literal[TPMAP_DIMENSIONS]] | None = None  # type: ignore[valid-type]

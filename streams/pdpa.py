@@ -9,6 +9,8 @@ import re
 import unicodedata
 from typing import Any, Final
 
+from streams.contract import Complainant
+
 __all__ = ["DEV_KEY", "Pseudonymizer", "redact_event", "redact_text"]
 
 log = logging.getLogger(__name__)
@@ -30,22 +32,20 @@ class Pseudonymizer:
     def _mac(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def complainant(self, person: dict[str, Any] | None) -> tuple[str, str]:
+    def complainant(self, person: Complainant | None) -> tuple[str, str]:
         """(kind, pseudonym) where kind is citizen_id, phone, name or '' when nobody is named."""
-        if not person:
+        if person is None:
             return "", ""
-        cid = person.get("citizen_id")
-        if cid:
-            return "citizen_id", self._mac("cid:" + cid.replace("-", "").replace(" ", ""))
-        phone = person.get("phone")
-        if phone:
-            digits = "".join(ch for ch in phone if ch.isdigit())
+        if person.citizen_id:
+            cid = person.citizen_id.replace("-", "").replace(" ", "")
+            return "citizen_id", self._mac("cid:" + cid)
+        if person.phone:
+            digits = "".join(ch for ch in person.phone if ch.isdigit())
             if digits.startswith("66"):
                 digits = "0" + digits[2:]
             return "phone", self._mac("tel:" + digits)
-        name = person.get("name")
-        if name:
-            norm = " ".join(unicodedata.normalize("NFC", name).split()).casefold()
+        if person.name:
+            norm = " ".join(unicodedata.normalize("NFC", person.name).split()).casefold()
             return "name", self._mac("name:" + norm)
         return "", ""
 

@@ -93,6 +93,7 @@ class Pipeline(Service):
         self.committed: dict[TP, int] = {}
         self._sent: list[Any] = []
         self._shutting_down = False
+        self._cycles = 0
         self.last_write_ok = 0.0
         self.last_write_error = ""
         for topic in self.stream_of_topic:
@@ -255,10 +256,9 @@ class Pipeline(Service):
 
     async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
         async with self._cycle_lock:
-            now = _now_ms()
             procs = {tp: p for tp, p in self.processors.items() if only is None or tp in only}
             for proc in procs.values():
-                proc.take_bucket_rows(self.writer, now)
+                proc.take_bucket_rows(self.writer)
             for proc in procs.values():
                 messages, proc.dead_letters = proc.dead_letters, []
                 for key, value in messages:
@@ -273,8 +273,10 @@ class Pipeline(Service):
             if checkpoint:
                 await self._checkpoint(taken)
                 self._last_checkpoint = time.monotonic()
-            for proc in procs.values():
-                proc.evict()
+            self._cycles += 1
+            if self._cycles % 10 == 0:  # a scan of every bucket: not on every cycle
+                for proc in procs.values():
+                    proc.evict()
 
     async def _checkpoint(self, taken: dict[TP, tuple[Checkpoint, dict[str, bytes]]]) -> None:
         """Books, then the checkpoint records, then the offsets, each step acknowledged first.

@@ -17,25 +17,24 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import orjson
 
-from streams.contract import GRIEVANCE_SCHEMA, PROJECT_SCHEMA
-from streams.geography import district_codes, provinces
+from streams.contract import GrievanceEvent, ProjectEvent
+from streams.geography import district_codes
 from streams.pdpa import Pseudonymizer, redact_event, redact_text
 from streams.reasons import Reason, Rejection
 from streams.state.cases import RESOLUTION_BUCKETS, CaseBook
 from streams.state.projects import ProjectBook
-from streams.validation import Validator
+from streams.validation import Checked, Validator
 
 __all__ = ["Checkpoint", "PartitionProcessor", "ProcessorConfig", "Record", "RowSink"]
 
 _MINUTE_MS: Final = 60_000
-_REGION: Final = {p.code: p.region for p in provinces()}
 _DISTRICTS: Final = district_codes()
 _LE: Final = [(float(le), str(le)) for le in RESOLUTION_BUCKETS]
-_SCHEMA_OF_STREAM: Final = {"grievance": GRIEVANCE_SCHEMA, "project": PROJECT_SCHEMA}
+_NOBODY: Final = ("", "")
 
 
 class Record(Protocol):
@@ -48,7 +47,9 @@ class Record(Protocol):
 
 
 class RowSink(Protocol):
-    def add(self, table: str, row: tuple[Any, ...]) -> None: ...
+    """Where rows go (sinks.writer.Writer): tuples in sinks.tables.INSERT_COLUMNS order."""
+
+    def add_many(self, table: str, rows: list[tuple[Any, ...]]) -> None: ...
 
 
 @dataclass
@@ -103,7 +104,6 @@ class PartitionProcessor:
         self.topic = topic
         self.partition = partition
         self.cfg = cfg
-        self._schema = _SCHEMA_OF_STREAM[stream]
         self.checkpoint = Checkpoint()
         self.offset = -1  # last offset processed
         self.watermark_ms = 0
@@ -151,7 +151,7 @@ class PartitionProcessor:
         """Process records of this partition in offset order; rows go to ``sink``."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         cfg = self.cfg
-        validate = cfg.validator.payload
+        check = cfg.validator.check
         last = self.offset
         grace = cfg.grace_ms
         late_ms = cfg.late_ms
@@ -165,12 +165,15 @@ class PartitionProcessor:
         dirty_books = self.dirty_books
         grievance = self.stream == "grievance"
         book_type: type[CaseBook] | type[ProjectBook] = CaseBook if grievance else ProjectBook
+        event_type: Any = GrievanceEvent if grievance else ProjectEvent
         wm = self.watermark_ms
         partition = self.partition
-        add = sink.add
+        raw_rows: list[tuple[Any, ...]] = []
         bump = self._bump
         qbump = self._qbump
+        pseudonym_of = cfg.pseudonymizer.complainant
         table = "grievance_events" if grievance else "project_events"
+        ev: Any  # GrievanceEvent or ProjectEvent, by the stream
         for rec in records:
             o = rec.offset
             stats.consumed += 1
@@ -180,24 +183,24 @@ class PartitionProcessor:
                 stats.skipped_replay += 1
                 continue
             last = self.offset = o
-            ev = validate(rec.value, now)
-            if type(ev) is Rejection:
-                self._reject(rec, ev, wm, sink)
+            res = check(rec.value, now)
+            if type(res) is Rejection:
+                self._reject(rec, res, wm, sink)
                 continue
-            assert type(ev) is dict
-            if ev["schema"] != self._schema:
-                self._reject(rec, Rejection(Reason.WRONG_TOPIC, "schema", ev["schema"]), wm, sink)
+            ev, ms, due_ms = cast(Checked, res)
+            if type(ev) is not event_type:
+                wrong = Rejection(Reason.WRONG_TOPIC, "schema", ev.__struct_config__.tag)
+                self._reject(rec, wrong, wm, sink)
                 continue
-            ms = ev["_ms"]
-            district = ev["district_code"]
-            source = ev["source"]
-            eid = ev["event_id"]
+            district = ev.district_code
+            source = ev.source
+            eid = ev.event_id
             seen = dedup.get(eid)
             floor = wm - grace
             qminute = (ms if ms >= floor else floor) // _MINUTE_MS
             if seen is not None and seen != o:
                 stats.duplicate += 1
-                qbump((district, "duplicate", "", source, qminute), o)
+                qbump(("", "duplicate", "", source, qminute), o)
                 continue
             if seen is None:
                 dedup[eid] = o
@@ -208,7 +211,7 @@ class PartitionProcessor:
                         del dedup[old_id]
             accepted[source] = accepted.get(source, 0) + 1
             by_district[district] = by_district.get(district, 0) + 1
-            qbump((district, "accepted", "", source, qminute), o)
+            qbump(("", "accepted", "", source, qminute), o)
             in_window = True
             if ms > wm:
                 wm = ms
@@ -216,55 +219,53 @@ class PartitionProcessor:
                 if ms < floor:
                     in_window = False
                     stats.too_late += 1
-                    qbump((district, "too_late", "", source, qminute), o)
+                    qbump(("", "too_late", "", source, qminute), o)
                 else:
                     stats.late += 1
-                    qbump((district, "late", "", source, qminute), o)
+                    qbump(("", "late", "", source, qminute), o)
             book: Any = books.get(district)
             if book is None:
                 book = books[district] = book_type()
             apply_state = o > book.stamp
             minute = ms // _MINUTE_MS
             if grievance:
-                typ = ev["type"]
-                cat = ev["category"]
+                typ = ev.type
+                cat = ev.category
                 if apply_state:
-                    received_ms, due_ms = book.apply(ev, ms)
+                    received_ms, case_due_ms = book.apply(
+                        ev.grievance_id, typ, cat, ev.priority, ms, due_ms
+                    )
                     book.stamp = o
                     dirty_books.add(district)
                 else:
-                    received_ms = due_ms = None
+                    received_ms = case_due_ms = None
                 if in_window:
                     bump((district, "grievance_event", typ, cat, minute), 1.0, o)
                     if typ == "received":
-                        bump((district, "grievance_received", cat, ev["channel"], minute), 1.0, o)
+                        bump((district, "grievance_received", cat, ev.channel, minute), 1.0, o)
                     elif typ == "resolved" and apply_state:
-                        self._resolution(district, cat, ms, received_ms, due_ms, minute, o)
-                person = ev.get("complainant")
-                kind, pseudonym = cfg.pseudonymizer.complainant(person) if person else ("", "")
-                add(
-                    table,
+                        self._resolution(district, cat, ms, received_ms, case_due_ms, minute, o)
+                person = ev.complainant
+                kind, pseudonym = pseudonym_of(person) if person is not None else _NOBODY
+                raw_rows.append(
                     (
                         eid,
                         ms,
                         district,
-                        district[:2],
-                        _REGION[district[:2]],
-                        ev.get("subdistrict_code") or "",
+                        ev.subdistrict_code or "",
                         source,
-                        ev["grievance_id"],
+                        ev.grievance_id,
                         typ,
                         cat,
-                        ev["channel"],
-                        ev["priority"],
-                        ev["_due_ms"],
-                        ev.get("agency") or "",
+                        ev.channel,
+                        ev.priority,
+                        due_ms,
+                        ev.agency or "",
                         kind,
                         pseudonym,
                         partition,
                         o,
-                        now,
-                    ),
+                    )
                 )
             else:
                 if apply_state:
@@ -272,36 +273,34 @@ class PartitionProcessor:
                     book.stamp = o
                     dirty_books.add(district)
                 if in_window:
-                    bump((district, "project_report", ev["program"], ev["status"], minute), 1.0, o)
-                add(
-                    table,
+                    bump((district, "project_report", ev.program, ev.status, minute), 1.0, o)
+                raw_rows.append(
                     (
                         eid,
                         ms,
                         district,
-                        district[:2],
-                        _REGION[district[:2]],
-                        ev.get("subdistrict_code") or "",
+                        ev.subdistrict_code or "",
                         source,
-                        ev["project_id"],
-                        ev["program"],
-                        ev["fiscal_year"],
-                        ev["status"],
-                        float(ev["progress_pct"]),
-                        float(ev["planned_pct"]),
-                        float(ev["budget_allocated_thb"]),
-                        float(ev["budget_obligated_thb"]),
-                        float(ev["budget_disbursed_thb"]),
-                        ev.get("target_households"),
-                        ev.get("reached_households"),
-                        ev.get("sdg_goals") or [],
-                        ev.get("tpmap_dimensions") or [],
+                        ev.project_id,
+                        ev.program,
+                        ev.fiscal_year,
+                        ev.status,
+                        float(ev.progress_pct),
+                        float(ev.planned_pct),
+                        float(ev.budget_allocated_thb),
+                        float(ev.budget_obligated_thb),
+                        float(ev.budget_disbursed_thb),
+                        ev.target_households,
+                        ev.reached_households,
+                        ev.sdg_goals or [],
+                        ev.tpmap_dimensions or [],
                         partition,
                         o,
-                        now,
-                    ),
+                    )
                 )
         self.watermark_ms = wm
+        if raw_rows:
+            sink.add_many(table, raw_rows)
 
     def _bump(self, key: tuple[str, str, str, str, int], v: float, o: int) -> None:
         b = self.buckets.get(key)
@@ -382,21 +381,23 @@ class PartitionProcessor:
             (district, "rejected", rej.reason.value, source, max(ts, floor) // _MINUTE_MS),
             rec.offset,
         )
-        sink.add(
+        sink.add_many(
             "dead_letters",
-            (
-                ts,
-                self.topic,
-                self.partition,
-                rec.offset,
-                rej.reason.value,
-                rej.field,
-                rej.detail,
-                source,
-                district,
-                event_id,
-                payload,
-            ),
+            [
+                (
+                    ts,
+                    self.topic,
+                    self.partition,
+                    rec.offset,
+                    rej.reason.value,
+                    rej.field,
+                    rej.detail,
+                    source,
+                    district,
+                    event_id,
+                    payload,
+                )
+            ],
         )
         record = {
             "reason": rej.reason.value,
@@ -416,54 +417,29 @@ class PartitionProcessor:
 
     # -- flush cycle --------------------------------------------------------------------------
 
-    def take_bucket_rows(self, sink: RowSink, now_ms: int) -> int:
+    def take_bucket_rows(self, sink: RowSink) -> int:
         """Rows for buckets changed since the last call (full values, version = stamp)."""
-        n = 0
         partition = self.partition
-        for key in self.dirty_buckets:
-            district, metric, dim1, dim2, minute = key
-            value, version = self.buckets[key]
-            sink.add(
-                "metric_buckets",
-                (
-                    district,
-                    district[:2],
-                    _REGION[district[:2]],
-                    metric,
-                    dim1,
-                    dim2,
-                    minute * 60,
-                    partition,
-                    value,
-                    version,
-                    now_ms,
-                ),
-            )
-            n += 1
+        buckets = self.buckets
+        rows = [
+            (district, metric, dim1, dim2, minute * 60, partition, *buckets[key])
+            for key in self.dirty_buckets
+            for district, metric, dim1, dim2, minute in (key,)
+        ]
         self.dirty_buckets.clear()
-        for key in self.dirty_quality:
-            district, outcome, reason, source, minute = key
-            count, version = self.quality[key]
-            province = district[:2]
-            sink.add(
-                "quality_buckets",
-                (
-                    district,
-                    province,
-                    _REGION.get(province, ""),
-                    self.stream,
-                    source,
-                    outcome,
-                    reason,
-                    minute * 60,
-                    partition,
-                    count,
-                    version,
-                ),
-            )
-            n += 1
+        stream = self.stream
+        quality = self.quality
+        qrows = [
+            (district, stream, source, outcome, reason, minute * 60, partition, *quality[key])
+            for key in self.dirty_quality
+            for district, outcome, reason, source, minute in (key,)
+        ]
         self.dirty_quality.clear()
-        return n
+        if rows:
+            sink.add_many("metric_buckets", rows)
+        if qrows:
+            sink.add_many("quality_buckets", qrows)
+        return len(rows) + len(qrows)
 
     def evict(self) -> None:
         """Drop buckets that can no longer change (older than watermark - grace)."""
@@ -492,7 +468,7 @@ class PartitionProcessor:
         partition = self.partition
         grievance = self.stream == "grievance"
         retention_floor = clock - self.cfg.case_retention_ms
-        n = 0
+        rows: list[tuple[Any, ...]] = []
         for district, book in self.books.items():
             if grievance:
                 book.purge_closed(retention_floor)
@@ -504,27 +480,13 @@ class PartitionProcessor:
             for gone in previous - keys:
                 values[gone] = 0.0
             self._gauge_keys[district] = keys
-            province = district[:2]
-            region = _REGION[province]
-            for (metric, dim1, dim2), value in values.items():
-                sink.add(
-                    "metric_gauges",
-                    (
-                        district,
-                        province,
-                        region,
-                        metric,
-                        dim1,
-                        dim2,
-                        minute_s,
-                        partition,
-                        value,
-                        version,
-                        wall_ms,
-                    ),
-                )
-                n += 1
-        return n
+            rows.extend(
+                (district, metric, dim1, dim2, minute_s, partition, value, version)
+                for (metric, dim1, dim2), value in values.items()
+            )
+        if rows:
+            sink.add_many("metric_gauges", rows)
+        return len(rows)
 
     def take_checkpoint(self) -> tuple[Checkpoint, dict[str, bytes]]:
         """The checkpoint as of now and the books changed since the last call, serialised."""

@@ -1,8 +1,9 @@
-"""Validation of contract-v1 events: a checked event dict, or a Rejection with its reason.
+"""Validation of contract-v1 events: a checked event, or a Rejection with its reason.
 
-Runs on every event, so it is written for speed: plain dict lookups, exact type checks,
-frozenset membership, no exceptions on the good path. Checked events gain two private keys:
-``_ms`` (occurred_at, epoch ms UTC) and, for grievances, ``_due_ms`` (due_at or None).
+Runs on every event, so the good path is fast: msgspec decodes straight into the typed
+models of streams/contract.py (types, enumerations, required and unknown fields in one C
+pass), then the rules types cannot express are checked on the attributes. Only an event
+that fails the typed decode is looked at again, as a dict, to name the precise reason.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from streams import contract as c
+from streams.contract import GrievanceEvent, ProjectEvent
 from streams.geography import district_codes, subdistrict_codes
 from streams.reasons import Reason, Rejection
 from streams.timeutil import parse_ms
 
-__all__ = ["MAX_PAYLOAD_BYTES", "Validator", "citizen_id_ok"]
+__all__ = ["MAX_PAYLOAD_BYTES", "Checked", "Validator", "citizen_id_ok"]
+
+#: (event, occurred_at in epoch ms UTC, due_at in epoch ms or None); the event is a
+#: GrievanceEvent or a ProjectEvent (Any: the hot path reads its attributes unchecked)
+Checked = tuple[Any, int, int | None]
 
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 _YEAR_2000_MS: Final = 946_684_800_000
@@ -30,18 +37,46 @@ _UUID = re.compile(
 _DIGITS = re.compile(r"[0-9]+").fullmatch
 _PHONE = re.compile(r"\+?[0-9][0-9 \-]{7,18}[0-9]").fullmatch
 _MAX_TEXT: Final = 200
+_DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
 _COMMON: Final = frozenset(c.COMMON_REQUIRED + c.COMMON_OPTIONAL)
 _ALLOWED = {
     c.GRIEVANCE_SCHEMA: _COMMON | frozenset(c.GRIEVANCE_REQUIRED + c.GRIEVANCE_OPTIONAL),
     c.PROJECT_SCHEMA: _COMMON | frozenset(c.PROJECT_REQUIRED + c.PROJECT_OPTIONAL),
 }
-_TYPES = frozenset(c.GRIEVANCE_TYPES)
-_CATEGORIES = frozenset(c.CATEGORIES)
-_CHANNELS = frozenset(c.CHANNELS)
-_PRIORITIES = frozenset(c.PRIORITIES)
-_PROGRAMS = frozenset(c.PROGRAMS)
-_STATUSES = frozenset(c.PROJECT_STATUSES)
+_REQUIRED = {
+    c.GRIEVANCE_SCHEMA: c.COMMON_REQUIRED + c.GRIEVANCE_REQUIRED,
+    c.PROJECT_SCHEMA: c.COMMON_REQUIRED + c.PROJECT_REQUIRED,
+}
+_STR = (str,)
+_NUM = (int, float)
+_INT = (int,)
+#: field -> (accepted types, allowed values or None); what the typed decode enforces
+_SHAPES: Final[dict[str, tuple[tuple[type, ...], frozenset[str] | None]]] = {
+    "event_id": (_STR, None),
+    "occurred_at": (_STR, None),
+    "district_code": (_STR, None),
+    "subdistrict_code": (_STR, None),
+    "source": (_STR, None),
+    "grievance_id": (_STR, None),
+    "type": (_STR, frozenset(c.GRIEVANCE_TYPES)),
+    "category": (_STR, frozenset(c.CATEGORIES)),
+    "channel": (_STR, frozenset(c.CHANNELS)),
+    "priority": (_STR, frozenset(c.PRIORITIES)),
+    "due_at": (_STR, None),
+    "agency": (_STR, None),
+    "project_id": (_STR, None),
+    "program": (_STR, frozenset(c.PROGRAMS)),
+    "status": (_STR, frozenset(c.PROJECT_STATUSES)),
+    "fiscal_year": (_INT, None),
+    "progress_pct": (_NUM, None),
+    "planned_pct": (_NUM, None),
+    "budget_allocated_thb": (_NUM, None),
+    "budget_obligated_thb": (_NUM, None),
+    "budget_disbursed_thb": (_NUM, None),
+    "target_households": (_INT, None),
+    "reached_households": (_INT, None),
+}
 _TPMAP = frozenset(c.TPMAP_DIMENSIONS)
 _COMPLAINANT = frozenset(c.COMPLAINANT_FIELDS)
 
@@ -59,9 +94,9 @@ def citizen_id_ok(cid: str) -> bool:
     return (11 - total % 11) % 10 == b[12] - 48
 
 
-def _num(v: Any) -> bool:
-    t = type(v)
-    return t is int or t is float
+def _type_ok(v: Any, types: tuple[type, ...]) -> bool:
+    # exact types: a JSON true is not a number here
+    return type(v) in types or (types is _NUM and type(v) is int)
 
 
 class Validator:
@@ -77,208 +112,209 @@ class Validator:
         self._subdistricts = subdistrict_codes()
         self._skew_ms = max_future_skew_s * 1000
         self._clock = clock
+        self._decode = msgspec.json.Decoder(GrievanceEvent | ProjectEvent).decode
 
-    def payload(self, raw: bytes | None, now_ms: int | None = None) -> dict[str, Any] | Rejection:
-        """Decode and check one wire payload."""
+    # -- the hot path --------------------------------------------------------------------------
+
+    def check(self, raw: bytes | None, now_ms: float | None = None) -> Checked | Rejection:
+        """Decode and check one wire payload: (event, occurred ms, due ms) or a Rejection."""
         if raw is None:
             return Rejection(Reason.MALFORMED_JSON, detail="empty message (tombstone)")
         if len(raw) > MAX_PAYLOAD_BYTES:
             return Rejection(Reason.OVERSIZED, detail=f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return Rejection(Reason.MALFORMED_JSON, detail=str(exc)[:200])
-        return self.event(obj, now_ms)
-
-    def event(self, d: Any, now_ms: int | None = None) -> dict[str, Any] | Rejection:
-        """Check one decoded event. On success the same dict is returned, with _ms (and _due_ms)."""
-        if type(d) is not dict:
-            return Rejection(Reason.NOT_AN_OBJECT, detail=type(d).__name__)
-        schema = d.get("schema")
-        if schema is None:
-            return Rejection(Reason.MISSING_FIELD, "schema")
-        if type(schema) is not str:
-            return Rejection(Reason.WRONG_TYPE, "schema", "expected a string")
-        if schema not in _ALLOWED:
-            return Rejection(Reason.UNKNOWN_SCHEMA, "schema", schema[:64])
-        if not d.keys() <= _ALLOWED[schema]:
-            extra = sorted(k for k in d if k not in _ALLOWED[schema])
-            return Rejection(Reason.UNKNOWN_FIELD, str(extra[0])[:64])
-        rej = self._common(d, self._clock() * 1000 if now_ms is None else now_ms)
+            ev = self._decode(raw)
+        except _DECODE_ERRORS as exc:
+            return _explain(raw, str(exc))
+        now = self._clock() * 1000 if now_ms is None else now_ms
+        rej = self._common(ev)
         if rej is not None:
             return rej
-        rej = self._grievance(d) if schema == c.GRIEVANCE_SCHEMA else self._project(d)
-        return d if rej is None else rej
+        try:
+            ms = parse_ms(ev.occurred_at)
+        except ValueError:
+            return Rejection(Reason.INVALID_FORMAT, "occurred_at", "expected RFC 3339")
+        if ms < _YEAR_2000_MS or ms > now + self._skew_ms:
+            return Rejection(Reason.IMPOSSIBLE_TIME, "occurred_at", ev.occurred_at[:40])
+        if type(ev) is GrievanceEvent:
+            return _grievance(ev, ms)
+        rej = _project(ev)
+        return (ev, ms, None) if rej is None else rej
 
-    # -- common fields -------------------------------------------------------------------------
-
-    def _common(self, d: dict[str, Any], now_ms: float) -> Rejection | None:
-        for name in c.COMMON_REQUIRED:
-            if name not in d:
-                return Rejection(Reason.MISSING_FIELD, name)
-        event_id = d["event_id"]
-        if type(event_id) is not str:
-            return Rejection(Reason.WRONG_TYPE, "event_id", "expected a UUID string")
+    def _common(self, ev: GrievanceEvent | ProjectEvent) -> Rejection | None:
+        event_id = ev.event_id
         if len(event_id) != 36 or not _UUID(event_id):
             return Rejection(Reason.INVALID_FORMAT, "event_id", "expected a UUID")
-        district = d["district_code"]
-        if type(district) is not str:
-            return Rejection(Reason.WRONG_TYPE, "district_code", "expected a 4-digit string")
+        district = ev.district_code
         if district not in self._districts:
             if len(district) != 4 or not _DIGITS(district):
                 return Rejection(Reason.INVALID_FORMAT, "district_code", "expected 4 digits")
             return Rejection(Reason.UNKNOWN_DISTRICT, "district_code", district)
-        sub = d.get("subdistrict_code")
-        if sub is not None:
-            if type(sub) is not str:
-                return Rejection(Reason.WRONG_TYPE, "subdistrict_code", "expected a string")
-            if sub not in self._subdistricts or sub[:4] != district:
-                if len(sub) != 6 or not _DIGITS(sub):
-                    return Rejection(Reason.INVALID_FORMAT, "subdistrict_code", "expected 6 digits")
-                return Rejection(Reason.UNKNOWN_SUBDISTRICT, "subdistrict_code", sub)
-        source = d["source"]
-        if type(source) is not str:
-            return Rejection(Reason.WRONG_TYPE, "source", "expected a string")
-        if not source or len(source) > 64:
+        sub = ev.subdistrict_code
+        if sub is not None and (sub not in self._subdistricts or sub[:4] != district):
+            if len(sub) != 6 or not _DIGITS(sub):
+                return Rejection(Reason.INVALID_FORMAT, "subdistrict_code", "expected 6 digits")
+            return Rejection(Reason.UNKNOWN_SUBDISTRICT, "subdistrict_code", sub)
+        if not ev.source or len(ev.source) > 64:
             return Rejection(Reason.INVALID_FORMAT, "source", "1-64 characters")
-        occurred = d["occurred_at"]
-        if type(occurred) is not str:
-            return Rejection(Reason.WRONG_TYPE, "occurred_at", "expected an RFC 3339 string")
+        return None
+
+    # -- dict interface (intake, tests): same rules, the checked dict back ---------------------
+
+    def payload(self, raw: bytes | None, now_ms: float | None = None) -> dict[str, Any] | Rejection:
+        """Check one payload; on success the decoded dict with ``_ms`` (and ``_due_ms``)."""
+        checked = self.check(raw, now_ms)
+        if type(checked) is Rejection:
+            return checked
+        assert raw is not None and type(checked) is tuple
+        d: dict[str, Any] = orjson.loads(raw)
+        d["_ms"] = checked[1]
+        if d["schema"] == c.GRIEVANCE_SCHEMA:
+            d["_due_ms"] = checked[2]
+        return d
+
+    def event(self, d: Any, now_ms: float | None = None) -> dict[str, Any] | Rejection:
+        """Check one decoded event (a dict), as if it had arrived on the wire."""
+        if type(d) is not dict:
+            return Rejection(Reason.NOT_AN_OBJECT, detail=type(d).__name__)
         try:
-            ms = parse_ms(occurred)
+            raw = orjson.dumps(d)
+        except TypeError as exc:
+            return Rejection(Reason.WRONG_TYPE, detail=str(exc)[:200])
+        return self.payload(raw, now_ms)
+
+
+def _grievance(ev: GrievanceEvent, ms: int) -> Checked | Rejection:
+    gid = ev.grievance_id
+    if not gid or len(gid) > 64:
+        return Rejection(Reason.INVALID_FORMAT, "grievance_id", "1-64 characters")
+    due = ev.due_at
+    due_ms: int | None = None
+    if due is None:
+        if ev.type == "received":
+            return Rejection(Reason.MISSING_FIELD, "due_at", "required on received")
+    else:
+        try:
+            due_ms = parse_ms(due)
         except ValueError:
-            return Rejection(Reason.INVALID_FORMAT, "occurred_at", "expected RFC 3339")
-        if ms < _YEAR_2000_MS or ms > now_ms + self._skew_ms:
-            return Rejection(Reason.IMPOSSIBLE_TIME, "occurred_at", occurred[:40])
-        d["_ms"] = ms
-        return None
-
-    # -- grievances ----------------------------------------------------------------------------
-
-    def _grievance(self, d: dict[str, Any]) -> Rejection | None:
-        for name in c.GRIEVANCE_REQUIRED:
-            if name not in d:
-                return Rejection(Reason.MISSING_FIELD, name)
-        gid = d["grievance_id"]
-        if type(gid) is not str:
-            return Rejection(Reason.WRONG_TYPE, "grievance_id", "expected a string")
-        if not gid or len(gid) > 64:
-            return Rejection(Reason.INVALID_FORMAT, "grievance_id", "1-64 characters")
-        for name, allowed in (
-            ("type", _TYPES),
-            ("category", _CATEGORIES),
-            ("channel", _CHANNELS),
-            ("priority", _PRIORITIES),
+            return Rejection(Reason.INVALID_FORMAT, "due_at", "expected RFC 3339")
+        if due_ms < ms:
+            return Rejection(Reason.INCONSISTENT, "due_at", "due before occurred_at")
+        if due_ms > ms + _MAX_DUE_AHEAD_MS:
+            return Rejection(Reason.IMPOSSIBLE_TIME, "due_at", due[:40])
+    if ev.agency is not None and len(ev.agency) > _MAX_TEXT:
+        return Rejection(Reason.INVALID_FORMAT, "agency", f"at most {_MAX_TEXT} characters")
+    person = ev.complainant
+    if person is not None:
+        if person.citizen_id is not None and not citizen_id_ok(
+            person.citizen_id.replace("-", "").replace(" ", "")
         ):
-            v = d[name]
-            if type(v) is not str:
-                return Rejection(Reason.WRONG_TYPE, name, "expected a string")
-            if v not in allowed:
-                return Rejection(Reason.UNKNOWN_ENUM, name, v[:64])
-        due = d.get("due_at")
-        if due is None:
-            if d["type"] == "received":
-                return Rejection(Reason.MISSING_FIELD, "due_at", "required on received")
-            d["_due_ms"] = None
-        else:
-            if type(due) is not str:
-                return Rejection(Reason.WRONG_TYPE, "due_at", "expected an RFC 3339 string")
-            try:
-                due_ms = parse_ms(due)
-            except ValueError:
-                return Rejection(Reason.INVALID_FORMAT, "due_at", "expected RFC 3339")
-            if due_ms < d["_ms"]:
-                return Rejection(Reason.INCONSISTENT, "due_at", "due before occurred_at")
-            if due_ms > d["_ms"] + _MAX_DUE_AHEAD_MS:
-                return Rejection(Reason.IMPOSSIBLE_TIME, "due_at", due[:40])
-            d["_due_ms"] = due_ms
-        agency = d.get("agency")
-        if agency is not None:
-            if type(agency) is not str:
-                return Rejection(Reason.WRONG_TYPE, "agency", "expected a string")
-            if len(agency) > _MAX_TEXT:
-                return Rejection(Reason.INVALID_FORMAT, "agency", f"at most {_MAX_TEXT} characters")
-        person = d.get("complainant")
-        if person is not None:
-            return _complainant(person)
-        return None
+            # never echo the number itself: it is personal data
+            return Rejection(Reason.INVALID_CITIZEN_ID, "complainant.citizen_id")
+        if person.name is not None and len(person.name) > _MAX_TEXT:
+            return Rejection(Reason.INVALID_FORMAT, "complainant.name", "too long")
+        if person.phone is not None and not _PHONE(person.phone):
+            return Rejection(Reason.INVALID_FORMAT, "complainant.phone", "not a phone number")
+    return ev, ms, due_ms
 
-    # -- projects ------------------------------------------------------------------------------
 
-    def _project(self, d: dict[str, Any]) -> Rejection | None:
-        for name in c.PROJECT_REQUIRED:
-            if name not in d:
-                return Rejection(Reason.MISSING_FIELD, name)
-        pid = d["project_id"]
-        if type(pid) is not str:
-            return Rejection(Reason.WRONG_TYPE, "project_id", "expected a string")
-        if not pid or len(pid) > 64:
-            return Rejection(Reason.INVALID_FORMAT, "project_id", "1-64 characters")
-        for name, allowed in (("program", _PROGRAMS), ("status", _STATUSES)):
-            v = d[name]
+def _project(ev: ProjectEvent) -> Rejection | None:
+    if not ev.project_id or len(ev.project_id) > 64:
+        return Rejection(Reason.INVALID_FORMAT, "project_id", "1-64 characters")
+    fy = ev.fiscal_year
+    if not 2543 <= fy <= 2643:
+        return Rejection(Reason.OUT_OF_RANGE, "fiscal_year", f"{fy} is not a B.E. year")
+    for name, v in (("progress_pct", ev.progress_pct), ("planned_pct", ev.planned_pct)):
+        if not 0 <= v <= 100:
+            return Rejection(Reason.PROGRESS_OUT_OF_RANGE, name, str(v))
+    alloc, oblig, disb = ev.budget_allocated_thb, ev.budget_obligated_thb, ev.budget_disbursed_thb
+    for name, v in (
+        ("budget_allocated_thb", alloc),
+        ("budget_obligated_thb", oblig),
+        ("budget_disbursed_thb", disb),
+    ):
+        if v < 0 or v > 1e13:
+            return Rejection(Reason.OUT_OF_RANGE, name, str(v))
+    if disb > oblig or oblig > alloc:
+        return Rejection(
+            Reason.BUDGET_INCONSISTENT,
+            "budget_disbursed_thb" if disb > oblig else "budget_obligated_thb",
+            f"allocated {alloc}, obligated {oblig}, disbursed {disb}",
+        )
+    for name, h in (
+        ("target_households", ev.target_households),
+        ("reached_households", ev.reached_households),
+    ):
+        if h is not None and not 0 <= h <= 10_000_000:
+            return Rejection(Reason.OUT_OF_RANGE, name, str(h))
+    goals = ev.sdg_goals
+    if goals is not None:
+        for g in goals:
+            if not 1 <= g <= 17:
+                return Rejection(Reason.OUT_OF_RANGE, "sdg_goals", str(g))
+        if len(set(goals)) != len(goals):
+            return Rejection(Reason.INCONSISTENT, "sdg_goals", "repeated goal")
+    dims = ev.tpmap_dimensions
+    if dims is not None and len(set(dims)) != len(dims):
+        return Rejection(Reason.INCONSISTENT, "tpmap_dimensions", "repeated dimension")
+    return None
+
+
+# -- naming the reason of a payload the typed decode refused (the rare path) -------------------
+
+
+def _explain(raw: bytes, decode_error: str) -> Rejection:
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejection(Reason.MALFORMED_JSON, detail=str(exc)[:200])
+    if type(d) is not dict:
+        return Rejection(Reason.NOT_AN_OBJECT, detail=type(d).__name__)
+    schema = d.get("schema")
+    if schema is None:
+        return Rejection(Reason.MISSING_FIELD, "schema")
+    if type(schema) is not str:
+        return Rejection(Reason.WRONG_TYPE, "schema", "expected a string")
+    if schema not in _ALLOWED:
+        return Rejection(Reason.UNKNOWN_SCHEMA, "schema", schema[:64])
+    if not d.keys() <= _ALLOWED[schema]:
+        extra = sorted(k for k in d if k not in _ALLOWED[schema])
+        return Rejection(Reason.UNKNOWN_FIELD, str(extra[0])[:64])
+    for name in _REQUIRED[schema]:
+        if name not in d:
+            return Rejection(Reason.MISSING_FIELD, name)
+    for name, value in d.items():
+        if value is None or name not in _SHAPES:
+            continue
+        types, allowed = _SHAPES[name]
+        if not _type_ok(value, types):
+            return Rejection(Reason.WRONG_TYPE, name, f"expected {types[0].__name__}")
+        if allowed is not None and value not in allowed:
+            return Rejection(Reason.UNKNOWN_ENUM, name, str(value)[:64])
+    rej = _explain_lists(d)
+    if rej is None and d.get("complainant") is not None:
+        rej = _complainant(d["complainant"])
+    # the typed decode saw something the checks above did not: say what it said
+    return rej or Rejection(Reason.INVALID_FORMAT, detail=decode_error[:200])
+
+
+def _explain_lists(d: dict[str, Any]) -> Rejection | None:
+    goals = d.get("sdg_goals")
+    if goals is not None:
+        if type(goals) is not list:
+            return Rejection(Reason.WRONG_TYPE, "sdg_goals", "expected a list of 1-17")
+        if any(type(g) is not int for g in goals):
+            return Rejection(Reason.WRONG_TYPE, "sdg_goals", "expected integers")
+    dims = d.get("tpmap_dimensions")
+    if dims is not None:
+        if type(dims) is not list:
+            return Rejection(Reason.WRONG_TYPE, "tpmap_dimensions", "expected a list")
+        for v in dims:
             if type(v) is not str:
-                return Rejection(Reason.WRONG_TYPE, name, "expected a string")
-            if v not in allowed:
-                return Rejection(Reason.UNKNOWN_ENUM, name, v[:64])
-        fy = d["fiscal_year"]
-        if type(fy) is not int:
-            return Rejection(Reason.WRONG_TYPE, "fiscal_year", "expected a Buddhist-Era year")
-        if not 2543 <= fy <= 2643:
-            return Rejection(Reason.OUT_OF_RANGE, "fiscal_year", f"{fy} is not a B.E. year")
-        for name in ("progress_pct", "planned_pct"):
-            v = d[name]
-            if not _num(v):
-                return Rejection(Reason.WRONG_TYPE, name, "expected a number")
-            if not 0 <= v <= 100:
-                return Rejection(Reason.PROGRESS_OUT_OF_RANGE, name, str(v))
-        alloc = d["budget_allocated_thb"]
-        oblig = d["budget_obligated_thb"]
-        disb = d["budget_disbursed_thb"]
-        for name, v in (
-            ("budget_allocated_thb", alloc),
-            ("budget_obligated_thb", oblig),
-            ("budget_disbursed_thb", disb),
-        ):
-            if not _num(v):
-                return Rejection(Reason.WRONG_TYPE, name, "expected a number")
-            if v < 0 or v > 1e13:
-                return Rejection(Reason.OUT_OF_RANGE, name, str(v))
-        if disb > oblig or oblig > alloc:
-            return Rejection(
-                Reason.BUDGET_INCONSISTENT,
-                "budget_disbursed_thb" if disb > oblig else "budget_obligated_thb",
-                f"allocated {alloc}, obligated {oblig}, disbursed {disb}",
-            )
-        for name in ("target_households", "reached_households"):
-            v = d.get(name)
-            if v is not None:
-                if type(v) is not int:
-                    return Rejection(Reason.WRONG_TYPE, name, "expected an integer")
-                if not 0 <= v <= 10_000_000:
-                    return Rejection(Reason.OUT_OF_RANGE, name, str(v))
-        goals = d.get("sdg_goals")
-        if goals is not None:
-            if type(goals) is not list:
-                return Rejection(Reason.WRONG_TYPE, "sdg_goals", "expected a list of 1-17")
-            for g in goals:
-                if type(g) is not int:
-                    return Rejection(Reason.WRONG_TYPE, "sdg_goals", "expected integers")
-                if not 1 <= g <= 17:
-                    return Rejection(Reason.OUT_OF_RANGE, "sdg_goals", str(g))
-            if len(set(goals)) != len(goals):
-                return Rejection(Reason.INCONSISTENT, "sdg_goals", "repeated goal")
-        dims = d.get("tpmap_dimensions")
-        if dims is not None:
-            if type(dims) is not list:
-                return Rejection(Reason.WRONG_TYPE, "tpmap_dimensions", "expected a list")
-            for v in dims:
-                if type(v) is not str:
-                    return Rejection(Reason.WRONG_TYPE, "tpmap_dimensions", "expected strings")
-                if v not in _TPMAP:
-                    return Rejection(Reason.UNKNOWN_ENUM, "tpmap_dimensions", v[:64])
-            if len(set(dims)) != len(dims):
-                return Rejection(Reason.INCONSISTENT, "tpmap_dimensions", "repeated dimension")
-        return None
+                return Rejection(Reason.WRONG_TYPE, "tpmap_dimensions", "expected strings")
+            if v not in _TPMAP:
+                return Rejection(Reason.UNKNOWN_ENUM, "tpmap_dimensions", v[:64])
+    return None
 
 
 def _complainant(person: Any) -> Rejection | None:
@@ -287,23 +323,8 @@ def _complainant(person: Any) -> Rejection | None:
     if not person.keys() <= _COMPLAINANT:
         extra = sorted(k for k in person if k not in _COMPLAINANT)
         return Rejection(Reason.UNKNOWN_FIELD, f"complainant.{str(extra[0])[:40]}")
-    cid = person.get("citizen_id")
-    if cid is not None:
-        if type(cid) is not str:
-            return Rejection(Reason.WRONG_TYPE, "complainant.citizen_id", "expected a string")
-        if not citizen_id_ok(cid.replace("-", "").replace(" ", "")):
-            # never echo the number itself: it is personal data
-            return Rejection(Reason.INVALID_CITIZEN_ID, "complainant.citizen_id")
-    name = person.get("name")
-    if name is not None:
-        if type(name) is not str:
-            return Rejection(Reason.WRONG_TYPE, "complainant.name", "expected a string")
-        if len(name) > _MAX_TEXT:
-            return Rejection(Reason.INVALID_FORMAT, "complainant.name", "too long")
-    phone = person.get("phone")
-    if phone is not None:
-        if type(phone) is not str:
-            return Rejection(Reason.WRONG_TYPE, "complainant.phone", "expected a string")
-        if not _PHONE(phone):
-            return Rejection(Reason.INVALID_FORMAT, "complainant.phone", "not a phone number")
+    for name in c.COMPLAINANT_FIELDS:
+        v = person.get(name)
+        if v is not None and type(v) is not str:
+            return Rejection(Reason.WRONG_TYPE, f"complainant.{name}", "expected a string")
     return None

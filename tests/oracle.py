@@ -5,7 +5,8 @@ records as they sit in Kafka. It shares no code with streams/ (only the written 
 - a duplicate is an event_id already seen earlier in the same topic-partition;
 - the watermark is the highest occurred_at so far; an event more than `late` behind it is
   late, more than `grace` behind it too late (counted, its 1-minute bucket not updated);
-- a rejected record's district is its district_code when that is a real district, its source
+- quality counts are per source, not per district, except rejections: a rejected record's
+  district is its district_code when that is a real district, its source
   the source string (at most 64 characters); an oversized payload is not parsed at all;
 - quality rows go to minute(max(t, watermark - grace)) with t = occurred_at (or the Kafka
   timestamp for rejected records);
@@ -144,20 +145,20 @@ def compute(
             qminute = max(ms, wm - grace) // 60000
             if eid in seen:
                 exp.duplicates += 1
-                exp.quality[(district, stream, source, "duplicate", "", qminute)] += 1
+                exp.quality[("", stream, source, "duplicate", "", qminute)] += 1
                 continue
             seen.add(eid)
             exp.accepted_ids.add(eid)
-            exp.quality[(district, stream, source, "accepted", "", qminute)] += 1
+            exp.quality[("", stream, source, "accepted", "", qminute)] += 1
             in_window = True
             if ms > wm:
                 wm = ms
             elif wm - ms > late:
                 if ms < wm - grace:
                     in_window = False
-                    exp.quality[(district, stream, source, "too_late", "", qminute)] += 1
+                    exp.quality[("", stream, source, "too_late", "", qminute)] += 1
                 else:
-                    exp.quality[(district, stream, source, "late", "", qminute)] += 1
+                    exp.quality[("", stream, source, "late", "", qminute)] += 1
             last_event[district] = max(last_event.get(district, 0), ms)
             minute = ms // 60000
             if stream == "grievance":

@@ -2,14 +2,33 @@
 -- replayed row must collapse into the row it repeats. All times are UTC.
 -- Statements are separated by ";" at the end of a line; the runner prefixes table names with
 -- the target database ({db}).
+-- Columns derived from district_code, and the write time, have DEFAULTs: the worker does not
+-- send them, ClickHouse computes them (cheaper than building them per row in Python).
 
 CREATE TABLE IF NOT EXISTS {db}.grievance_events
 (
     event_id UUID,
     occurred_at DateTime64(3, 'UTC'),
     district_code LowCardinality(String),
-    province_code LowCardinality(String),
-    region LowCardinality(String),
+    province_code LowCardinality(String) DEFAULT substring(district_code, 1, 2),
+    region LowCardinality(String) DEFAULT transform(substring(district_code, 1, 2),
+            ['10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24',
+             '25', '26', '27', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40',
+             '41', '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54',
+             '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '67', '70', '71',
+             '72', '73', '74', '75', '76', '77', '80', '81', '82', '83', '84', '85', '86', '90',
+             '91', '92', '93', '94', '95', '96'],
+            ['central', 'central', 'central', 'central', 'central', 'central', 'central', 'central',
+             'central', 'central', 'east', 'east', 'east', 'east', 'east', 'east', 'central',
+             'east', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'north', 'north', 'north', 'north', 'north',
+             'north', 'north', 'north', 'north', 'central', 'central', 'central', 'west',
+             'central', 'central', 'central', 'central', 'west', 'west', 'central', 'central',
+             'central', 'central', 'west', 'west', 'south', 'south', 'south', 'south', 'south',
+             'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south'],
+            ''),
     subdistrict_code String,
     source LowCardinality(String),
     grievance_id String,
@@ -23,7 +42,7 @@ CREATE TABLE IF NOT EXISTS {db}.grievance_events
     complainant_pseudonym String,
     kafka_partition UInt16,
     kafka_offset UInt64,
-    ingested_at DateTime64(3, 'UTC')
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -34,8 +53,25 @@ CREATE TABLE IF NOT EXISTS {db}.project_events
     event_id UUID,
     occurred_at DateTime64(3, 'UTC'),
     district_code LowCardinality(String),
-    province_code LowCardinality(String),
-    region LowCardinality(String),
+    province_code LowCardinality(String) DEFAULT substring(district_code, 1, 2),
+    region LowCardinality(String) DEFAULT transform(substring(district_code, 1, 2),
+            ['10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24',
+             '25', '26', '27', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40',
+             '41', '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54',
+             '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '67', '70', '71',
+             '72', '73', '74', '75', '76', '77', '80', '81', '82', '83', '84', '85', '86', '90',
+             '91', '92', '93', '94', '95', '96'],
+            ['central', 'central', 'central', 'central', 'central', 'central', 'central', 'central',
+             'central', 'central', 'east', 'east', 'east', 'east', 'east', 'east', 'central',
+             'east', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'north', 'north', 'north', 'north', 'north',
+             'north', 'north', 'north', 'north', 'central', 'central', 'central', 'west',
+             'central', 'central', 'central', 'central', 'west', 'west', 'central', 'central',
+             'central', 'central', 'west', 'west', 'south', 'south', 'south', 'south', 'south',
+             'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south'],
+            ''),
     subdistrict_code String,
     source LowCardinality(String),
     project_id String,
@@ -53,7 +89,7 @@ CREATE TABLE IF NOT EXISTS {db}.project_events
     tpmap_dimensions Array(LowCardinality(String)),
     kafka_partition UInt16,
     kafka_offset UInt64,
-    ingested_at DateTime64(3, 'UTC')
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -64,8 +100,25 @@ ORDER BY (district_code, project_id, event_id);
 CREATE TABLE IF NOT EXISTS {db}.metric_buckets
 (
     district_code LowCardinality(String),
-    province_code LowCardinality(String),
-    region LowCardinality(String),
+    province_code LowCardinality(String) DEFAULT substring(district_code, 1, 2),
+    region LowCardinality(String) DEFAULT transform(substring(district_code, 1, 2),
+            ['10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24',
+             '25', '26', '27', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40',
+             '41', '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54',
+             '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '67', '70', '71',
+             '72', '73', '74', '75', '76', '77', '80', '81', '82', '83', '84', '85', '86', '90',
+             '91', '92', '93', '94', '95', '96'],
+            ['central', 'central', 'central', 'central', 'central', 'central', 'central', 'central',
+             'central', 'central', 'east', 'east', 'east', 'east', 'east', 'east', 'central',
+             'east', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'north', 'north', 'north', 'north', 'north',
+             'north', 'north', 'north', 'north', 'central', 'central', 'central', 'west',
+             'central', 'central', 'central', 'central', 'west', 'west', 'central', 'central',
+             'central', 'central', 'west', 'west', 'south', 'south', 'south', 'south', 'south',
+             'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south'],
+            ''),
     metric LowCardinality(String),
     dim1 LowCardinality(String),
     dim2 LowCardinality(String),
@@ -73,7 +126,7 @@ CREATE TABLE IF NOT EXISTS {db}.metric_buckets
     kafka_partition UInt16,
     value Float64,
     version UInt64,
-    updated_at DateTime64(3, 'UTC')
+    updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(bucket)
@@ -84,8 +137,25 @@ ORDER BY (district_code, metric, dim1, dim2, bucket, kafka_partition);
 CREATE TABLE IF NOT EXISTS {db}.metric_gauges
 (
     district_code LowCardinality(String),
-    province_code LowCardinality(String),
-    region LowCardinality(String),
+    province_code LowCardinality(String) DEFAULT substring(district_code, 1, 2),
+    region LowCardinality(String) DEFAULT transform(substring(district_code, 1, 2),
+            ['10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24',
+             '25', '26', '27', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40',
+             '41', '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54',
+             '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '67', '70', '71',
+             '72', '73', '74', '75', '76', '77', '80', '81', '82', '83', '84', '85', '86', '90',
+             '91', '92', '93', '94', '95', '96'],
+            ['central', 'central', 'central', 'central', 'central', 'central', 'central', 'central',
+             'central', 'central', 'east', 'east', 'east', 'east', 'east', 'east', 'central',
+             'east', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'north', 'north', 'north', 'north', 'north',
+             'north', 'north', 'north', 'north', 'central', 'central', 'central', 'west',
+             'central', 'central', 'central', 'central', 'west', 'west', 'central', 'central',
+             'central', 'central', 'west', 'west', 'south', 'south', 'south', 'south', 'south',
+             'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south'],
+            ''),
     metric LowCardinality(String),
     dim1 LowCardinality(String),
     dim2 LowCardinality(String),
@@ -93,7 +163,7 @@ CREATE TABLE IF NOT EXISTS {db}.metric_gauges
     kafka_partition UInt16,
     value Float64,
     version UInt64,
-    updated_at DateTime64(3, 'UTC')
+    updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(bucket)
@@ -102,8 +172,25 @@ ORDER BY (district_code, metric, dim1, dim2, bucket, kafka_partition);
 CREATE TABLE IF NOT EXISTS {db}.quality_buckets
 (
     district_code LowCardinality(String),
-    province_code LowCardinality(String),
-    region LowCardinality(String),
+    province_code LowCardinality(String) DEFAULT substring(district_code, 1, 2),
+    region LowCardinality(String) DEFAULT transform(substring(district_code, 1, 2),
+            ['10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24',
+             '25', '26', '27', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40',
+             '41', '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54',
+             '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '67', '70', '71',
+             '72', '73', '74', '75', '76', '77', '80', '81', '82', '83', '84', '85', '86', '90',
+             '91', '92', '93', '94', '95', '96'],
+            ['central', 'central', 'central', 'central', 'central', 'central', 'central', 'central',
+             'central', 'central', 'east', 'east', 'east', 'east', 'east', 'east', 'central',
+             'east', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
+             'northeast', 'northeast', 'northeast', 'north', 'north', 'north', 'north', 'north',
+             'north', 'north', 'north', 'north', 'central', 'central', 'central', 'west',
+             'central', 'central', 'central', 'central', 'west', 'west', 'central', 'central',
+             'central', 'central', 'west', 'west', 'south', 'south', 'south', 'south', 'south',
+             'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south'],
+            ''),
     stream LowCardinality(String),
     source LowCardinality(String),
     outcome LowCardinality(String),

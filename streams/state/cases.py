@@ -77,40 +77,39 @@ class CaseBook:
         self.stamp = -1
         self.last_event_ms = 0
 
-    def apply(self, ev: dict[str, Any], ms: int) -> tuple[int | None, int | None]:
-        """Apply one checked grievance event.
+    def apply(
+        self,
+        gid: str,
+        typ: str,
+        category: str,
+        priority: str,
+        ms: int,
+        due_ms: int | None,
+    ) -> tuple[int | None, int | None]:
+        """Apply one checked grievance event (a lifecycle step of case ``gid``).
 
-        Returns (received_ms, due_ms) of the case when the event is a resolution, for the
+        Returns (received_ms, due_ms) of the case when the step is a resolution, for the
         resolution-time and SLA metrics; (None, None) otherwise.
         """
-        gid = ev["grievance_id"]
-        typ = ev["type"]
         case = self.cases.get(gid)
         if ms > self.last_event_ms:
             self.last_event_ms = ms
         if case is None:
-            case = Case(
-                ev["category"],
-                ev["priority"],
-                typ,
-                ms,
-                ms if typ == "received" else None,
-                ev["_due_ms"],
-            )
+            case = Case(category, priority, typ, ms, ms if typ == "received" else None, due_ms)
             self.cases[gid] = case
         else:
             if typ == "received":
                 if case.received_ms is None or ms < case.received_ms:
                     case.received_ms = ms
-                if ev["_due_ms"] is not None:
-                    case.due_ms = ev["_due_ms"]
-            elif case.due_ms is None and ev["_due_ms"] is not None:
-                case.due_ms = ev["_due_ms"]
+                if due_ms is not None:
+                    case.due_ms = due_ms
+            elif case.due_ms is None and due_ms is not None:
+                case.due_ms = due_ms
             if ms > case.status_ms or (ms == case.status_ms and _RANK[typ] >= _RANK[case.status]):
                 case.status = typ
                 case.status_ms = ms
-                case.category = ev["category"]
-                case.priority = ev["priority"]
+                case.category = category
+                case.priority = priority
         if typ == "resolved":
             return case.received_ms, case.due_ms
         return None, None

@@ -6,6 +6,7 @@ from typing import Any, Final
 
 import orjson
 
+from streams.contract import ProjectEvent
 from streams.plan import planned_fraction
 
 __all__ = ["BEHIND_PLAN_POINTS", "ProjectBook"]
@@ -26,23 +27,22 @@ class ProjectBook:
         self.stamp = -1
         self.last_event_ms = 0
 
-    def apply(self, ev: dict[str, Any], ms: int) -> None:
+    def apply(self, ev: ProjectEvent, ms: int) -> None:
         if ms > self.last_event_ms:
             self.last_event_ms = ms
-        pid = ev["project_id"]
-        old = self.projects.get(pid)
+        old = self.projects.get(ev.project_id)
         # the latest report by occurred_at wins; on a tie the later offset (this one) wins
         if old is None or ms >= old[_MS]:
-            self.projects[pid] = [
+            self.projects[ev.project_id] = [
                 ms,
-                ev["program"],
-                ev["fiscal_year"],
-                ev["status"],
-                float(ev["progress_pct"]),
-                float(ev["planned_pct"]),
-                float(ev["budget_allocated_thb"]),
-                float(ev["budget_obligated_thb"]),
-                float(ev["budget_disbursed_thb"]),
+                ev.program,
+                ev.fiscal_year,
+                ev.status,
+                float(ev.progress_pct),
+                float(ev.planned_pct),
+                float(ev.budget_allocated_thb),
+                float(ev.budget_obligated_thb),
+                float(ev.budget_disbursed_thb),
             ]
 
     def gauges(self, clock_ms: int, stale_ms: int) -> dict[tuple[str, str, str], float]:

@@ -47,8 +47,6 @@ async def served(
         rows.append(
             (
                 district,
-                district[:2],
-                "central",
                 rng.choice(["grievance_received", "grievance_event"]),
                 rng.choice(["land", "debt"]),
                 "web",
@@ -56,7 +54,6 @@ async def served(
                 i % 4,
                 float(rng.randint(0, 500)) / 2,
                 1,
-                BUCKET0 * 1000,
             )
         )
     writer = Writer(chdb_backend, telemetry=telemetry)
@@ -100,8 +97,8 @@ async def test_clickhouse_connect_reads_the_store(served: Served) -> None:
     sums, first, bound, refs = await asyncio.to_thread(read)
     expected: dict[tuple[str, str], list[float]] = {}
     for r in served.rows:
-        acc = expected.setdefault((str(r[0]), str(r[3])), [0.0, 0])
-        acc[0] += float(r[8])  # type: ignore[arg-type]
+        acc = expected.setdefault((str(r[0]), str(r[1])), [0.0, 0])
+        acc[0] += float(r[6])  # type: ignore[arg-type]
         acc[1] += 1
     assert [(d, m, s, c) for d, m, s, c in sums] == [
         (d, m, v[0], v[1]) for (d, m), v in sorted(expected.items())
@@ -110,8 +107,8 @@ async def test_clickhouse_connect_reads_the_store(served: Served) -> None:
         (
             served.rows[i][0],
             dt.datetime(2026, 1, 1, 0, i),
-            served.rows[i][7],
-            served.rows[i][8],
+            served.rows[i][5],
+            served.rows[i][6],
         )
         for i in range(2)
     ]

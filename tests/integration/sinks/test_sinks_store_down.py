@@ -61,8 +61,6 @@ def can_chattr(tmp_path: Path) -> None:
 def bucket(i: int, value: float) -> tuple[object, ...]:
     return (
         f"10{i % 50 + 1:02d}",
-        "10",
-        "central",
         "grievance_received",
         "land",
         "web",
@@ -70,7 +68,6 @@ def bucket(i: int, value: float) -> tuple[object, ...]:
         0,
         value,
         1,
-        BUCKET0 * 1000,
     )
 
 

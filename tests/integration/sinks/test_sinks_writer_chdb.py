@@ -24,8 +24,6 @@ def grievance_row(i: int, rng: random.Random) -> tuple[object, ...]:
         str(uuid.UUID(int=rng.getrandbits(128))),
         T0_MS + i * 1_000 + rng.randint(0, 999),
         district,
-        "10",
-        "central",
         "",
         "sim",
         f"G{i // 3}",
@@ -39,15 +37,12 @@ def grievance_row(i: int, rng: random.Random) -> tuple[object, ...]:
         "",
         i % 4,
         i,
-        T0_MS + 5_000_000,
     )
 
 
 def bucket_row(i: int, rng: random.Random) -> tuple[object, ...]:
     return (
         f"10{i % 50 + 1:02d}",
-        "10",
-        "central",
         "grievance_received",
         "land",
         "web",
@@ -55,7 +50,6 @@ def bucket_row(i: int, rng: random.Random) -> tuple[object, ...]:
         i % 4,
         float(rng.randint(0, 1000)),
         1,
-        T0_MS,
     )
 
 
@@ -80,11 +74,11 @@ async def test_rows_land_exactly(chdb_backend: Backend, telemetry: Telemetry) ->
     assert got == [
         (
             len(griev),
-            sum(r[17] for r in griev),  # type: ignore[misc]
-            sum(1 for r in griev if r[12] is None),
+            sum(r[15] for r in griev),  # type: ignore[misc]
+            sum(1 for r in griev if r[10] is None),
             sum(r[1] for r in griev),  # type: ignore[misc]
             len({r[0] for r in griev}),
-            sum(r[12] for r in griev if r[12] is not None),  # type: ignore[misc]
+            sum(r[10] for r in griev if r[10] is not None),  # type: ignore[misc]
         )
     ]
     per_district = dict(
@@ -94,7 +88,7 @@ async def test_rows_land_exactly(chdb_backend: Backend, telemetry: Telemetry) ->
     )
     expected: dict[str, float] = {}
     for r in buckets:
-        expected[r[0]] = expected.get(r[0], 0.0) + r[8]  # type: ignore[index,operator]
+        expected[r[0]] = expected.get(r[0], 0.0) + r[6]  # type: ignore[index,operator]
     assert per_district == expected
     first_bucket = await writer.query_rows(
         "SELECT toUnixTimestamp(min(bucket)) FROM metric_buckets"
@@ -193,7 +187,7 @@ async def test_close_flushes(chdb_backend: Backend, telemetry: Telemetry) -> Non
 
 async def test_bad_rows_are_refused_at_add(chdb_backend: Backend, telemetry: Telemetry) -> None:
     writer = Writer(chdb_backend, telemetry=telemetry)
-    with pytest.raises(ValueError, match="metric_buckets row has 11 values"):
+    with pytest.raises(ValueError, match="metric_buckets row has 8 values"):
         writer.add("metric_buckets", ("1001", "10"))
     with pytest.raises(KeyError, match="unknown table 'nope'"):
         writer.add("nope", (1,))
