@@ -350,11 +350,11 @@ class Pipeline(Service):
     # -- views for the web endpoints ----------------------------------------------------------
 
     def top_districts(self, n: int = 10) -> list[dict[str, Any]]:
-        """Districts with the most accepted events since this worker started."""
+        """Districts with the most events applied since this worker started."""
         totals: dict[str, int] = {}
         for proc in self.processors.values():
-            for district, count in proc.accepted_by_district.items():
-                totals[district] = totals.get(district, 0) + count
+            for district, book in proc.books.items():
+                totals[district] = totals.get(district, 0) + book.events
         out = []
         for code, count in sorted(totals.items(), key=lambda kv: -kv[1])[:n]:
             d = geography.district(code)

@@ -14,10 +14,9 @@ makes the same decisions and converges to the same rows.
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -27,7 +26,7 @@ from streams.pdpa import Pseudonymizer, redact_event, redact_text
 from streams.reasons import Reason, Rejection
 from streams.state.cases import RESOLUTION_BUCKETS, CaseBook
 from streams.state.projects import ProjectBook
-from streams.validation import Checked, Validator
+from streams.validation import Validator
 
 __all__ = ["Checkpoint", "PartitionProcessor", "ProcessorConfig", "Record", "RowSink"]
 
@@ -113,10 +112,9 @@ class PartitionProcessor:
         self.dirty_buckets: set[tuple[str, str, str, str, int]] = set()
         self.quality: dict[tuple[str, str, str, str, int], list[Any]] = {}
         self.dirty_quality: set[tuple[str, str, str, str, int]] = set()
+        #: event_id -> offset of its first occurrence in this partition
         self._dedup: dict[str, int] = {}
-        self._dedup_q: deque[tuple[int, str]] = deque()
         self.stats = BatchStats()
-        self.accepted_by_district: dict[str, int] = {}
         self.dead_letters: list[tuple[bytes | None, bytes]] = []  # (key, record) for the topic
         self._gauge_keys: dict[str, set[tuple[str, str, str]]] = {}
 
@@ -137,17 +135,37 @@ class PartitionProcessor:
             self.watermark_ms = checkpoint.watermark_ms
         loads = CaseBook.loads if self.stream == "grievance" else ProjectBook.loads
         self.books = {district: loads(raw) for district, raw in books.items()}
+        p = self.partition
         for district, metric, dim1, dim2, minute, value, version in buckets:
-            self.buckets[(district, metric, dim1, dim2, minute)] = [value, version]
+            self.buckets[(district, metric, dim1, dim2, minute)] = [
+                district,
+                metric,
+                dim1,
+                dim2,
+                minute * 60,
+                p,
+                value,
+                version,
+            ]
         for district, outcome, reason, source, minute, count, version in quality:
-            self.quality[(district, outcome, reason, source, minute)] = [count, version]
-        for event_id, offset in sorted(dedup, key=lambda x: x[1]):
-            self._dedup[event_id] = offset
-            self._dedup_q.append((offset, event_id))
+            self.quality[(district, outcome, reason, source, minute)] = [
+                district,
+                self.stream,
+                source,
+                outcome,
+                reason,
+                minute * 60,
+                p,
+                count,
+                version,
+            ]
+        for event_id, offset in dedup:
+            if self._dedup.get(event_id, offset + 1) > offset:
+                self._dedup[event_id] = offset
 
     # -- the hot path -------------------------------------------------------------------------
 
-    def process(self, records: Iterable[Record], sink: RowSink, now_ms: int | None = None) -> None:
+    def process(self, records: Sequence[Record], sink: RowSink, now_ms: int | None = None) -> None:
         """Process records of this partition in offset order; rows go to ``sink``."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         cfg = self.cfg
@@ -157,10 +175,8 @@ class PartitionProcessor:
         late_ms = cfg.late_ms
         window = cfg.dedup_window
         dedup = self._dedup
-        dedup_q = self._dedup_q
         stats = self.stats
         accepted = stats.accepted
-        by_district = self.accepted_by_district
         books = self.books
         dirty_books = self.dirty_books
         grievance = self.stream == "grievance"
@@ -171,23 +187,27 @@ class PartitionProcessor:
         raw_rows: list[tuple[Any, ...]] = []
         bump = self._bump
         qbump = self._qbump
+        buckets_get = self.buckets.get
+        dirty_buckets_add = self.dirty_buckets.add
+        quality_get = self.quality.get
+        dirty_quality_add = self.dirty_quality.add
         pseudonym_of = cfg.pseudonymizer.complainant
         table = "grievance_events" if grievance else "project_events"
         ev: Any  # GrievanceEvent or ProjectEvent, by the stream
+        stats.consumed += len(records)
         for rec in records:
             o = rec.offset
-            stats.consumed += 1
             if o <= last:
                 # Already applied: covered by the restored checkpoint, or fetched again after
                 # Faust re-seeked to the committed offset (recovery does that after assignment)
                 stats.skipped_replay += 1
                 continue
-            last = self.offset = o
+            last = o
             res = check(rec.value, now)
             if type(res) is Rejection:
                 self._reject(rec, res, wm, sink)
                 continue
-            ev, ms, due_ms = cast(Checked, res)
+            ev, ms, due_ms = res  # type: ignore[misc]
             if type(ev) is not event_type:
                 wrong = Rejection(Reason.WRONG_TOPIC, "schema", ev.__struct_config__.tag)
                 self._reject(rec, wrong, wm, sink)
@@ -198,20 +218,21 @@ class PartitionProcessor:
             seen = dedup.get(eid)
             floor = wm - grace
             qminute = (ms if ms >= floor else floor) // _MINUTE_MS
-            if seen is not None and seen != o:
+            if seen is None or seen <= o - window:
+                dedup[eid] = o
+            elif seen != o:  # the same event_id earlier in this partition, within the window
                 stats.duplicate += 1
                 qbump(("", "duplicate", "", source, qminute), o)
                 continue
-            if seen is None:
-                dedup[eid] = o
-                dedup_q.append((o, eid))
-                while dedup_q[0][0] <= o - window:
-                    old_o, old_id = dedup_q.popleft()
-                    if dedup.get(old_id) == old_o:
-                        del dedup[old_id]
             accepted[source] = accepted.get(source, 0) + 1
-            by_district[district] = by_district.get(district, 0) + 1
-            qbump(("", "accepted", "", source, qminute), o)
+            qkey = ("", "accepted", "", source, qminute)
+            q = quality_get(qkey)
+            if q is None:
+                qbump(qkey, o)
+            elif o > q[8]:
+                q[7] += 1
+                q[8] = o
+                dirty_quality_add(qkey)
             in_window = True
             if ms > wm:
                 wm = ms
@@ -240,7 +261,14 @@ class PartitionProcessor:
                 else:
                     received_ms = case_due_ms = None
                 if in_window:
-                    bump((district, "grievance_event", typ, cat, minute), 1.0, o)
+                    key = (district, "grievance_event", typ, cat, minute)
+                    b = buckets_get(key)
+                    if b is None:
+                        bump(key, 1.0, o)
+                    elif o > b[7]:
+                        b[6] += 1.0
+                        b[7] = o
+                        dirty_buckets_add(key)
                     if typ == "received":
                         bump((district, "grievance_received", cat, ev.channel, minute), 1.0, o)
                     elif typ == "resolved" and apply_state:
@@ -298,17 +326,26 @@ class PartitionProcessor:
                         o,
                     )
                 )
+        self.offset = last
         self.watermark_ms = wm
+        if len(dedup) > 2 * window:
+            # forget event ids that fell out of the window (lookups check the window anyway)
+            self._dedup = {k: v for k, v in dedup.items() if v > last - window}
         if raw_rows:
             sink.add_many(table, raw_rows)
+
+    # Buckets are kept as their row (a list in sinks.tables.INSERT_COLUMNS order) so a flush
+    # turns a dirty one into a row with one tuple() call: metric_buckets ends in value, version
+    # and quality_buckets in count, version (the version is the offset stamp).
 
     def _bump(self, key: tuple[str, str, str, str, int], v: float, o: int) -> None:
         b = self.buckets.get(key)
         if b is None:
-            self.buckets[key] = [v, o]
-        elif o > b[1]:
-            b[0] += v
-            b[1] = o
+            district, metric, dim1, dim2, minute = key
+            self.buckets[key] = [district, metric, dim1, dim2, minute * 60, self.partition, v, o]
+        elif o > b[7]:
+            b[6] += v
+            b[7] = o
         else:
             return
         self.dirty_buckets.add(key)
@@ -316,10 +353,21 @@ class PartitionProcessor:
     def _qbump(self, key: tuple[str, str, str, str, int], o: int) -> None:
         q = self.quality.get(key)
         if q is None:
-            self.quality[key] = [1, o]
-        elif o > q[1]:
-            q[0] += 1
-            q[1] = o
+            district, outcome, reason, source, minute = key
+            self.quality[key] = [
+                district,
+                self.stream,
+                source,
+                outcome,
+                reason,
+                minute * 60,
+                self.partition,
+                1,
+                o,
+            ]
+        elif o > q[8]:
+            q[7] += 1
+            q[8] = o
         else:
             return
         self.dirty_quality.add(key)
@@ -419,21 +467,10 @@ class PartitionProcessor:
 
     def take_bucket_rows(self, sink: RowSink) -> int:
         """Rows for buckets changed since the last call (full values, version = stamp)."""
-        partition = self.partition
-        buckets = self.buckets
-        rows = [
-            (district, metric, dim1, dim2, minute * 60, partition, *buckets[key])
-            for key in self.dirty_buckets
-            for district, metric, dim1, dim2, minute in (key,)
-        ]
+        buckets, quality = self.buckets, self.quality
+        rows = [tuple(buckets[key]) for key in self.dirty_buckets]
+        qrows = [tuple(quality[key]) for key in self.dirty_quality]
         self.dirty_buckets.clear()
-        stream = self.stream
-        quality = self.quality
-        qrows = [
-            (district, stream, source, outcome, reason, minute * 60, partition, *quality[key])
-            for key in self.dirty_quality
-            for district, outcome, reason, source, minute in (key,)
-        ]
         self.dirty_quality.clear()
         if rows:
             sink.add_many("metric_buckets", rows)

@@ -127,21 +127,7 @@ class Validator:
         except _DECODE_ERRORS as exc:
             return _explain(raw, str(exc))
         now = self._clock() * 1000 if now_ms is None else now_ms
-        rej = self._common(ev)
-        if rej is not None:
-            return rej
-        try:
-            ms = parse_ms(ev.occurred_at)
-        except ValueError:
-            return Rejection(Reason.INVALID_FORMAT, "occurred_at", "expected RFC 3339")
-        if ms < _YEAR_2000_MS or ms > now + self._skew_ms:
-            return Rejection(Reason.IMPOSSIBLE_TIME, "occurred_at", ev.occurred_at[:40])
-        if type(ev) is GrievanceEvent:
-            return _grievance(ev, ms)
-        rej = _project(ev)
-        return (ev, ms, None) if rej is None else rej
-
-    def _common(self, ev: GrievanceEvent | ProjectEvent) -> Rejection | None:
+        # common fields, inline: this runs for every event
         event_id = ev.event_id
         if len(event_id) != 36 or not _UUID(event_id):
             return Rejection(Reason.INVALID_FORMAT, "event_id", "expected a UUID")
@@ -155,9 +141,19 @@ class Validator:
             if len(sub) != 6 or not _DIGITS(sub):
                 return Rejection(Reason.INVALID_FORMAT, "subdistrict_code", "expected 6 digits")
             return Rejection(Reason.UNKNOWN_SUBDISTRICT, "subdistrict_code", sub)
-        if not ev.source or len(ev.source) > 64:
+        source = ev.source
+        if not source or len(source) > 64:
             return Rejection(Reason.INVALID_FORMAT, "source", "1-64 characters")
-        return None
+        try:
+            ms = parse_ms(ev.occurred_at)
+        except ValueError:
+            return Rejection(Reason.INVALID_FORMAT, "occurred_at", "expected RFC 3339")
+        if ms < _YEAR_2000_MS or ms > now + self._skew_ms:
+            return Rejection(Reason.IMPOSSIBLE_TIME, "occurred_at", ev.occurred_at[:40])
+        if type(ev) is GrievanceEvent:
+            return _grievance(ev, ms)
+        rej = _project(ev)
+        return (ev, ms, None) if rej is None else rej
 
     # -- dict interface (intake, tests): same rules, the checked dict back ---------------------
 

@@ -70,12 +70,13 @@ class CaseBook:
     already (a replay after a crash) and is skipped, which makes re-delivery harmless.
     """
 
-    __slots__ = ("cases", "last_event_ms", "stamp")
+    __slots__ = ("cases", "events", "last_event_ms", "stamp")
 
     def __init__(self) -> None:
         self.cases: dict[str, Case] = {}
         self.stamp = -1
         self.last_event_ms = 0
+        self.events = 0  # applied by this process (for the live summary; not persisted)
 
     def apply(
         self,
@@ -92,6 +93,7 @@ class CaseBook:
         resolution-time and SLA metrics; (None, None) otherwise.
         """
         case = self.cases.get(gid)
+        self.events += 1
         if ms > self.last_event_ms:
             self.last_event_ms = ms
         if case is None:

@@ -20,14 +20,16 @@ _MS, _PROGRAM, _FY, _STATUS, _PROGRESS, _PLANNED, _ALLOC, _OBLIG, _DISB = range(
 class ProjectBook:
     """Latest report per project of one district in one topic-partition (see CaseBook.stamp)."""
 
-    __slots__ = ("last_event_ms", "projects", "stamp")
+    __slots__ = ("events", "last_event_ms", "projects", "stamp")
 
     def __init__(self) -> None:
         self.projects: dict[str, list[Any]] = {}
         self.stamp = -1
         self.last_event_ms = 0
+        self.events = 0  # applied by this process (for the live summary; not persisted)
 
     def apply(self, ev: ProjectEvent, ms: int) -> None:
+        self.events += 1
         if ms > self.last_event_ms:
             self.last_event_ms = ms
         old = self.projects.get(ev.project_id)
