@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from producers.kafka import EventSender
 from producers.simulator.generator import SimOptions, Simulator
-from streams.broker import EmbeddedBroker, ensure_topics
+from streams.broker import EmbeddedBroker, ensure_topics, free_port
 from streams.topics import Topics
 from tests.services.worker import WorkerProcess
 
@@ -113,15 +113,22 @@ def counted(w: WorkerProcess, where: str = "") -> int:
     return int(rows[0]["n"] or 0)
 
 
-def pipeline_rate(w: WorkerProcess, n: int) -> tuple[float, float]:
-    """(events/s from first consumed to all queryable, seconds)."""
-    while w.counter("warroom_events_consumed_total") <= 0:
+def pipeline_rate(workers: list[WorkerProcess], n: int) -> tuple[float, float]:
+    """(events/s from the first event consumed by any worker to all queryable, seconds).
+
+    The workers start together; if the group still rebalances mid-run, the pause counts."""
+    owner = workers[0]
+
+    def consumed() -> float:
+        return sum(w.counter("warroom_events_consumed_total") for w in workers)
+
+    while consumed() <= 0:
         time.sleep(0.02)
     started = time.perf_counter()
-    # the consumed counter is cheap to read; the store is asked only once everything is in
-    while w.counter("warroom_events_consumed_total") < n:
+    # the consumed counters are cheap to read; the store is asked only once everything is in
+    while consumed() < n:
         time.sleep(0.05)
-    while counted(w) < n:
+    while counted(owner) < n:
         time.sleep(0.05)
     took = time.perf_counter() - started
     return n / took, took
@@ -199,12 +206,20 @@ def main() -> None:
     ap.add_argument("--fresh-rate", type=int, default=5000)
     ap.add_argument("--fresh-seconds", type=float, default=30.0)
     ap.add_argument("--skip-freshness", action="store_true")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="workers in the group; the first owns the embedded store, the others write "
+        "through it (one per core is the point: Python runs one thread at a time)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="warroom-bench-"))
     broker = EmbeddedBroker(log_path=work / "tansu.log")
     worker: WorkerProcess | None = None
+    helpers: list[WorkerProcess] = []
     try:
         bootstrap = broker.start()
         topics = Topics(prefix="bench-")
@@ -220,16 +235,28 @@ def main() -> None:
         ceil = asyncio.run(ceiling(bootstrap, topics, args.events))
         print(f"ceiling  (aiokafka + orjson, decode and count): {ceil:>10,.0f} events/s")
 
+        env = {"WARROOM_PARTITIONS": str(args.partitions), "WARROOM_LOG_LEVEL": "warning"}
+        # the store owner listens on a known port so the others can start at the same moment
+        # and join the group together (a late joiner would force a rebalance mid-run)
+        port = free_port()
         worker = WorkerProcess(
-            bootstrap,
-            topics.prefix,
-            work / "worker",
-            env={"WARROOM_PARTITIONS": str(args.partitions), "WARROOM_LOG_LEVEL": "warning"},
-        ).start()
-        rate, took = pipeline_rate(worker, args.events)
+            bootstrap, topics.prefix, work / "worker", env={**env, "WARROOM_WEB_PORT": str(port)}
+        )
+        store = f"chdb+http://127.0.0.1:{port}"
+        helpers = [
+            WorkerProcess(
+                bootstrap, topics.prefix, work / f"worker-{i}", env={**env, "WARROOM_STORE": store}
+            )
+            for i in range(1, args.workers)
+        ]
+        for w in (worker, *helpers):
+            w.spawn()
+        for w in (worker, *helpers):
+            w.wait_started()
+        rate, took = pipeline_rate([worker, *helpers], args.events)
         print(
-            f"pipeline (first consumed -> every row queryable): {rate:>10,.0f} events/s "
-            f"({args.events:,} in {took:.1f}s)"
+            f"pipeline, {args.workers} worker(s) (first consumed -> every row queryable): "
+            f"{rate:>10,.0f} events/s ({args.events:,} in {took:.1f}s)"
         )
         print(f"ratio pipeline / ceiling: {rate / ceil:.1%}")
 
@@ -246,8 +273,9 @@ def main() -> None:
             else:
                 print("freshness: no slice became queryable")
     finally:
-        if worker is not None:
-            worker.stop()
+        for w in [*helpers, worker]:
+            if w is not None:
+                w.stop()
         broker.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

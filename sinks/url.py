@@ -1,4 +1,5 @@
-"""Store URLs: chdb:///abs/path?database=warroom and clickhouse://user:pass@host:9000/db."""
+"""Store URLs: chdb:///abs/path?database=warroom, clickhouse://user:pass@host:9000/db, and
+chdb+http://127.0.0.1:6066 (the embedded store of another worker, written through it)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class StoreURLError(ValueError):
 
 @dataclass(frozen=True)
 class StoreURL:
-    """A parsed store URL. `kind` is "chdb" (embedded) or "native" (clickhouse-driver)."""
+    """A parsed store URL. `kind` is "chdb" (embedded), "native" (clickhouse-driver) or
+    "worker" (the chdb store another worker owns, reached over its web server)."""
 
     kind: str
     database: str
@@ -34,10 +36,15 @@ class StoreURL:
         """The URL for logs: never the password."""
         if self.kind == "chdb":
             return f"chdb://{self.path}?database={self.database}"
+        if self.kind == "worker":
+            return f"chdb+http://{self.host}:{self.port}?database={self.database}"
         return f"clickhouse://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-_FORMS = "chdb:///abs/path?database=warroom or clickhouse://user:pass@host:9000/db"
+_FORMS = (
+    "chdb:///abs/path?database=warroom, clickhouse://user:pass@host:9000/db or "
+    "chdb+http://host:port (another worker's embedded store)"
+)
 
 
 def _database(name: str) -> str:
@@ -63,6 +70,15 @@ def parse_store_url(url: str) -> StoreURL:
             kind="chdb",
             database=_database(query.get("database", DEFAULT_DATABASE)),
             path=Path(path),
+        )
+    if parts.scheme == "chdb+http":
+        if not parts.hostname or not parts.port:
+            raise StoreURLError(f"worker store URL {url!r} needs host:port ({_FORMS})")
+        return StoreURL(
+            kind="worker",
+            database=_database(query.get("database", DEFAULT_DATABASE)),
+            host=parts.hostname,
+            port=parts.port,
         )
     if parts.scheme in ("clickhouse", "clickhouses"):
         if not parts.hostname:

@@ -105,9 +105,18 @@ class Pipeline(Service):
     # -- batches ------------------------------------------------------------------------------
 
     async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
-        # Faust sends this once the tables of the new assignment are recovered; it then
-        # resumes the partitions and seeks them to the committed offsets
-        self._ready_generation = self.app.consumer_generation_id
+        """Faust sends this once the tables of the new assignment are recovered (it then
+        resumes the partitions and seeks them to the committed offsets). Every assigned
+        partition gets its processor now, not at its first record: the gauge timer must keep
+        snapshotting a partition that receives nothing after a rebalance."""
+        generation = self.app.consumer_generation_id
+        for tp in sorted(self.app.consumer.assignment()):
+            if tp.topic in self.stream_of_topic and tp not in self.processors:
+                proc = await self._restore(tp)
+                if generation != self.app.consumer_generation_id:
+                    return  # rebalancing again
+                self.processors[tp] = proc
+        self._ready_generation = generation
 
     async def _on_batch(self, tp: TP, records: Sequence[Any]) -> None:
         if self._ready_generation != self.app.consumer_generation_id:

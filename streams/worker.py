@@ -6,13 +6,16 @@ import asyncio
 import gc
 import logging
 import os
+import time
 
 import faust
 
-from sinks.backends import open_backend
+from sinks.backends import Backend, StoreError, open_backend
+from sinks.http_insert import add_insert_route
 from sinks.http_query import QueryService
 from sinks.http_query import add_routes as add_query_routes
 from sinks.migrate import migrate
+from sinks.url import parse_store_url
 from sinks.writer import Writer
 from streams.app import create_app
 from streams.broker import ensure_topics, wait_ready
@@ -55,13 +58,33 @@ def _lag(pipeline: Pipeline, tel: telemetry.Telemetry) -> float | None:
     return total if known else None
 
 
+def _wait_for_store(backend: Backend, url: str, timeout: float = 90.0) -> None:
+    """A worker that writes through the store owner waits until the owner answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            backend.ping()
+            return
+        except StoreError as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the store {url} did not answer within {timeout:.0f}s: {exc}"
+                ) from exc
+            time.sleep(0.5)
+
+
 def run_worker(settings: Settings, bootstrap: str) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
     topics = Topics(settings.topic_prefix)
     asyncio.run(wait_ready(bootstrap))
     asyncio.run(ensure_topics(bootstrap, topics.all(), settings.partitions))
-    backend = open_backend(settings.store_url)
-    migrate(backend)
+    store = parse_store_url(settings.store_url)
+    owner = store.kind != "worker"  # a worker writing through another worker's store
+    backend = open_backend(store)
+    if owner:
+        migrate(backend)
+    else:
+        _wait_for_store(backend, settings.store_url)
     tel = telemetry.get()
     writer = Writer(
         backend,
@@ -97,9 +120,11 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         store=writer.probe,
     )
     health_mod.add_routes(web.web_app, health)
-    queries = QueryService(settings.store_url)
-    add_query_routes(web.web_app, queries)
-    web.on_close(queries.close)
+    if owner:
+        queries = QueryService(settings.store_url)
+        add_query_routes(web.web_app, queries)
+        add_insert_route(web.web_app, writer)
+        web.on_close(queries.close)
     web.add_json("/status/top-districts", lambda: pipeline.top_districts(10))
 
     worker = _Worker(

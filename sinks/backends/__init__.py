@@ -173,6 +173,10 @@ def open_backend(
         return ChdbBackend(
             parsed.path, parsed.database, readonly=readonly, create_database=create_database
         )
+    if parsed.kind == "worker":
+        from sinks.backends.worker import WorkerStoreBackend
+
+        return WorkerStoreBackend(parsed)
     from sinks.backends.native import NativeBackend
 
     return NativeBackend(parsed, readonly=readonly, create_database=create_database)

@@ -74,6 +74,41 @@ def arrow_type(ch_type: str) -> Any:
     return _SIMPLE.get(base)
 
 
+def arrow_table(table: str, columns: Mapping[str, Sequence[Any]], types: Mapping[str, str]) -> Any:
+    """Python column lists -> a pyarrow Table typed for `table`'s ClickHouse columns."""
+    arrays = []
+    names = list(columns)
+    for name in names:
+        ch_type = types.get(name)
+        if ch_type is None:
+            raise StoreError(
+                f"table {table} has no column {name!r}",
+                name="NO_SUCH_COLUMN_IN_TABLE",
+                transient=False,
+            )
+        try:
+            values, typ = columns[name], arrow_type(ch_type)
+            # in chunks: each conversion holds the GIL, long ones stall the event loop
+            arrays.append(
+                pa.chunked_array(
+                    [
+                        pa.array(values[i : i + _CHUNK], type=typ)
+                        for i in range(0, len(values), _CHUNK)
+                    ],
+                    type=typ,
+                )
+                if len(values) > _CHUNK
+                else pa.array(values, type=typ)
+            )
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raise StoreError(
+                f"column {table}.{name} ({ch_type}) got a value it cannot hold: {exc}",
+                name="BAD_DATA",
+                transient=False,
+            ) from exc
+    return pa.Table.from_arrays(arrays, names=names)
+
+
 def _precision(ch_type: str) -> int:
     inner = ch_type[ch_type.index("DateTime64(") + len("DateTime64(") :]
     return int(inner.split(",", 1)[0].split(")", 1)[0].strip())
@@ -224,43 +259,16 @@ class ChdbBackend:
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> int:
         if not columns:
             return 0
-        types = self.column_types(table)
-        names = list(columns)
-        arrays = []
-        for name in names:
-            ch_type = types.get(name)
-            if ch_type is None:
-                raise StoreError(
-                    f"table {table} has no column {name!r}",
-                    name="NO_SUCH_COLUMN_IN_TABLE",
-                    transient=False,
-                )
-            try:
-                values, typ = columns[name], arrow_type(ch_type)
-                # in chunks: each conversion holds the GIL, long ones stall the event loop
-                arrays.append(
-                    pa.chunked_array(
-                        [
-                            pa.array(values[i : i + _CHUNK], type=typ)
-                            for i in range(0, len(values), _CHUNK)
-                        ],
-                        type=typ,
-                    )
-                    if len(values) > _CHUNK
-                    else pa.array(values, type=typ)
-                )
-            except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-                raise StoreError(
-                    f"column {table}.{name} ({ch_type}) got a value it cannot hold: {exc}",
-                    name="BAD_DATA",
-                    transient=False,
-                ) from exc
-        warroom_batch = pa.Table.from_arrays(arrays, names=names)  # noqa: F841 (read by name)
-        cols = ", ".join(_quote(n) for n in names)
+        return self.insert_arrow(table, arrow_table(table, columns, self.column_types(table)))
+
+    def insert_arrow(self, table: str, batch: Any) -> int:
+        """Insert a pyarrow Table whose column names are columns of `table`."""
+        warroom_batch = batch  # noqa: F841 (the Python() table function reads it by name)
+        cols = ", ".join(_quote(n) for n in batch.column_names)
         self._query(
             f"INSERT INTO {self._qualified(table)} ({cols}) SELECT * FROM Python(warroom_batch)"
         )
-        return len(arrays[0])
+        return int(batch.num_rows)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

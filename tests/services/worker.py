@@ -50,10 +50,13 @@ class WorkerProcess:
         return self.data_dir / f"worker-{self.starts}.log"
 
     def start(self, timeout: float = 90.0) -> WorkerProcess:
+        return self.spawn().wait_started(timeout)
+
+    def spawn(self) -> WorkerProcess:
+        """Start the process without waiting (several workers can then start together)."""
         self.starts += 1
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        port_file = self.data_dir / "worker.json"
-        port_file.unlink(missing_ok=True)
+        (self.data_dir / "worker.json").unlink(missing_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "warroom.cli", "worker"],
@@ -63,6 +66,12 @@ class WorkerProcess:
             stdin=subprocess.DEVNULL,
         )
         log.close()
+        return self
+
+    def wait_started(self, timeout: float = 90.0) -> WorkerProcess:
+        """Until the worker's web server answers /healthz."""
+        assert self.proc is not None
+        port_file = self.data_dir / "worker.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -120,6 +129,15 @@ class WorkerProcess:
             raise RuntimeError(f"query failed: {exc.read().decode(errors='replace')}") from exc
         rows: list[dict[str, Any]] = body["data"]
         return rows
+
+    def ready_check(self, name: str) -> bool:
+        """Whether one /readyz check passes now."""
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
+                body = orjson.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            body = orjson.loads(exc.read())
+        return any(c["name"] == name and c["ok"] for c in body["checks"])
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:

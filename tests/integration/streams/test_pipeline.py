@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from streams.topics import Topics
 from tests.integration.streams import compare
-from tests.integration.streams.conftest import oracle, simulate
+from tests.integration.streams.conftest import WORKER_ENV, oracle, simulate
 from tests.kafka_io import produce_items, read_back, run
 from tests.services.worker import WorkerProcess
 
@@ -103,3 +104,40 @@ def test_replaying_the_same_events_changes_nothing(
     assert accepted(second) == accepted(first_quality)
     assert dups(second) - dups(first_quality) == len(good)
     assert worker.stop() == 0
+
+
+def test_two_workers_share_the_partitions_and_the_store(
+    bootstrap: str, topics: Topics, make_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Scale-out on one machine: the second worker writes through the first one's store (chdb
+    is one process's), the group splits the partitions, the tables still equal the oracle."""
+    items = simulate(N, seed=13)
+    owner = make_worker().start()
+    helper = WorkerProcess(
+        bootstrap,
+        topics.prefix,
+        tmp_path / "helper",
+        env={
+            **WORKER_ENV,
+            "WARROOM_GROUP_ID": "oracle",
+            "WARROOM_STORE": "chdb+http://" + owner.url.removeprefix("http://"),
+        },
+    ).start()
+    try:
+        # both in the group before any event arrives, or the first takes everything
+        for w in (owner, helper):
+            w.wait_for(lambda w=w: w.ready_check("partitions"), what="partitions assigned")
+        run(produce_items(bootstrap, topics, items))
+        owner.wait_for(lambda: compare.outcomes_total(owner) >= N, what="every record counted")
+        compare.wait_settled(owner, 1)
+        both = (
+            owner.counter("warroom_events_consumed_total"),
+            helper.counter("warroom_events_consumed_total"),
+        )
+        assert all(n > 0 for n in both), f"one worker consumed nothing: {both}"
+        exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
+        compare.assert_matches(owner, exp)
+        assert helper.stop() == 0
+    finally:
+        helper.kill()
+    assert owner.stop() == 0

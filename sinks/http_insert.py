@@ -1,0 +1,54 @@
+"""`POST /store/insert`: how the other workers on this machine write into the store this worker
+owns (see sinks/backends/worker.py). Loopback only; Arrow IPC in, inserted on the writer thread."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from sinks.backends import StoreError
+from sinks.tables import INSERT_COLUMNS
+from sinks.writer import Writer
+
+__all__ = ["add_insert_route"]
+
+log = logging.getLogger(__name__)
+pa: Any = importlib.import_module("pyarrow")
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def _error(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
+def add_insert_route(app: web.Application, writer: Writer) -> None:
+    async def insert(request: web.Request) -> web.Response:
+        if request.remote not in _LOOPBACK:
+            return _error(403, "Code: 497. DB::Exception: only workers on this machine insert")
+        table = request.query.get("table", "")
+        if table not in INSERT_COLUMNS:
+            return _error(400, f"Code: 60. DB::Exception: unknown table {table!r}")
+        database = request.query.get("database", "")
+        if database and database != getattr(writer.backend, "database", database):
+            return _error(400, f"Code: 81. DB::Exception: this store holds no {database!r}")
+        try:
+            batch = pa.ipc.open_stream(await request.read()).read_all()
+        except pa.ArrowInvalid as exc:
+            return _error(400, f"Code: 27. DB::Exception: not an Arrow IPC stream: {exc}")
+        unknown = set(batch.column_names) - set(INSERT_COLUMNS[table])
+        if unknown:
+            return _error(400, f"Code: 16. DB::Exception: no column {sorted(unknown)[0]!r}")
+        try:
+            rows = await writer.run(lambda b: b.insert_arrow(table, batch))  # type: ignore[attr-defined]
+        except StoreError as exc:
+            log.warning(
+                "insert for another worker failed", extra={"table": table, "error": str(exc)}
+            )
+            return _error(500, str(exc))
+        return web.Response(body=orjson.dumps({"rows": rows}), content_type="application/json")
+
+    app.router.add_post("/store/insert", insert)
