@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from faust.types import TP
@@ -44,6 +44,35 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+MetricListener = Callable[[str, list[tuple[Any, ...]]], None]
+_TAPPED = frozenset({"metric_buckets", "metric_gauges"})
+
+
+class _Tap:
+    """The processors' sink: rows go on to the writer; metric rows are also kept for the
+    listeners (the alert engine), which get them once the flush that stored them is done."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.listeners: list[MetricListener] = []
+        self.pending: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    def add_many(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        self.writer.add_many(table, rows)
+        if self.listeners and table in _TAPPED:
+            self.pending.append((table, rows))
+
+    def deliver(self, count: int) -> None:
+        """Hand the first ``count`` pending batches (those a completed flush wrote) over."""
+        ready, self.pending = self.pending[:count], self.pending[count:]
+        for table, rows in ready:
+            for listener in self.listeners:
+                try:
+                    listener(table, rows)
+                except Exception:
+                    log.exception("metric listener failed", extra={"table": table})
+
+
 class Pipeline(Service):
     """Owns the processors of the assigned partitions and the write/checkpoint cycle.
 
@@ -68,6 +97,7 @@ class Pipeline(Service):
         self.app = stream_app.app
         self.settings = settings
         self.writer = writer
+        self._sink = _Tap(writer)
         self.tel = telemetry
         key = settings.pseudonym_key or DEV_KEY
         if not settings.pseudonym_key:
@@ -133,7 +163,7 @@ class Pipeline(Service):
                 return  # rebalanced while restoring: Faust seeks to the committed offsets
             self.processors[tp] = proc
         started = time.perf_counter()
-        proc.process(records, self.writer)
+        proc.process(records, self._sink)
         stats = proc.take_stats()
         self._metrics[proc.stream].record_batch(
             accepted_by_source=stats.accepted,
@@ -261,13 +291,13 @@ class Pipeline(Service):
             wall = _now_ms()
             version = time.time_ns()
             for proc in list(self.processors.values()):
-                proc.gauge_rows(self.writer, wall, version)
+                proc.gauge_rows(self._sink, wall, version)
 
     async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
         async with self._cycle_lock:
             procs = {tp: p for tp, p in self.processors.items() if only is None or tp in only}
             for proc in procs.values():
-                proc.take_bucket_rows(self.writer)
+                proc.take_bucket_rows(self._sink)
             for proc in procs.values():
                 messages, proc.dead_letters = proc.dead_letters, []
                 for key, value in messages:
@@ -277,8 +307,11 @@ class Pipeline(Service):
                         )
                     )
             taken = {tp: p.take_checkpoint() for tp, p in procs.items()} if checkpoint else {}
+            flushed = len(self._sink.pending)
             await self.writer.flush()
             self.last_write_ok = time.monotonic()
+            # the metric rows of this flush are stored: the alert engine may read them now
+            self._sink.deliver(flushed)
             if checkpoint:
                 await self._checkpoint(taken)
                 self._last_checkpoint = time.monotonic()
@@ -355,6 +388,18 @@ class Pipeline(Service):
 
     async def on_shutdown(self) -> None:
         await self.writer.close(timeout=30)
+
+    # -- for the alert engine and the web endpoints ------------------------------------------
+
+    def add_metric_listener(self, listener: MetricListener) -> None:
+        """``listener(table, rows)`` gets every metric_buckets / metric_gauges row (in
+        sinks.tables.INSERT_COLUMNS order) once the flush that wrote it has completed."""
+        self._sink.listeners.append(listener)
+
+    def stream_clock_ms(self, wall_ms: int | None = None) -> int:
+        """The latest stream time over this worker's partitions (0 before any event)."""
+        wall = _now_ms() if wall_ms is None else wall_ms
+        return max((p.clock_ms(wall) for p in self.processors.values()), default=0)
 
     # -- views for the web endpoints ----------------------------------------------------------
 

@@ -132,6 +132,48 @@ class Settings:
     stale_days: int = _setting(
         "WARROOM_STALE_DAYS", 14, "A project with no report for this many days is stale."
     )
+    alert_rules: str = _setting(
+        "WARROOM_ALERT_RULES", "", "Alert rules file (YAML). Empty: the shipped alerts/rules.yaml."
+    )
+    alert_directory: str = _setting(
+        "WARROOM_ALERT_DIRECTORY",
+        "",
+        "Routing directory (YAML: district chiefs, governors, war room, ops). Empty: everything "
+        "goes to the war room's log sink, plus the webhook/Alertmanager below when set.",
+    )
+    alert_tick_seconds: float = _setting(
+        "WARROOM_ALERT_TICK_SECONDS", 10.0, "Seconds between evaluations of time-based rules."
+    )
+    alert_webhook_url: str = _setting(
+        "WARROOM_ALERT_WEBHOOK_URL", "", "A webhook the default directory also sends alerts to."
+    )
+    alertmanager_url: str = _setting(
+        "WARROOM_ALERTMANAGER_URL",
+        "",
+        "Alertmanager base URL the default directory also posts alerts to (API v2).",
+    )
+    line_channel_token: str = _setting(
+        "WARROOM_LINE_CHANNEL_TOKEN", "", "LINE Messaging API channel access token (secret)."
+    )
+    line_api_url: str = _setting(
+        "WARROOM_LINE_API_URL", "https://api.line.me", "LINE Messaging API base URL."
+    )
+    smtp_host: str = _setting(
+        "WARROOM_SMTP_HOST", "", "SMTP server for e-mail alerts (empty: off)."
+    )
+    smtp_port: int = _setting("WARROOM_SMTP_PORT", 25, "SMTP port.")
+    smtp_from: str = _setting("WARROOM_SMTP_FROM", "warroom@localhost", "Sender of alert e-mails.")
+    smtp_user: str = _setting("WARROOM_SMTP_USER", "", "SMTP user (empty: no login).")
+    smtp_password: str = _setting("WARROOM_SMTP_PASSWORD", "", "SMTP password (secret).")
+    smtp_tls: str = _setting(
+        "WARROOM_SMTP_TLS", "auto", "auto (STARTTLS when offered), starttls, ssl or none."
+    )
+    escalate_after_minutes: int = _setting(
+        "WARROOM_ESCALATE_AFTER_MINUTES",
+        30,
+        "A critical alert not acknowledged for this long is escalated to the governor "
+        "(rules may set their own).",
+    )
     dashboard_url: str = _setting(
         "WARROOM_DASHBOARD_URL",
         "http://localhost:3000",
@@ -192,6 +234,10 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_LATE_SECONDS cannot exceed WARROOM_GRACE_SECONDS")
     if settings.log_format not in ("auto", "text", "json"):
         raise SettingsError("WARROOM_LOG_FORMAT must be auto, text or json")
+    if settings.log_level.lower() not in ("debug", "info", "warning", "warn", "error", "critical"):
+        raise SettingsError("WARROOM_LOG_LEVEL must be debug, info, warning or error")
+    if settings.smtp_tls not in ("auto", "starttls", "ssl", "none"):
+        raise SettingsError("WARROOM_SMTP_TLS must be auto, starttls, ssl or none")
 
 
 def env_table() -> list[tuple[str, str, str]]:
