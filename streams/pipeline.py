@@ -99,6 +99,8 @@ class Pipeline(Service):
         self.writer = writer
         self._sink = _Tap(writer)
         self.tel = telemetry
+        self._sink_metrics = telemetry.sink(writer.backend.name)
+        self.health: Any = None  # warroom.health.Health, set by the worker: beaten each cycle
         key = settings.pseudonym_key or DEV_KEY
         if not settings.pseudonym_key:
             log.warning("WARROOM_PSEUDONYM_KEY is not set: using the development key")
@@ -272,6 +274,8 @@ class Pipeline(Service):
         interval = self.settings.flush_interval
         while not self.should_stop:
             await self.sleep(interval)
+            if self.health is not None:
+                self.health.beat()  # /healthz fails when this loop stops turning
             if self._shutting_down:
                 return
             try:
@@ -308,8 +312,15 @@ class Pipeline(Service):
                     )
             taken = {tp: p.take_checkpoint() for tp, p in procs.items()} if checkpoint else {}
             flushed = len(self._sink.pending)
+            written: list[int] = []
+            for proc in procs.values():
+                written.extend(proc.event_ms)
+                proc.event_ms = []
             await self.writer.flush()
             self.last_write_ok = time.monotonic()
+            if written:
+                now_s = time.time()
+                self._sink_metrics.observe_latencies([now_s - ms / 1000 for ms in written])
             # the metric rows of this flush are stored: the alert engine may read them now
             self._sink.deliver(flushed)
             if checkpoint:

@@ -13,6 +13,7 @@ makes the same decisions and converges to the same rows.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from streams.reasons import Reason, Rejection
 from streams.state.cases import RESOLUTION_BUCKETS, CaseBook
 from streams.state.projects import ProjectBook
 from streams.validation import Validator
+from warroom.logs import DeadLetterLog
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Checkpoint", "PartitionProcessor", "ProcessorConfig", "Record", "RowSink"]
 
@@ -61,6 +65,8 @@ class ProcessorConfig:
     stale_ms: int = 14 * 86_400_000
     #: forget finished cases this long after their last step (event time)
     case_retention_ms: int = 30 * 86_400_000
+    #: rejected events are logged through this (rate-limited per reason, never the payload)
+    dead_letter_log: DeadLetterLog = field(default_factory=lambda: DeadLetterLog(log))
     #: a partition whose watermark is within this of the wall clock is live: its clock
     #: follows wall time between events, so overdue and stale counts advance on their own
     live_ms: int = 15 * 60_000
@@ -117,6 +123,8 @@ class PartitionProcessor:
         self.stats = BatchStats()
         self.dead_letters: list[tuple[bytes | None, bytes]] = []  # (key, record) for the topic
         self._gauge_keys: dict[str, set[tuple[str, str, str]]] = {}
+        #: occurred_at of the events accepted since the last take (end-to-end latency)
+        self.event_ms: list[int] = []
 
     # -- restore ------------------------------------------------------------------------------
 
@@ -185,6 +193,7 @@ class PartitionProcessor:
         wm = self.watermark_ms
         partition = self.partition
         raw_rows: list[tuple[Any, ...]] = []
+        event_ms = self.event_ms
         bump = self._bump
         qbump = self._qbump
         buckets_get = self.buckets.get
@@ -225,6 +234,7 @@ class PartitionProcessor:
                 qbump(("", "duplicate", "", source, qminute), o)
                 continue
             accepted[source] = accepted.get(source, 0) + 1
+            event_ms.append(ms)
             qkey = ("", "accepted", "", source, qminute)
             q = quality_get(qkey)
             if q is None:
@@ -404,9 +414,9 @@ class PartitionProcessor:
             except orjson.JSONDecodeError:
                 obj = None
         fields = obj if isinstance(obj, dict) else {}
-        district = fields.get("district_code")
-        if not isinstance(district, str) or district not in _DISTRICTS:
-            district = ""
+        claimed = fields.get("district_code")
+        claimed = claimed if isinstance(claimed, str) and len(claimed) <= 8 else ""
+        district = claimed if claimed in _DISTRICTS else ""
         source = fields.get("source")
         source = source[:64] if isinstance(source, str) else ""
         event_id = fields.get("event_id")
@@ -423,6 +433,17 @@ class PartitionProcessor:
             payload = ""
         key = (rej.reason.value, source)
         self.stats.rejected[key] = self.stats.rejected.get(key, 0) + 1
+        self.cfg.dead_letter_log.rejected(
+            reason=rej.reason.value,
+            topic=self.topic,
+            partition=self.partition,
+            offset=rec.offset,
+            event_id=event_id,
+            district=claimed,  # what the event said, known or not: it helps find the sender
+            source=source,
+            field=rej.field,
+            detail=rej.detail,
+        )
         floor = wm - self.cfg.grace_ms
         ts = rec.timestamp if rec.timestamp is not None else 0
         self._qbump(

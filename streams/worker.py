@@ -40,22 +40,19 @@ class _Worker(faust.Worker):
 
 
 def _lag(pipeline: Pipeline, tel: telemetry.Telemetry) -> float | None:
-    """Messages between the committed offsets and the partition ends (sum over partitions)."""
+    """Messages between the committed offsets and the partition ends (sum over partitions);
+    also sets warroom_consumer_lag for every partition held (and clears the others)."""
     consumer = pipeline.app.consumer
-    total = 0.0
-    known = False
+    lags: dict[tuple[str, int], int] = {}
     for tp in consumer.assignment():
         if tp.topic not in pipeline.stream_of_topic:
             continue
         end = consumer.highwater(tp)
         if end is None:
             continue
-        committed = pipeline.committed.get(tp, 0)
-        lag = max(0, end - committed)
-        tel.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-        total += lag
-        known = True
-    return total if known else None
+        lags[(tp.topic, tp.partition)] = max(0, end - pipeline.committed.get(tp, 0))
+    tel.set_lag(lags)
+    return float(sum(lags.values())) if lags else None
 
 
 def _wait_for_store(backend: Backend, url: str, timeout: float = 90.0) -> None:
@@ -101,6 +98,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         port_file=settings.data_dir / "worker.json",
     )
     health = health_mod.Health(stall_after=30.0)
+    pipeline.health = health
 
     async def broker_probe() -> tuple[bool, str]:
         try:

@@ -397,11 +397,6 @@ def test_logs_have_no_personal_data(running: Running) -> None:
     assert records, "the worker logs JSON lines when not on a terminal"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TODO(lead): the worker does not log dead letters yet; warroom.logs.DeadLetterLog "
-    "logs each with reason / event_id / district (flood-limited). Remove this mark then.",
-)
 def test_dead_letters_are_logged_with_event_id_district_and_reason(running: Running) -> None:
     records = []
     for line in worker_log(running.worker).splitlines():
