@@ -24,7 +24,17 @@ def up(
     rate: float = typer.Option(2500.0, "--rate", help="Simulator events per second."),
     seed: int = typer.Option(1, "--seed", help="Simulator seed (same seed, same events)."),
     speedup: float = typer.Option(
-        60.0, "--speedup", help="Simulated seconds per wall-clock second."
+        None,
+        "--speedup",
+        help="Simulated seconds per wall-clock second (default: the simulator's choice, "
+        "about 20 000 new cases a simulated day at --rate).",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="Stream workers (one per core is the point: the first owns the embedded store, "
+        "the others write through it).",
     ),
     no_simulator: bool = typer.Option(
         False, "--no-simulator", help="Do not start the simulator (feed events yourself)."
@@ -50,7 +60,12 @@ def up(
         log_level=log_level,
     )
     options = UpOptions(
-        duration=duration, simulate=not no_simulator, rate=rate, seed=seed, speedup=speedup
+        duration=duration,
+        simulate=not no_simulator,
+        rate=rate,
+        seed=seed,
+        speedup=speedup,
+        workers=workers,
     )
     raise typer.Exit(run_up(s, options))
 

@@ -29,7 +29,8 @@ class UpOptions:
     simulate: bool = True
     rate: float = 2500.0
     seed: int = 1
-    speedup: float = 60.0
+    speedup: float | None = None
+    workers: int = 1
     summary_every: float = 5.0
     extra_sim_args: list[str] = field(default_factory=list)
 
@@ -137,21 +138,28 @@ def run_up(settings: Settings, options: UpOptions, out: IO[str] = sys.stdout) ->
         worker = _Child("worker", _warroom("worker"), env, logs / "worker.log")
         children.append(worker)
         url = _wait_worker(data_dir, worker, timeout=90)
+        for i in range(1, options.workers):
+            # more workers share the partitions; chdb is one process's, so they write
+            # through the first worker's store
+            helper_dir = data_dir / f"worker-{i}"
+            helper_env = {
+                **env,
+                "WARROOM_DATA_DIR": str(helper_dir),
+                "WARROOM_STORE": "chdb+http://" + url.removeprefix("http://"),
+                "WARROOM_WEB_PORT": "0",
+            }
+            helper = _Child(f"worker-{i}", _warroom("worker"), helper_env, logs / f"worker-{i}.log")
+            children.append(helper)
+            _wait_worker(helper_dir, helper, timeout=90)
         console.print(f"Worker: {url}  (/metrics /healthz /readyz; ClickHouse HTTP at {url}/)")
         console.print(f"Store:  {settings.store_url}")
         console.print(f'Query:  warroom query "SELECT ..." --url {url}')
         console.print(f"Logs:   {logs}")
         if options.simulate:
-            sim_args = [
-                "simulate",
-                "--rate",
-                str(options.rate),
-                "--seed",
-                str(options.seed),
-                "--speedup",
-                str(options.speedup),
-                *options.extra_sim_args,
-            ]
+            sim_args = ["simulate", "--rate", str(options.rate), "--seed", str(options.seed)]
+            if options.speedup is not None:
+                sim_args += ["--speedup", str(options.speedup)]
+            sim_args += options.extra_sim_args
             children.append(_Child("simulator", _warroom(*sim_args), env, logs / "simulator.log"))
         poller = Poller(url)
         started = time.monotonic()
