@@ -58,8 +58,10 @@ WHERE metric = 'grievance_received'
 
 
 def gauge_sum_sql(scope: Scope, metric: str, extra: str = "1 = 1") -> Sql:
-    where = f"{scope.geo} AND {extra}"
-    return Sql(f"SELECT sum(value) AS value FROM {gauge_current([metric], where)}", ("value",))
+    return Sql(
+        f"SELECT sum(value) AS value FROM {gauge_current([metric], scope.geo, extra)}",
+        ("value",),
+    )
 
 
 def new_today_stat(scope: Scope) -> stat.Panel:
@@ -98,9 +100,10 @@ def urgent_unassigned_stat(scope: Scope) -> stat.Panel:
 
 
 def projects_delayed_sql(scope: Scope) -> Sql:
-    where = f"{scope.geo} AND dim2 IN ('delayed', 'stalled') AND {scope.program('dim1')}"
+    where = f"dim2 IN ('delayed', 'stalled') AND {scope.program('dim1')}"
     return Sql(
-        f"SELECT sum(value) AS value FROM {gauge_current(['project_count'], where)}", ("value",)
+        f"SELECT sum(value) AS value FROM {gauge_current(['project_count'], scope.geo, where)}",
+        ("value",),
     )
 
 
@@ -119,7 +122,7 @@ def budget_disbursement_sql(scope: Scope) -> Sql:
         "project_budget_disbursed_thb",
         "project_budget_planned_disbursed_thb",
     ]
-    where = f"{scope.geo} AND dim2 = {current_fiscal_year()} AND {scope.program('dim1')}"
+    where = f"dim2 = {current_fiscal_year()} AND {scope.program('dim1')}"
     return Sql(
         f"""
 SELECT
@@ -127,7 +130,7 @@ SELECT
         / nullIf(sumIf(value, metric = 'project_budget_allocated_thb'), 0), 1) AS disbursed_pct,
     round(100 * sumIf(value, metric = 'project_budget_planned_disbursed_thb')
         / nullIf(sumIf(value, metric = 'project_budget_allocated_thb'), 0), 1) AS planned_pct
-FROM {gauge_current(metrics, where)}
+FROM {gauge_current(metrics, scope.geo, where)}
 """,
         ("disbursed_pct", "planned_pct"),
     )
@@ -151,7 +154,7 @@ def region_category_sql(scope: Scope) -> Sql:
     cells = ",\n    ".join(
         f"sumIf(g.value, g.dim1 = '{code}') AS `{label}`" for code, label in CATEGORY_TH.items()
     )
-    where = f"{scope.geo} AND {scope.category('dim1')}"
+    where = scope.category("dim1")
     return Sql(
         f"""
 SELECT
@@ -159,7 +162,7 @@ SELECT
     {cells},
     sum(g.value) AS `รวม`
 FROM (SELECT DISTINCT region, region_th FROM ref_provinces FINAL) AS p
-LEFT JOIN {gauge_current(["grievance_open"], where)} AS g ON g.region = p.region
+LEFT JOIN {gauge_current(["grievance_open"], scope.geo, where)} AS g ON g.region = p.region
 GROUP BY p.region, p.region_th
 ORDER BY `รวม` DESC, p.region
 """,
@@ -182,7 +185,7 @@ def region_category_table(scope: Scope) -> table.Panel:
 
 
 def top_overdue_sql(scope: Scope) -> Sql:
-    where = f"{scope.geo} AND {scope.category('dim1')}"
+    where = scope.category("dim1")
     return Sql(
         f"""
 SELECT
@@ -192,7 +195,7 @@ SELECT
     sumIf(g.value, g.metric = 'grievance_overdue') AS overdue,
     sumIf(g.value, g.metric = 'grievance_open') AS open_cases,
     round(100 * overdue / nullIf(open_cases, 0), 1) AS overdue_pct
-FROM {gauge_current(["grievance_overdue", "grievance_open"], where)} AS g
+FROM {gauge_current(["grievance_overdue", "grievance_open"], scope.geo, where)} AS g
 INNER JOIN ref_districts AS d FINAL ON d.district_code = g.district_code
 GROUP BY g.district_code, d.name_th, d.province_th
 HAVING overdue > 0
@@ -310,7 +313,7 @@ def received_resolved_timeseries(scope: Scope) -> timeseries.Panel:
 
 
 def backlog_by_category_sql(scope: Scope) -> Sql:
-    where = f"{scope.geo} AND {scope.category('dim1')}"
+    where = scope.category("dim1")
     return Sql(
         f"""
 SELECT
@@ -318,7 +321,7 @@ SELECT
     sumIf(value, metric = 'grievance_open' AND dim2 = 'normal') AS normal,
     sumIf(value, metric = 'grievance_open' AND dim2 = 'urgent') AS urgent,
     sumIf(value, metric = 'grievance_overdue') AS overdue
-FROM {gauge_current(["grievance_open", "grievance_overdue"], where)}
+FROM {gauge_current(["grievance_open", "grievance_overdue"], scope.geo, where)}
 GROUP BY category
 ORDER BY normal + urgent DESC, category
 """,

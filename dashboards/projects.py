@@ -28,7 +28,8 @@ __all__ = ["SCOPE", "UID", "build"]
 UID = "warroom-projects"
 SCOPE = Scope(region_var=True, program_var=True)
 FY = "$__conditionalAll(dim2 IN ($fiscal_year), $fiscal_year)"
-WHERE = f"{SCOPE.geo} AND {SCOPE.program('dim1')}"
+GEO = SCOPE.geo
+WHERE = SCOPE.program("dim1")
 BUDGET_METRICS = [
     "project_budget_allocated_thb",
     "project_budget_obligated_thb",
@@ -66,6 +67,7 @@ FROM {
                 "project_progress_pct_sum",
                 "project_planned_pct_sum",
             ],
+            GEO,
             WHERE,
         )
     }
@@ -81,7 +83,7 @@ BY_PROGRAM_STATUS_SQL = Sql(
 SELECT
     {sql_label("dim1", PROGRAM_TH)} AS program,
     {STATUS_COLUMNS}
-FROM {gauge_current(["project_count"], WHERE)}
+FROM {gauge_current(["project_count"], GEO, WHERE)}
 GROUP BY program
 ORDER BY sum(value) DESC, program
 """,
@@ -98,7 +100,9 @@ SELECT
         / nullIf(sumIf(value, metric = 'project_active'), 0), 1) AS mean_planned_pct
 FROM {
         gauge_current(
-            ["project_active", "project_progress_pct_sum", "project_planned_pct_sum"], WHERE
+            ["project_active", "project_progress_pct_sum", "project_planned_pct_sum"],
+            GEO,
+            WHERE,
         )
     }
 GROUP BY program
@@ -124,7 +128,7 @@ FROM (
         sumIf(value, metric = 'project_budget_obligated_thb') AS obligated,
         sumIf(value, metric = 'project_budget_disbursed_thb') AS disbursed,
         sumIf(value, metric = 'project_budget_planned_disbursed_thb') AS planned
-    FROM {gauge_current(BUDGET_METRICS, f"{WHERE} AND {FY}")}
+    FROM {gauge_current(BUDGET_METRICS, GEO, f"{WHERE} AND {FY}")}
     GROUP BY province_code, fiscal_year
 ) AS b
 INNER JOIN ref_provinces AS p FINAL ON p.province_code = b.province_code
@@ -149,7 +153,7 @@ SELECT
         / nullIf(sumIf(value, metric = 'project_budget_allocated_thb'), 0), 1) AS disbursed_pct,
     round(100 * sumIf(value, metric = 'project_budget_planned_disbursed_thb')
         / nullIf(sumIf(value, metric = 'project_budget_allocated_thb'), 0), 1) AS planned_pct
-FROM {gauge_current(BUDGET_METRICS, f"{WHERE} AND {FY}")}
+FROM {gauge_current(BUDGET_METRICS, GEO, f"{WHERE} AND {FY}")}
 GROUP BY program
 HAVING sumIf(value, metric = 'project_budget_allocated_thb') > 0
 ORDER BY disbursed_pct - planned_pct ASC, program

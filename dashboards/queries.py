@@ -2,7 +2,8 @@
 
 Conventions that keep the SQL correct under the ClickHouse plugin:
 - metric tables are ReplacingMergeTree: always read with FINAL;
-- gauges: current value = argMax(value, bucket) per key and partition, summed over partitions;
+- gauges: current value = the rows of a district's latest snapshot (per partition and family),
+  summed over partitions (see gauge_current);
 - "now" is the end of the dashboard's time range (`$__toTime`), so a past range shows the past;
 - argument-less macros are always written in parentheses, e.g. `($__toTime)`: older releases of
   the plugin's macro parser took the next parenthesised text after a macro as its arguments.
@@ -19,6 +20,7 @@ from streams.contract import OPEN_TYPES
 
 __all__ = [
     "ACTIVE_EXCLUDED",
+    "GAUGE_FAMILY",
     "GAUGE_LOOKBACK_DAYS",
     "NATIONAL",
     "OPEN_TYPES_SQL",
@@ -26,6 +28,7 @@ __all__ = [
     "Scope",
     "current_fiscal_year",
     "gauge_current",
+    "gauge_family",
     "histogram_quantile",
     "latest_grievances",
     "latest_projects",
@@ -76,20 +79,43 @@ class Scope:
 NATIONAL: Final = Scope()
 
 
-def gauge_current(metrics: Sequence[str], where: str = "1 = 1") -> str:
-    """A subquery: the current value of each gauge key as of the end of the time range (the
-    latest snapshot within GAUGE_LOOKBACK_DAYS)."""
+#: which processor writes a gauge row: the grievance and the project stream of a district
+#: share its partition number but snapshot at their own stream clocks (minutes)
+GAUGE_FAMILY: Final = (
+    "if(startsWith(metric, 'project_') OR (metric = 'last_event_age_seconds' "
+    "AND dim1 = 'project'), 'project', 'grievance')"
+)
+
+
+def gauge_family(metric: str) -> str:
+    """The family (writer) of a gauge metric other than last_event_age_seconds."""
+    return "project" if metric.startswith("project_") else "grievance"
+
+
+def gauge_current(metrics: Sequence[str], geo: str = "1 = 1", where: str = "1 = 1") -> str:
+    """A subquery: the current value of each gauge key as of the end of the time range.
+
+    The current state of a district is the rows of its latest snapshot (per kafka_partition
+    and family) within GAUGE_LOOKBACK_DAYS: a key missing there is zero. A snapshot writes a
+    0 row only for keys that dropped to zero since the previous snapshot *of the same
+    process*; after a restart or a rebalance a dropped key just stops being written, so the
+    latest row per key (argMax(value, bucket)) would keep showing its old value.
+
+    `geo` may only filter whole districts (region, province, district): it also narrows the
+    search for the latest snapshot. `where` filters the keys (dim1, dim2) after that.
+    """
+    families = sorted({gauge_family(m) for m in metrics})
+    window = f"bucket > ($__toTime) - INTERVAL {GAUGE_LOOKBACK_DAYS} DAY AND bucket <= ($__toTime)"
     return f"""(
-        SELECT district_code, province_code, region, metric, dim1, dim2, sum(v) AS value
-        FROM (
-            SELECT district_code, province_code, region, metric, dim1, dim2, kafka_partition,
-                argMax(value, bucket) AS v
-            FROM metric_gauges FINAL
-            WHERE metric IN ({sql_list(metrics)})
-                AND bucket > ($__toTime) - INTERVAL {GAUGE_LOOKBACK_DAYS} DAY
-                AND bucket <= ($__toTime) AND {where}
-            GROUP BY district_code, province_code, region, metric, dim1, dim2, kafka_partition
-        )
+        SELECT district_code, province_code, region, metric, dim1, dim2, sum(value) AS value
+        FROM metric_gauges FINAL
+        WHERE metric IN ({sql_list(metrics)}) AND {window} AND {geo} AND {where}
+            AND (district_code, kafka_partition, {GAUGE_FAMILY}, bucket) IN (
+                SELECT district_code, kafka_partition, {GAUGE_FAMILY} AS family, max(bucket)
+                FROM metric_gauges
+                WHERE {window} AND {geo} AND family IN ({sql_list(families)})
+                GROUP BY district_code, kafka_partition, family
+            )
         GROUP BY district_code, province_code, region, metric, dim1, dim2
     )"""
 

@@ -1,0 +1,174 @@
+"""Expected gauge values recomputed in plain Python from the raw event rows of the store.
+
+Independent of the pipeline's state code and of the panels' SQL; only the written rules:
+- a grievance case's state is its latest step by (occurred_at, lifecycle order); its due time
+  comes from its `received` step; open = one of the contract's open types; overdue = open and
+  due before the clock; urgent unassigned = urgent and still `received`;
+- a project's state is its latest report by occurred_at (a tie goes to the later offset);
+  active = not completed/cancelled; behind plan = planned - progress > 10 points; stale = no
+  report for 14 days; planned disbursement = allocated x the cumulative quarterly plan;
+- the clock of a topic-partition is its watermark: the highest occurred_at it accepted (the
+  fixture's data ends well before the wall clock, so no partition is "live").
+
+`limits` ((raw table, partition) -> highest offset) restricts the events to a prefix of each
+partition (the fixture's phase 1), for a time range that ends in the past.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from streams import geography
+from streams.contract import OPEN_TYPES
+
+ICT = timezone(timedelta(hours=7))
+RANK = {
+    t: i
+    for i, t in enumerate(
+        (
+            "received",
+            "assigned",
+            "in_progress",
+            "forwarded",
+            "escalated",
+            "reopened",
+            "resolved",
+            "rejected",
+            "closed",
+        )
+    )
+}
+STALE_MS = 14 * 86_400_000
+BEHIND_PLAN_POINTS = 10.0
+QUARTER_TARGETS = (0.30, 0.52, 0.75, 0.93)
+INACTIVE = ("completed", "cancelled")
+
+Key = tuple[str, str, str, str]  # district, metric, dim1, dim2
+Limits = dict[tuple[str, int], int] | None
+
+
+def region_of(district: str) -> str:
+    d = geography.district(district)
+    assert d is not None
+    return next(r for r, (_, _, codes) in geography.REGIONS.items() if d.province_code in codes)
+
+
+def _rows(warehouse: Any, sql: str) -> list[tuple[Any, ...]]:
+    return warehouse.query(sql)[1]
+
+
+def _within(table: str, partition: int, offset: int, limits: Limits) -> bool:
+    return limits is None or offset <= limits.get((table, partition), -1)
+
+
+def grievance_gauges(warehouse: Any, limits: Limits = None) -> dict[Key, float]:
+    """grievance_open, grievance_overdue, grievance_urgent_unassigned per district and dims."""
+    rows = _rows(
+        warehouse,
+        "SELECT district_code, kafka_partition, kafka_offset, grievance_id, type, category, "
+        "priority, toUnixTimestamp64Milli(occurred_at), toUnixTimestamp64Milli(due_at) "
+        "FROM grievance_events FINAL",
+    )
+    clock: dict[int, int] = defaultdict(int)
+    latest: dict[tuple[str, str], tuple[tuple[int, int], str, str, str, int]] = {}
+    due: dict[tuple[str, str], int] = {}
+    partition_of: dict[str, int] = {}
+    for district, part, offset, gid, typ, cat, prio, ms, due_ms in rows:
+        if not _within("grievance_events", part, offset, limits):
+            continue
+        clock[part] = max(clock[part], ms)
+        partition_of[district] = part
+        key = (district, gid)
+        order = (ms, RANK[typ])
+        if key not in latest or order >= latest[key][0]:
+            latest[key] = (order, typ, cat, prio, ms)
+        if typ == "received" and due_ms is not None:
+            due[key] = due_ms
+    out: dict[Key, float] = defaultdict(float)
+    for (district, gid), (_, typ, cat, prio, _ms) in latest.items():
+        if typ not in OPEN_TYPES:
+            continue
+        out[(district, "grievance_open", cat, prio)] += 1
+        d = due.get((district, gid))
+        if d is not None and d < clock[partition_of[district]]:
+            out[(district, "grievance_overdue", cat, prio)] += 1
+        if prio == "urgent" and typ == "received":
+            out[(district, "grievance_urgent_unassigned", cat, "")] += 1
+    return dict(out)
+
+
+def planned_fraction(fy_be: int, at_ms: int) -> float:
+    """Cumulative disbursement plan: linear within each quarter up to its target."""
+    year = fy_be - 543 - 1
+    bounds = [datetime(year, 10, 1, tzinfo=ICT)]
+    bounds += [datetime(year + 1, m, 1, tzinfo=ICT) for m in (1, 4, 7, 10)]
+    at = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(ICT)
+    if at < bounds[0]:
+        return 0.0
+    for q in range(4):
+        if at < bounds[q + 1]:
+            prev = QUARTER_TARGETS[q - 1] if q else 0.0
+            frac = (at - bounds[q]) / (bounds[q + 1] - bounds[q])
+            return prev + (QUARTER_TARGETS[q] - prev) * frac
+    return QUARTER_TARGETS[3]
+
+
+def project_gauges(warehouse: Any, limits: Limits = None) -> dict[Key, float]:
+    """project_count, project_active, the pct sums, behind plan, stale and budgets."""
+    rows = _rows(
+        warehouse,
+        "SELECT district_code, kafka_partition, kafka_offset, project_id, program, "
+        "fiscal_year, status, progress_pct, planned_pct, budget_allocated_thb, "
+        "budget_obligated_thb, budget_disbursed_thb, toUnixTimestamp64Milli(occurred_at) "
+        "FROM project_events FINAL",
+    )
+    clock: dict[int, int] = defaultdict(int)
+    latest: dict[tuple[str, str], tuple[tuple[int, int], tuple[Any, ...], int]] = {}
+    for district, part, offset, pid, *report, ms in rows:
+        if not _within("project_events", part, offset, limits):
+            continue
+        clock[part] = max(clock[part], ms)
+        key = (district, pid)
+        if key not in latest or (ms, offset) > latest[key][0]:
+            latest[key] = ((ms, offset), tuple(report), part)
+    out: dict[Key, float] = defaultdict(float)
+    for (district, _), ((ms, _), report, part) in latest.items():
+        program, fy, status, progress, planned, alloc, oblig, disb = report
+        now = clock[part]
+        fy_text = str(fy)
+        out[(district, "project_count", program, status)] += 1
+        out[(district, "project_budget_allocated_thb", program, fy_text)] += alloc
+        out[(district, "project_budget_obligated_thb", program, fy_text)] += oblig
+        out[(district, "project_budget_disbursed_thb", program, fy_text)] += disb
+        out[(district, "project_budget_planned_disbursed_thb", program, fy_text)] += (
+            alloc * planned_fraction(fy, now)
+        )
+        if status in INACTIVE:
+            continue
+        out[(district, "project_active", program, "")] += 1
+        out[(district, "project_progress_pct_sum", program, "")] += progress
+        out[(district, "project_planned_pct_sum", program, "")] += planned
+        if planned - progress > BEHIND_PLAN_POINTS:
+            out[(district, "project_behind_plan", program, "")] += 1
+        if now - ms > STALE_MS:
+            out[(district, "project_stale", program, "")] += 1
+    return dict(out)
+
+
+def total(gauges: dict[Key, float], metric: str, **match: Any) -> float:
+    """Sum of a metric over the keys whose district / dim1 / dim2 pass the filters (each a
+    callable or a value)."""
+    out = 0.0
+    for (district, m, dim1, dim2), v in gauges.items():
+        if m != metric:
+            continue
+        fields = {"district": district, "dim1": dim1, "dim2": dim2}
+        ok = True
+        for name, want in match.items():
+            have = fields[name]
+            ok = ok and (want(have) if callable(want) else have == want)
+        if ok:
+            out += v
+    return out
