@@ -383,14 +383,24 @@ class Engine:
         dirty, self._dirty = self._dirty, set()
         return dirty
 
-    def dump_district(self, code: str) -> dict[str, Any]:
-        """A JSON-able snapshot of one district (alerts + the data its rules read)."""
+    def dump_district(self, code: str, *, with_data: bool = True) -> dict[str, Any]:
+        """A JSON-able snapshot of one district (alerts + the data its rules read).
+
+        `with_data=False` keeps only the alerts: what a worker that re-reads the data from
+        the store at start (alerts/warmup.py) must store, small and cheap enough to write
+        whenever an alert changes."""
         d = self._district(code)
         return {
             "v": STATE_VERSION,
-            "data": d.data.dump(self.state_with_history),
+            "data": d.data.dump(self.state_with_history) if with_data else {},
             "alerts": [t.dump() for _, t in sorted(d.alerts.items())],
         }
+
+    def forget_district(self, code: str) -> None:
+        """Drop a district (its partition moved to another worker; store its state first)."""
+        self._districts.pop(code, None)
+        self._gauges_seen.pop(code, None)
+        self._dirty.discard(code)
 
     def load_district(self, code: str, state: Mapping[str, Any]) -> None:
         if state.get("v") != STATE_VERSION:

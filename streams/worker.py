@@ -17,6 +17,7 @@ from sinks.http_query import add_routes as add_query_routes
 from sinks.migrate import migrate
 from sinks.url import parse_store_url
 from sinks.writer import Writer
+from streams.alerting import AlertService
 from streams.app import create_app
 from streams.broker import ensure_topics, wait_ready
 from streams.pipeline import Pipeline
@@ -92,6 +93,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     )
     stream_app = create_app(settings, bootstrap, topics)
     pipeline = Pipeline(stream_app, settings, writer, tel)
+    alerting = AlertService(stream_app, pipeline, writer, settings, tel, database=store.database)
     web = WebServer(
         settings.web_host,
         settings.web_port,
@@ -124,10 +126,13 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         add_insert_route(web.web_app, writer)
         web.on_close(queries.close)
     web.add_json("/status/top-districts", lambda: pipeline.top_districts(10))
+    alerting.add_routes(web.web_app)
+    web.add_json("/status/alerts", alerting.summary)
 
     worker = _Worker(
         stream_app.app,
         pipeline,
+        alerting,
         web,
         quiet=True,
         redirect_stdouts=False,

@@ -1,0 +1,484 @@
+"""The alert service of the worker: evaluates the rules on the stored metric rows, notifies.
+
+Data in: every metric_buckets / metric_gauges row the pipeline stored (a listener called after
+the flush that wrote it), for the districts of this worker's partitions only. Time: the
+pipeline's stream clock, on a timer and soon after new counts arrive. Out, per evaluation:
+notifications into the durable outbox (then delivered in the background) and onto the
+`alerts` topic, every transition into `alerts_history` and onto the topic, then the changed
+districts' alerts into the `alert-state` table (streams/alerting_state.py). Publishing comes
+before storing: notification ids are deterministic, so a re-publish after a crash is dropped
+by the outbox instead of being sent twice.
+
+Partitions: at assignment, the districts of the new partitions are restored from the table
+and their data re-read from the store (alerts/warmup.py, through the writer: the store may be
+another worker's); rows of those partitions that arrive meanwhile wait. At revocation their
+changed alerts are stored and the districts dropped, so each district is evaluated by the one
+worker that holds its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import yaml
+from aiohttp import web
+from mode import Service
+
+from alerts.ack import handle_ack
+from alerts.channels.email import SmtpConfig
+from alerts.directory import Directory, DirectoryError, default_directory, load_directory
+from alerts.engine import Engine
+from alerts.messages import MessageRenderer
+from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
+from alerts.outbox import Outbox
+from alerts.rules import DEFAULT_RULES_PATH, RulesError, RuleSet, parse_rules
+from alerts.transitions import TickResult
+from alerts.warmup import WarmupQuery, apply_warmup, finish_warmup, warmup_queries
+from sinks.writer import Writer, WriterClosedError
+from streams.alerting_records import (
+    HISTORY_COLUMNS,
+    delivery_rows,
+    notification_record,
+    state_record,
+    transition_rows,
+)
+from streams.alerting_state import AlertStateTable, merge_metas, source_partition
+from streams.app import StreamApp
+from streams.pipeline import Pipeline
+from warroom.settings import Settings
+from warroom.telemetry import Telemetry
+
+__all__ = ["AlertService", "load_alert_directory", "load_alert_rules"]
+
+log = logging.getLogger(__name__)
+
+#: soonest re-evaluation after new counts arrive (the timer covers time-based conditions)
+_MIN_GAP_S: Final = 1.0
+#: the meta record (engine clock) of every held partition is rewritten at least this often
+_META_EVERY_S: Final = 30.0
+_ROW = tuple[Any, ...]
+_DISTRICT: Final = HISTORY_COLUMNS.index("district_code")
+
+
+def load_alert_rules(settings: Settings) -> RuleSet:
+    """The rules file (default: the shipped one) with WARROOM_ESCALATE_AFTER_MINUTES as its
+    default escalation delay; a rule's own `escalate_after` still wins."""
+    path = Path(settings.alert_rules) if settings.alert_rules else DEFAULT_RULES_PATH
+    minutes = settings.escalate_after_minutes
+    if minutes < 0:
+        raise RulesError("WARROOM_ESCALATE_AFTER_MINUTES must be 0 (never) or more minutes")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None  # parse_rules reports it with its position
+    if isinstance(doc, dict) and isinstance(doc.get("defaults") or {}, dict):
+        doc["defaults"] = {**(doc.get("defaults") or {}), "escalate_after": f"{minutes}m"}
+        text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    return parse_rules(text, source=str(path))
+
+
+def load_alert_directory(settings: Settings) -> Directory:
+    if settings.alert_directory:
+        return load_directory(settings.alert_directory)
+    return default_directory(
+        webhook_url=settings.alert_webhook_url, alertmanager_url=settings.alertmanager_url
+    )
+
+
+class AlertService(Service):
+    """Runs the alert engine inside the worker (see the module docstring)."""
+
+    def __init__(
+        self,
+        stream_app: StreamApp,
+        pipeline: Pipeline,
+        writer: Writer,
+        settings: Settings,
+        telemetry: Telemetry,
+        *,
+        database: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sa = stream_app
+        self.app = stream_app.app
+        self.pipeline = pipeline
+        self.writer = writer
+        self.settings = settings
+        self.tel = telemetry
+        self.database = database
+        try:
+            rules = load_alert_rules(settings)
+            directory = load_alert_directory(settings)
+        except (RulesError, DirectoryError) as exc:
+            raise SystemExit(f"warroom worker: alerting cannot start: {exc}") from exc
+        self.engine = Engine(rules)
+        self.renderer = MessageRenderer(settings.dashboard_url)
+        smtp = (
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                sender=settings.smtp_from,
+                username=settings.smtp_user,
+                password=settings.smtp_password,
+                tls=settings.smtp_tls,
+            )
+            if settings.smtp_host
+            else None
+        )
+        channels = build_channels(
+            settings.dashboard_url,
+            line_token=settings.line_channel_token,
+            line_api_url=settings.line_api_url,
+            smtp=smtp,
+        )
+        self.outbox = Outbox(outbox_path(settings.data_dir))
+        self.notifier = Notifier(
+            directory,
+            channels,
+            self.outbox,
+            on_delivery=self._on_delivery,
+            metrics=telemetry.notifier,
+        )
+        self.states = AlertStateTable(self.app, settings.partitions)
+        self.topic = stream_app.topics.alerts
+        self._lock = asyncio.Lock()
+        self._held: set[int] = set()  # partitions whose districts are loaded and warm
+        self._warming: set[int] = set()
+        self._waiting: list[_ROW] = []  # rows of warming partitions
+        self._resync = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._ready = False
+        self._generation = 0  # bumped by every revocation and assignment
+        self._read_gauges = frozenset(self.engine.layout.gauge_metrics | {"last_event_age_seconds"})
+        self._evaluated: Counter[str] = Counter()
+        self._last_meta = 0.0
+        self._notifier_task: asyncio.Task[None] | None = None
+        self.dropped_rows = 0  # rows of partitions this worker does not hold (for tests)
+        pipeline.add_metric_listener(self._on_rows)
+        self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        self.app.on_before_shutdown.connect(self._on_app_shutdown)  # type: ignore[arg-type]
+        log.info(
+            "alerting configured",
+            extra={
+                "rules": rules.source,
+                "enabled_rules": len(self.engine.rules),
+                "directory": directory.source,
+                "channels": sorted(channels),
+            },
+        )
+
+    def add_routes(self, app: web.Application) -> None:
+        """POST /alerts/{alert_id}/ack (alerts/ack.py) on the worker's web server."""
+        app.router.add_post("/alerts/{alert_id}/ack", self._handle_ack)
+
+    # -- rows in ------------------------------------------------------------------------------
+
+    def _on_rows(self, table: str, rows: list[_ROW]) -> None:
+        """Called by the pipeline after the flush that stored these rows (on the loop)."""
+        held, warming = self._held, self._warming
+        observe = self.engine.observe
+        note = self.states.note_partition
+        gauges = table == "metric_gauges"
+        read = self._read_gauges
+        counts = False
+        for row in rows:
+            district, metric, dim1, dim2, bucket_s, partition, value, _version = row
+            if partition in held:
+                if gauges:
+                    if metric not in read:
+                        continue
+                else:
+                    counts = True
+                note(district, partition)
+                observe(district, metric, dim1, dim2, bucket_s * 1000, value)
+            elif partition in warming:
+                self._waiting.append(row)
+            else:
+                self.dropped_rows += 1
+        if counts:
+            self._wake.set()
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    def _assigned(self) -> set[int]:
+        sources = self.pipeline.stream_of_topic
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in sources}
+
+    async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
+        # the warm-up reads the store: done by a task, so Faust resumes consuming meanwhile
+        # (rows of the new partitions wait in self._waiting)
+        self._generation += 1
+        self._warming |= self._assigned() - self._held
+        self._resync.set()
+
+    async def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        """Store the changed alerts of the districts moving away, then drop them."""
+        sources = self.pipeline.stream_of_topic
+        parts = {tp.partition for tp in revoked if tp.topic in sources}
+        if not parts:
+            return
+        self._generation += 1
+        self._warming -= parts
+        self._waiting = [r for r in self._waiting if r[5] not in parts]
+        async with self._lock:
+            await self._release(parts & self._held)
+
+    async def _release(self, parts: set[int]) -> None:
+        if not parts:
+            return
+        codes = [c for c in self.engine.districts() if self.states.partition_of(c) in parts]
+        try:
+            await self._store(codes)
+        finally:
+            for code in codes:
+                self.engine.forget_district(code)
+            self.states.forget(codes)
+            self._held -= parts
+            self._update_firing()
+        log.info("alert districts released", extra={"partitions": sorted(parts)})
+
+    @Service.task
+    async def _sync_loop(self) -> None:
+        while not self.should_stop:
+            try:
+                await asyncio.wait_for(self._resync.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
+            self._resync.clear()
+            try:
+                await self._sync()
+            except Exception:
+                log.exception("restoring alert state failed; retrying")
+                await self.sleep(2.0)
+                self._resync.set()
+
+    async def _sync(self) -> None:
+        """Load and warm the districts of newly assigned partitions."""
+        assigned = self._assigned()
+        if gone := self._held - assigned:
+            async with self._lock:
+                await self._release(gone)
+        new = assigned - self._held
+        if not new:
+            self._ready = True
+            return
+        generation = self._generation
+        self._warming |= new
+        started = time.monotonic()
+        clock = self.pipeline.stream_clock_ms() or self.engine.now_ms or int(time.time() * 1000)
+        results: list[tuple[WarmupQuery, list[_ROW]]] = []
+        for q in warmup_queries(self.engine, clock, database=self.database):
+            results.append((q, await self.writer.query_rows(q.sql)))
+        async with self._lock:
+            if generation != self._generation:
+                return  # rebalanced meanwhile: the loop runs again with the new assignment
+            states, meta = self.states.load(new)
+            if meta is not None:
+                self.engine.load_meta(merge_metas([self.engine.dump_meta(), meta]))
+            for code, state in states.items():
+                self.engine.load_district(code, state)
+            n = self.states.partitions
+            for q, rows in results:
+                if q.kind != "coverage":
+                    rows = [r for r in rows if source_partition(str(r[0]), n) in new]
+                apply_warmup(self.engine, q, rows)
+            waiting, self._waiting = self._waiting, []
+            self._held |= new
+            self._warming -= new
+            # gauge and bucket rows alike: the engine tells them apart by the metric
+            self._on_rows("metric_buckets", [r for r in waiting if r[5] in new])
+            finish_warmup(self.engine)
+            self._ready = True
+            self._update_firing()
+        log.info(
+            "alert state restored",
+            extra={
+                "partitions": sorted(new),
+                "districts_with_alerts": len(states),
+                "live_alerts": len(self.engine.alerts()),
+                "seconds": round(time.monotonic() - started, 2),
+            },
+        )
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    @Service.task
+    async def _tick_loop(self) -> None:
+        interval = self.settings.alert_tick_seconds
+        gap = min(_MIN_GAP_S, interval)
+        while not self.should_stop:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            self._wake.clear()
+            if self.should_stop:
+                return
+            try:
+                await self.evaluate()
+            except Exception:
+                log.exception("alert evaluation failed; retrying at the next tick")
+            await self.sleep(gap)
+
+    async def evaluate(self) -> TickResult:
+        """One evaluation at the stream clock: publish, record, store."""
+        if not self._ready or not self._held:
+            return TickResult()
+        clock = self.pipeline.stream_clock_ms()
+        if clock <= 0 and self.engine.now_ms <= 0:
+            return TickResult()  # no event yet: no time to evaluate at
+        async with self._lock:
+            result = self.engine.tick(clock)
+            await self._publish(result)
+            meta_due = time.monotonic() - self._last_meta >= _META_EVERY_S
+            await self._store(self.engine.take_dirty(), with_meta=meta_due)
+            self._count_evaluations()
+            self._update_firing()
+        return result
+
+    async def _publish(self, result: TickResult) -> None:
+        """Notifications into the outbox and onto the topic; transitions into the history."""
+        send = self.app.producer.send
+        sent = []
+        for n in result.notifications:
+            recipients = self.notifier.submit(n)
+            key = n.district_code.encode()
+            record = notification_record(n, recipients, self.renderer)
+            sent.append(await send(self.topic, key, record, None, None, None))
+        rows = transition_rows(result.transitions)
+        if rows:
+            self.writer.add_many("alerts_history", rows)
+            for row in rows:
+                key = row[_DISTRICT].encode()
+                sent.append(await send(self.topic, key, state_record(row), None, None, None))
+        await asyncio.gather(*sent)
+
+    async def _store(self, codes: Any, *, with_meta: bool = False) -> None:
+        """Write the districts whose alerts changed since they were last stored."""
+        changed: dict[str, bytes] = {}
+        for code in codes:
+            state = self.engine.dump_district(code, with_data=False)
+            raw = orjson.dumps(state)
+            before = self.states.stored.get(code)
+            if raw == before or (before is None and not state["alerts"]):
+                continue
+            changed[code] = raw
+        if not changed and not with_meta:
+            return
+        meta = orjson.dumps(self.engine.dump_meta())
+        await self.states.write(changed, meta, self._held if with_meta else ())
+        if with_meta:
+            self._last_meta = time.monotonic()
+
+    def _count_evaluations(self) -> None:
+        for rule, n in self.engine.evaluations.items():
+            delta = n - self._evaluated[rule]
+            if delta:
+                self.tel.notifier.evaluated(rule, delta)
+                self._evaluated[rule] = n
+
+    def _update_firing(self) -> None:
+        self.tel.notifier.set_firing(self.engine.firing_counts())
+
+    # -- acknowledgement ----------------------------------------------------------------------
+
+    async def _handle_ack(self, request: web.Request) -> web.Response:
+        alert_id = request.match_info["alert_id"]
+        body = await request.read()
+        if not self._ready:
+            return web.json_response(
+                {"error": "the alert engine is still restoring its state; try again"}, status=503
+            )
+        async with self._lock:
+            now = max(self.engine.now_ms, self.pipeline.stream_clock_ms())
+            status, answer, result = handle_ack(self.engine, alert_id, body, now)
+            if result:
+                await self._publish(result)
+                await self._store(self.engine.take_dirty())
+        if status == 404 and len(self._assigned()) < self.states.partitions:
+            answer["error"] += " on this worker (another worker may hold its district)"
+        if status == 200:
+            log.info(
+                "alert acknowledged",
+                extra={"alert_id": alert_id, "by": answer.get("acknowledged_by", "")},
+            )
+        return web.json_response(answer, status=status)
+
+    # -- delivery outcomes --------------------------------------------------------------------
+
+    async def _on_delivery(self, outcome: DeliveryOutcome) -> None:
+        rows = delivery_rows(outcome)
+        try:
+            self.writer.add_many("alerts_history", rows)
+        except WriterClosedError:
+            log.warning(
+                "delivery outcome not recorded: the store writer is closed",
+                extra={"notification_id": outcome.notification.notification_id},
+            )
+        nid = outcome.notification.notification_id
+        try:
+            for row in rows:
+                record = state_record(row, nid, outcome.attempt, outcome.error)
+                key = row[_DISTRICT].encode()
+                await self.app.producer.send(self.topic, key, record, None, None, None)
+        except Exception:  # the producer stops before this service at shutdown
+            log.warning("delivery outcome not published to the alerts topic", exc_info=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        self._notifier_task = asyncio.create_task(self.notifier.run())
+
+    async def _on_app_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        """The producer is still up: store what changed since the last evaluation."""
+        try:
+            async with self._lock:
+                await self._store(self.engine.take_dirty(), with_meta=bool(self._held))
+        except Exception:
+            log.exception("storing the alert state at shutdown failed")
+
+    async def on_stop(self) -> None:
+        await self.notifier.close()
+        if self._notifier_task is not None:
+            await asyncio.gather(self._notifier_task, return_exceptions=True)
+        self.outbox.close()
+
+    # -- views --------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Live alerts and the outbox, for /status/alerts."""
+        return {
+            "ready": self._ready,
+            "partitions": sorted(self._held),
+            "clock_ms": self.engine.now_ms,
+            "firing": [
+                {"rule": rule, "severity": sev, "count": n}
+                for (rule, sev), n in sorted(self.engine.firing_counts().items())
+            ],
+            "alerts": [
+                {
+                    "alert_id": a.alert_id,
+                    "rule_id": a.rule_id,
+                    "district_code": a.district_code,
+                    "dimension": a.dimension,
+                    "state": str(a.state),
+                    "severity": str(a.severity),
+                    "value": a.value,
+                    "threshold": a.threshold,
+                    "acknowledged_by": a.acknowledged_by,
+                }
+                for a in sorted(self.engine.alerts(), key=lambda a: a.alert_id)
+            ],
+            "queued": self.notifier.queued(),
+        }
