@@ -318,8 +318,23 @@ def _matches(sql: str, name: str) -> list[tuple[str, str | None]]:
     return out
 
 
+def _check_unambiguous(sql: str, names: Sequence[str]) -> None:
+    """The plugin expands macros in Go map order (random) and replaces every occurrence of an
+    argument-less use's text: `$__toTime` visited before `$__toTime_ms` turns the latter into
+    `toDateTime(...)_ms`. So a query must not hold an argument-less macro together with a
+    longer macro it is a prefix of: Grafana would break it on some refreshes only."""
+    for name in names:
+        for text, raw_args in _matches(sql, name):
+            if raw_args is None and (text + "_") in sql:
+                raise MacroError(
+                    f"{text} next to {text}_...: the plugin's result depends on Go map order"
+                )
+
+
 def expand_macros(sql: str, ctx: QueryContext) -> str:
-    for name, fn in _macros(ctx).items():
+    macros = _macros(ctx)
+    _check_unambiguous(sql, list(macros))
+    for name, fn in macros.items():
         for text, raw_args in _matches(sql, name):
             # Go: trimAll(strings.Split(args, ",")) — an argument-less use gives [""]
             args = [a.strip() for a in (raw_args or "").split(",")]

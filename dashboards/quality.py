@@ -102,18 +102,28 @@ ORDER BY time
     "timeseries",
 )
 
-# a district is silent when no accepted event arrived for $silent_hours; the last 30 days
-# are searched, older silence shows as "no data in 30 days"
+# a district is silent when no accepted event (either stream) happened for $silent_hours; the
+# last 30 days are searched, older silence shows as "no data in 30 days". The raw event tables
+# know every accepted event's district; quality_buckets do not (only rejections carry one).
+# Only the _ms form of $__toTime here: see macros.expand_macros on mixing the two.
 SILENT_FROM = """
 FROM ref_districts AS d FINAL
 LEFT JOIN (
-    SELECT district_code, max(bucket) AS last_seen, 1 AS seen
-    FROM quality_buckets FINAL
-    WHERE outcome = 'accepted' AND district_code != ''
-        AND bucket <= ($__toTime) AND bucket > ($__toTime) - INTERVAL 30 DAY
+    SELECT district_code, toDateTime(max(last_at)) AS last_seen, 1 AS seen
+    FROM (
+        SELECT district_code, max(occurred_at) AS last_at
+        FROM grievance_events
+        WHERE occurred_at <= ($__toTime_ms) AND occurred_at > ($__toTime_ms) - INTERVAL 30 DAY
+        GROUP BY district_code
+        UNION ALL
+        SELECT district_code, max(occurred_at) AS last_at
+        FROM project_events
+        WHERE occurred_at <= ($__toTime_ms) AND occurred_at > ($__toTime_ms) - INTERVAL 30 DAY
+        GROUP BY district_code
+    )
     GROUP BY district_code
 ) AS q ON q.district_code = d.district_code
-WHERE q.seen = 0 OR q.last_seen < ($__toTime) - INTERVAL $silent_hours HOUR
+WHERE q.seen = 0 OR q.last_seen < ($__toTime_ms) - INTERVAL $silent_hours HOUR
 """
 
 SILENT_SQL = Sql(
@@ -123,7 +133,7 @@ SELECT
     d.name_th AS district,
     d.province_th AS province,
     if(q.seen = 1, toString(q.last_seen, 'Asia/Bangkok'), 'ไม่มีข้อมูลใน 30 วัน') AS last_seen_th,
-    if(q.seen = 1, round(dateDiff('second', q.last_seen, ($__toTime)) / 3600, 1), NULL)
+    if(q.seen = 1, round(dateDiff('second', q.last_seen, ($__toTime_ms)) / 3600, 1), NULL)
         AS hours_silent
 {SILENT_FROM}
 ORDER BY q.seen DESC, hours_silent DESC, district_code
@@ -266,9 +276,9 @@ def build() -> dashboard.Dashboard:
             table_panel(
                 "อำเภอที่ไม่ส่งข้อมูล",
                 SILENT_SQL,
-                description="Districts with no accepted event for $silent_hours hours, longest "
-                "silence first, then districts without any data in 30 days. Office hours are "
-                "not taken into account.",
+                description="Districts with no accepted event (grievance or project, by event "
+                "time) for $silent_hours hours, longest silence first, then districts without "
+                "any data in 30 days. Office hours are not taken into account.",
                 labels={
                     "district_code": "รหัส",
                     "district": "อำเภอ/เขต",

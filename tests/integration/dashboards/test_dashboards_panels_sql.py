@@ -3,6 +3,7 @@ and returns the columns its panel expects; each returns rows for at least one se
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -14,9 +15,10 @@ from dash_panels import (
     custom_options,
     run,
     specs,
+    variable_queries,
 )
 
-from dashboards.macros import Variable
+from dashboards.macros import MacroError, QueryContext, Variable, expand
 from streams.contract import CATEGORIES, PROGRAMS
 
 pytestmark = pytest.mark.integration
@@ -89,6 +91,18 @@ def test_argumentless_macros_are_parenthesised() -> None:
                     end += 3
                 assert q.raw_sql[end] == ")", f"{q.id}: {macro} not followed by ')'"
                 start = end
+
+
+def test_no_query_depends_on_the_plugins_macro_order() -> None:
+    """The plugin expands macros in Go map order and replaces every occurrence of a bare
+    `$__toTime`, also inside `$__toTime_ms`: a query using both breaks on some refreshes."""
+    sqls = [q.raw_sql for q in QUERIES] + [sql for _, _, sql in variable_queries()]
+    for sql in sqls:
+        for macro in ("$__fromTime", "$__toTime"):
+            bare = re.search(re.escape(macro) + r"(?!\w)", sql)
+            assert not (bare and macro + "_ms" in sql), sql[:200]
+    with pytest.raises(MacroError, match="Go map order"):
+        expand("SELECT ($__toTime), ($__toTime_ms)", QueryContext(0, 60_000))
 
 
 @pytest.mark.parametrize("q", QUERIES, ids=[q.id for q in QUERIES])
