@@ -65,7 +65,9 @@ class Consumer(faust_aiokafka.Consumer):
                         continue
                     handler = handlers.get(tp.topic)
                     if handler is not None:
-                        await handler(tp, recs)
+                        # aiokafka keys records by its own TopicPartition; Faust's bookkeeping
+                        # (pause/resume) accepts only its TP
+                        await handler(TP(tp.topic, tp.partition), recs)
                     else:
                         for rec in recs:
                             await self.wait_first(
@@ -74,6 +76,12 @@ class Consumer(faust_aiokafka.Consumer):
                     read_offset[tp] = recs[-1].offset
                 await asyncio.sleep(0)
         except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            # as Faust's own drain: a cancel while the app stops is the normal way out (left
+            # to Faust's fetcher, it would try to restart itself mid-shutdown and crash)
             if self.transport.app.should_stop:
                 return
             raise

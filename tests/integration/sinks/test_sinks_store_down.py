@@ -5,36 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from sinks.backends import Backend
 from sinks.migrate import migrate
 from sinks.writer import Writer
+from tests.services.store_faults import chattr_unavailable, immutable
 from warroom.telemetry import Telemetry
 
 pytestmark = pytest.mark.integration
 
 BUCKET0 = 1_767_225_600  # 2026-01-01T00:00:00Z, seconds
-
-
-def _chattr(flag: str, path: str) -> None:
-    subprocess.run(["chattr", flag, path], check=True, capture_output=True)
-
-
-@contextmanager
-def immutable(path: str) -> Iterator[None]:
-    _chattr("+i", path)
-    try:
-        yield
-    finally:
-        _chattr("-i", path)
 
 
 def _table_dir(backend: Backend, table: str) -> str:
@@ -46,16 +28,10 @@ def _table_dir(backend: Backend, table: str) -> str:
 
 
 @pytest.fixture
-def can_chattr(tmp_path: Path) -> None:
-    if shutil.which("chattr") is None or os.geteuid() != 0:
-        pytest.skip("needs chattr and root (immutable flag) to make the store fail for real")
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    try:
-        _chattr("+i", str(probe))
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"file system refuses chattr +i: {exc.stderr!r}")
-    _chattr("-i", str(probe))
+def can_chattr() -> None:
+    why = chattr_unavailable()
+    if why:
+        pytest.skip(why)
 
 
 def bucket(i: int, value: float) -> tuple[object, ...]:
@@ -104,7 +80,7 @@ async def test_writer_survives_store_down_and_catches_up(
 
     path = _table_dir(chdb_backend, "metric_buckets")
     caplog.set_level(logging.WARNING, logger="sinks.writer")
-    with immutable(path):
+    with immutable([path]):
         # the store really refuses the table now
         with pytest.raises(Exception, match="Operation not permitted"):
             chdb_backend.insert("metric_buckets", {"district_code": ["1001"]})

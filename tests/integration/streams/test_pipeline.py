@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,30 +82,48 @@ def test_killed_worker_restarts_to_the_same_tables(
     assert worker.stop() == 0
 
 
-def test_replaying_the_same_events_changes_nothing(
-    bootstrap: str, topics: Topics, make_worker: Callable[..., WorkerProcess]
+def test_replaying_the_same_file_twice_changes_nothing(
+    bootstrap: str, topics: Topics, make_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    """The same events sent twice: metrics and raw tables unchanged, each repeat counted as a
-    duplicate."""
+    """`warroom replay` of one JSONL file, twice: metrics and raw tables unchanged the second
+    time; each repeat is counted as a duplicate (and each bad line dead-lettered again)."""
     items = [it for it in simulate(8_000, seed=5) if not it.is_duplicate]
-    run(produce_items(bootstrap, topics, items))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(it.payload + b"\n" for it in items if b"\n" not in it.payload))
+    lines = path.read_bytes().count(b"\n")
     worker = make_worker().start()
-    compare.wait_settled(worker, len(items))
+
+    def replay() -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "warroom.cli", "replay", str(path), "--format", "jsonl"],
+            env={**worker.env, "WARROOM_LOG_LEVEL": "warning"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    replay()
+    compare.wait_settled(worker, lines)
     first_buckets = compare.buckets(worker)
     first_gauges = compare.gauges(worker)
     first_quality = compare.quality(worker)
-    raw_first = worker.query("SELECT count() AS n FROM grievance_events FINAL")[0]["n"]
-    good = [it for it in items if it.reason is None]
-    run(produce_items(bootstrap, topics, good))
-    compare.wait_settled(worker, len(items) + len(good))
+    raw = "SELECT count() AS n FROM grievance_events FINAL"
+    raw_first = worker.query(raw)[0]["n"]
+    replay()
+    compare.wait_settled(worker, 2 * lines)
     assert compare.diff(first_buckets, compare.buckets(worker)) == []
     assert compare.diff(first_gauges, compare.gauges(worker)) == []
-    assert worker.query("SELECT count() AS n FROM grievance_events FINAL")[0]["n"] == raw_first
+    assert worker.query(raw)[0]["n"] == raw_first
     second = compare.quality(worker)
-    accepted = lambda q: sum(c for k, c in q.items() if k[3] == "accepted")  # noqa: E731
-    dups = lambda q: sum(c for k, c in q.items() if k[3] == "duplicate")  # noqa: E731
-    assert accepted(second) == accepted(first_quality)
-    assert dups(second) - dups(first_quality) == len(good)
+
+    def total(q: dict[Any, int], outcome: str) -> int:
+        return sum(c for k, c in q.items() if k[3] == outcome)
+
+    assert total(second, "accepted") == total(first_quality, "accepted")
+    rejected_once = total(first_quality, "rejected")
+    assert total(second, "rejected") == 2 * rejected_once
+    assert total(second, "duplicate") - total(first_quality, "duplicate") == (lines - rejected_once)
     assert worker.stop() == 0
 
 

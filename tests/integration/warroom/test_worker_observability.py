@@ -8,7 +8,6 @@ Expected values come from how the events below were built, not from warroom's co
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import time
@@ -29,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from streams.broker import EmbeddedBroker, ensure_topics
 from streams.topics import Topics
 from tests.services.prometheus import PrometheusServer
+from tests.services.store_faults import chattr_unavailable, immutable
 from tests.services.worker import WorkerProcess
 from warroom.status import parse_exposition, summarize
 
@@ -319,14 +319,11 @@ def test_prometheus_scrapes_the_worker_and_rate_follows_the_producer(
     running.plan.messages += wave
 
 
-def _chattr(flag: str, path: str) -> None:
-    subprocess.run(["chattr", flag, path], check=True, capture_output=True)
-
-
 def test_readyz_follows_the_store(running: Running) -> None:
     w = running.worker
-    if shutil.which("chattr") is None or os.geteuid() != 0:
-        pytest.skip("needs chattr and root to make the chdb store fail for real")
+    why = chattr_unavailable()
+    if why:
+        pytest.skip(why)
     status, body = get(w.url + "/readyz")
     assert status == 200, body
     assert {c["name"] for c in body["checks"]} >= {"broker", "store", "partitions", "lag"}
@@ -341,9 +338,7 @@ def test_readyz_follows_the_store(running: Running) -> None:
         ("grievance", "1001", orjson.dumps(grievance(datetime.now(UTC), "1001", "simulator")))
         for _ in range(20)
     ]
-    for p in paths:
-        _chattr("+i", p)
-    try:
+    with immutable(paths):
         asyncio.run(produce(running.bootstrap, running.topics, more))
 
         def store_failing() -> bool:
@@ -353,9 +348,6 @@ def test_readyz_follows_the_store(running: Running) -> None:
         w.wait_for(store_failing, timeout=60, what="/readyz 503 with the store failing")
         with urllib.request.urlopen(w.url + "/healthz", timeout=5) as r:
             assert r.status == 200  # alive, just not ready
-    finally:
-        for p in paths:
-            _chattr("-i", p)
     w.wait_for(lambda: get(w.url + "/readyz")[0] == 200, timeout=90, what="/readyz 200 again")
     running.plan.accepted["grievance", "simulator"] += len(more)
     running.plan.messages += more
