@@ -172,3 +172,43 @@ def total(gauges: dict[Key, float], metric: str, **match: Any) -> float:
         if ok:
             out += v
     return out
+
+
+GRACE_MS = 3_600_000  # WARROOM_GRACE_SECONDS default
+
+
+def grievance_events(warehouse: Any) -> list[dict[str, Any]]:
+    """Every accepted grievance event of the store, with `in_window`: False for an event more
+    than the grace period behind its partition's watermark (counted as too late: it changes
+    the case, but not the 1-minute buckets)."""
+    names, rows = warehouse.query(
+        "SELECT kafka_partition, kafka_offset, district_code, grievance_id, type, category, "
+        "channel, priority, toUnixTimestamp64Milli(occurred_at) AS ms, "
+        "toUnixTimestamp64Milli(due_at) AS due_ms FROM grievance_events FINAL"
+    )
+    out = []
+    wm: dict[int, int] = defaultdict(int)
+    for row in sorted(rows):
+        ev = dict(zip(names, row, strict=True))
+        part, ms = ev["kafka_partition"], ev["ms"]
+        wm[part] = max(wm[part], ms)
+        ev["in_window"] = ms >= wm[part] - GRACE_MS
+        out.append(ev)
+    return out
+
+
+def latest_projects(warehouse: Any, district: str | None = None) -> dict[str, dict[str, Any]]:
+    """project_id -> its latest report (by occurred_at; a tie goes to the later offset)."""
+    where = f"WHERE district_code = '{district}'" if district else ""
+    names, rows = warehouse.query(
+        "SELECT project_id, district_code, kafka_offset, program, status, progress_pct, "
+        "planned_pct, budget_allocated_thb, budget_disbursed_thb, "
+        f"toUnixTimestamp64Milli(occurred_at) AS ms FROM project_events FINAL {where}"
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        r = dict(zip(names, row, strict=True))
+        old = out.get(r["project_id"])
+        if old is None or (r["ms"], r["kafka_offset"]) > (old["ms"], old["kafka_offset"]):
+            out[r["project_id"]] = r
+    return out

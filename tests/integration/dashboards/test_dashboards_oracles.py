@@ -247,6 +247,35 @@ def test_project_panels_equal_the_oracle(warehouse: Any, gauges: tuple[int, Any,
     for key, e in expected_budget.items():
         assert got[key] == pytest.approx(tuple(e)), key
     assert len({fy for _, fy in got}) >= 2, "projects of two fiscal years (B.E.)"
+    # mean progress vs plan, and disbursement vs plan, per program
+    q = panel("warroom-projects", "ความก้าวหน้าเทียบแผน ตามแผนงาน")
+    _, rows = run(warehouse, q.raw_sql, ctx)
+    expected_gap = {}
+    for program in PROGRAM_TH:
+        n = total(projects, "project_active", dim1=program)
+        if n:
+            expected_gap[PROGRAM_TH[program]] = (
+                round(total(projects, "project_progress_pct_sum", dim1=program) / n, 1),
+                round(total(projects, "project_planned_pct_sum", dim1=program) / n, 1),
+            )
+    assert {r[0]: r[1:] for r in rows} == {
+        k: pytest.approx(v, abs=0.051) for k, v in expected_gap.items()
+    }
+    q = panel("warroom-projects", "เบิกจ่ายเทียบแผน ตามแผนงาน")
+    _, rows = run(warehouse, q.raw_sql, ctx)
+    expected_pct = {}
+    for program in PROGRAM_TH:
+        alloc = total(projects, "project_budget_allocated_thb", dim1=program)
+        disbursed = total(projects, "project_budget_disbursed_thb", dim1=program)
+        planned_thb = total(projects, "project_budget_planned_disbursed_thb", dim1=program)
+        if alloc:
+            expected_pct[PROGRAM_TH[program]] = (
+                round(100 * disbursed / alloc, 1),
+                round(100 * planned_thb / alloc, 1),
+            )
+    assert {r[0]: r[1:] for r in rows} == {
+        k: pytest.approx(v, abs=0.051) for k, v in expected_pct.items()
+    }
 
 
 def test_budget_disbursement_stat_equals_the_oracle(
@@ -263,20 +292,6 @@ def test_budget_disbursement_stat_equals_the_oracle(
     assert row == pytest.approx(
         (round(100 * disb / alloc, 1), round(100 * plan / alloc, 1)), abs=0.051
     )
-
-
-def test_new_today_counts_from_bangkok_midnight(warehouse: Any) -> None:
-    frm, to = warehouse.time_range
-    q = panel("warroom-national", "เรื่องร้องเรียนใหม่วันนี้")
-    _, rows = run(warehouse, q.raw_sql, context((frm, to), {}))
-    local = datetime.fromtimestamp(to / 1000, tz=BANGKOK)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    _, raw = warehouse.query(
-        "SELECT district_code, dim1, dim2, bucket, kafka_partition, value, version "
-        "FROM metric_buckets WHERE metric = 'grievance_received'"
-    )
-    expected = sum(r[5] for r in _replacing(raw, 5) if midnight <= _epoch(r[3]) <= to / 1000)
-    assert rows[0][0] == pytest.approx(expected)
 
 
 def _prom_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

@@ -1,0 +1,174 @@
+"""Panels over the 1-minute buckets and the raw event tables equal plain Python over the raw
+event rows: grievances received per category and channel, reopen and escalation rates, new
+today (Bangkok), the surge table, stale projects and projects behind plan."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import Any
+
+import dash_oracle
+import pytest
+from dash_panels import PanelQuery, all_selected, clickhouse_queries, context, custom_options, run
+
+from dashboards.common import CATEGORY_TH, CHANNEL_TH, PROGRAM_TH, STATUS_TH
+from dashboards.macros import Variable
+from streams.timeutil import BANGKOK
+
+pytestmark = pytest.mark.integration
+
+QUERIES = clickhouse_queries()
+WEEK_S = 7 * 86400
+
+
+def panel(uid: str, title: str) -> PanelQuery:
+    return next(q for q in QUERIES if q.uid == uid and q.title == title)
+
+
+def _run(
+    warehouse: Any, uid: str, title: str, to: int | None = None, **selected: Any
+) -> tuple[list[str], list[Any]]:
+    q = panel(uid, title)
+    variables = all_selected(uid, custom_options(uid))
+    variables.update({k: Variable(v) for k, v in selected.items()})
+    frm, end = warehouse.time_range
+    return run(warehouse, q.raw_sql, context((frm, end if to is None else to), variables))
+
+
+@pytest.fixture(scope="module")
+def events(warehouse: Any) -> list[dict[str, Any]]:
+    """In-window grievance events (those the 1-minute buckets count)."""
+    evs = dash_oracle.grievance_events(warehouse)
+    assert any(not e["in_window"] for e in evs), "too-late events exist (and are left out)"
+    return [e for e in evs if e["in_window"]]
+
+
+def test_received_by_category_and_channel(warehouse: Any, events: list[dict[str, Any]]) -> None:
+    received = [e for e in events if e["type"] == "received"]
+    by_category = Counter(CATEGORY_TH[e["category"]] for e in received)
+    by_channel = Counter(CHANNEL_TH[e["channel"]] for e in received)
+    _, rows = _run(warehouse, "warroom-grievances", "รับเรื่องตามหมวดหมู่")
+    assert dict(rows) == by_category
+    _, rows = _run(warehouse, "warroom-grievances", "รับเรื่องตามช่องทาง")
+    assert dict(rows) == by_channel
+    # two categories selected
+    _, rows = _run(warehouse, "warroom-grievances", "รับเรื่องตามหมวดหมู่", category=["debt", "flood"])
+    assert dict(rows) == {k: v for k, v in by_category.items() if k in ("หนี้สิน", "อุทกภัย")}
+    # over time: one series per category, adding up to the same totals
+    _, rows = _run(warehouse, "warroom-grievances", "รับเรื่องตามหมวดหมู่ (ตามเวลา)")
+    over_time: Counter[str] = Counter()
+    for _t, category, n in rows:
+        over_time[category] += n
+    assert over_time == by_category
+
+
+def test_reopen_and_escalation_rates(warehouse: Any, events: list[dict[str, Any]]) -> None:
+    kinds = Counter(e["type"] for e in events)
+    assert kinds["reopened"] and kinds["escalated"]
+    _, rows = _run(warehouse, "warroom-grievances", "อัตราเปิดซ้ำ / ส่งต่อ (ทั้งช่วงเวลา)")
+    assert rows[0] == pytest.approx(
+        (
+            round(100 * kinds["reopened"] / kinds["resolved"], 1),
+            round(100 * kinds["escalated"] / kinds["received"], 1),
+        ),
+        abs=0.051,
+    )
+    _, rows = _run(warehouse, "warroom-national", "รับเรื่อง vs ยุติเรื่อง")
+    assert (sum(r[1] for r in rows), sum(r[2] for r in rows)) == (
+        kinds["received"],
+        kinds["resolved"],
+    )
+
+
+def test_new_today_counts_received_since_bangkok_midnight(
+    warehouse: Any, events: list[dict[str, Any]]
+) -> None:
+    to = warehouse.time_range[1]
+    for end in (to, warehouse.past_ms):
+        local = datetime.fromtimestamp(end / 1000, tz=BANGKOK)
+        midnight_ms = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000
+        expected = sum(
+            1
+            for e in events
+            if e["type"] == "received" and midnight_ms <= e["ms"] // 60_000 * 60_000 <= end
+        )
+        _, rows = _run(warehouse, "warroom-national", "เรื่องร้องเรียนใหม่วันนี้", to=end)
+        assert expected > 0
+        assert rows[0][0] == expected
+
+
+def test_surge_table_equals_last_hour_against_the_same_hour_of_past_weeks(
+    warehouse: Any, events: list[dict[str, Any]]
+) -> None:
+    to_s = warehouse.time_range[1] // 1000
+    last: Counter[str] = Counter()
+    past: Counter[str] = Counter()
+    for e in events:
+        if e["type"] != "received":
+            continue
+        ago = to_s - e["ms"] // 60_000 * 60
+        if ago < 0 or ago % WEEK_S >= 3600:
+            continue
+        weeks = ago // WEEK_S
+        if weeks == 0:
+            last[e["district_code"]] += 1
+        elif weeks <= 4:
+            past[e["district_code"]] += 1
+    ratio = {d: (n + 1) / (past[d] / 4 + 1) for d, n in last.items()}
+    _, rows = _run(warehouse, "warroom-national", "20 อำเภอที่เรื่องร้องเรียนพุ่งสูง (ชั่วโมงล่าสุด)")
+    assert len(rows) == min(20, len(last)) > 0
+    assert any(past[d] for d in last), "some district has a baseline in the past weeks"
+    shown = {r[0]: r for r in rows}
+    for d, r in shown.items():
+        assert (r[3], r[4], r[5]) == (
+            last[d],
+            pytest.approx(past[d] / 4, abs=0.006),
+            pytest.approx(ratio[d], abs=0.006),
+        ), d
+    ratios = [r[5] for r in rows]
+    assert ratios == sorted(ratios, reverse=True)
+    left_out = [v for d, v in ratio.items() if d not in shown]
+    assert not left_out or max(left_out) <= min(ratios) + 0.006
+
+
+def test_stale_projects_equal_the_raw_reports(warehouse: Any) -> None:
+    to = warehouse.time_range[1]
+    latest = dash_oracle.latest_projects(warehouse)
+    expected = {
+        # dateDiff counts second boundaries
+        pid: (to // 1000 - r["ms"] // 1000) // 86400
+        for pid, r in latest.items()
+        if r["status"] not in dash_oracle.INACTIVE and r["ms"] < to - dash_oracle.STALE_MS
+    }
+    names, rows = _run(warehouse, "warroom-projects", "โครงการที่ไม่รายงานเกิน 14 วัน")
+    assert expected, "some projects stopped reporting 14 days ago"
+    assert len(rows) == min(200, len(expected))
+    got = {r[0]: r[names.index("days_silent")] for r in rows}
+    assert got == {pid: expected[pid] for pid in got}
+    assert all(STATUS_TH[latest[pid]["status"]] == r[5] for pid, r in zip(got, rows, strict=True))
+    # one program selected
+    program = latest[next(iter(expected))]["program"]
+    _, rows = _run(warehouse, "warroom-projects", "โครงการที่ไม่รายงานเกิน 14 วัน", program=[program])
+    assert {r[0] for r in rows} == {p for p in expected if latest[p]["program"] == program}
+    assert {r[4] for r in rows} == {PROGRAM_TH[program]}
+
+
+def test_projects_behind_plan_of_a_district(warehouse: Any) -> None:
+    latest = dash_oracle.latest_projects(warehouse)
+    behind: dict[str, list[str]] = defaultdict(list)
+    for pid, r in latest.items():
+        gap = r["planned_pct"] - r["progress_pct"]
+        if r["status"] not in dash_oracle.INACTIVE and gap > dash_oracle.BEHIND_PLAN_POINTS:
+            behind[r["district_code"]].append(pid)
+    district = max(behind, key=lambda d: (len(behind[d]), d))
+    names, rows = _run(warehouse, "warroom-district", "โครงการที่ล่าช้ากว่าแผน", district=[district])
+    assert sorted(r[0] for r in rows) == sorted(behind[district])
+    for r in rows:
+        p = latest[r[0]]
+        assert r[names.index("gap_pts")] == pytest.approx(
+            round(p["planned_pct"] - p["progress_pct"], 1), abs=0.051
+        )
+        assert r[names.index("allocated_thb")] == pytest.approx(p["budget_allocated_thb"])
+    gaps = [r[names.index("gap_pts")] for r in rows]
+    assert gaps == sorted(gaps, reverse=True)
