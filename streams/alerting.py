@@ -250,6 +250,21 @@ class AlertService(Service):
             self._update_firing()
         log.info("alert districts released", extra={"partitions": sorted(parts)})
 
+    async def _processors_restored(self, partitions: set[int], generation: int) -> None:
+        """Until the pipeline holds a processor for every source partition given (or the
+        assignment changes, or 60 s pass: then the clock is the best known so far)."""
+        deadline = time.monotonic() + 60.0
+        while generation == self._generation and time.monotonic() < deadline:
+            sources = self.pipeline.stream_of_topic
+            tps = [
+                tp
+                for tp in self.app.consumer.assignment()
+                if tp.topic in sources and tp.partition in partitions
+            ]
+            if all(tp in self.pipeline.processors for tp in tps):
+                return
+            await asyncio.sleep(0.05)
+
     @Service.task
     async def _sync_loop(self) -> None:
         while not self.should_stop:
@@ -278,14 +293,21 @@ class AlertService(Service):
         generation = self._generation
         self._warming |= new
         started = time.monotonic()
-        clock = self.pipeline.stream_clock_ms() or self.engine.now_ms or int(time.time() * 1000)
+        # the pipeline restores its processors (watermarks) at the same signal: the warm-up
+        # must read up to their stream clock, not to the wall clock
+        await self._processors_restored(new, generation)
+        states, meta = self.states.load(new)
+        clock = max(
+            self.pipeline.stream_clock_ms(),
+            self.engine.now_ms,
+            meta["now_ms"] if meta is not None else 0,
+        ) or int(time.time() * 1000)
         results: list[tuple[WarmupQuery, list[_ROW]]] = []
         for q in warmup_queries(self.engine, clock, database=self.database):
             results.append((q, await self.writer.query_rows(q.sql)))
         async with self._lock:
             if generation != self._generation:
                 return  # rebalanced meanwhile: the loop runs again with the new assignment
-            states, meta = self.states.load(new)
             if meta is not None:
                 self.engine.load_meta(merge_metas([self.engine.dump_meta(), meta]))
             for code, state in states.items():
@@ -340,11 +362,11 @@ class AlertService(Service):
             return TickResult()  # no event yet: no time to evaluate at
         async with self._lock:
             result = self.engine.tick(clock)
+            self._count_evaluations()
+            self._update_firing()
             await self._publish(result)
             meta_due = time.monotonic() - self._last_meta >= _META_EVERY_S
             await self._store(self.engine.take_dirty(), with_meta=meta_due)
-            self._count_evaluations()
-            self._update_firing()
         return result
 
     async def _publish(self, result: TickResult) -> None:

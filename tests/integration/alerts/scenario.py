@@ -138,11 +138,12 @@ def send(bootstrap: str, topics: Topics, events: Iterable[dict[str, Any]]) -> li
 
 @dataclass
 class Timeline:
-    """Moves the worker's stream clock by sending an event in a `clock` district."""
+    """Moves the stream clock by sending one event to each `clock` district (one district per
+    partition: a worker's clock is the latest watermark of the partitions it holds)."""
 
     bootstrap: str
     topics: Topics
-    clock_district: str
+    clock_districts: tuple[str, ...]
     sent: int = 0
 
     def send(self, events: Iterable[dict[str, Any]]) -> list[int]:
@@ -150,12 +151,12 @@ class Timeline:
 
     def tick_to(self, at_ms: int) -> None:
         self.sent += 1
-        self.send([received(self.clock_district, at_ms, 10_000 + self.sent, "other")])
+        self.send([received(c, at_ms, 10_000 + self.sent, "other") for c in self.clock_districts])
 
     def background(self, districts: Iterable[str], start_ms: int, end_ms: int) -> None:
         """A few quiet events every 30 minutes: coverage for the baseline, and a clock."""
         events = []
-        for d in districts:
+        for d in {*districts, *self.clock_districts}:
             for i, at in enumerate(range(start_ms, end_ms, 30 * MINUTE_MS)):
                 events.append(received(d, at, 20_000 + i, "land"))
         self.send(events)
@@ -248,12 +249,13 @@ def wait_until(
         if worker is not None and worker.proc is not None and worker.proc.poll() is not None:
             raise RuntimeError(f"worker died while waiting for {what}:\n{worker.tail()}")
         try:
-            last = predicate()
+            value = predicate()
         except (OSError, RuntimeError) as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         time.sleep(0.2)
     tail = f"\n{worker.tail()}" if worker is not None else ""
     raise TimeoutError(f"timed out waiting for {what} (last: {last!r}){tail}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from streams.alerting_state import source_partition
 from streams.topics import Topics
 from tests.integration.alerts.conftest import LINE_TOKEN
 from tests.integration.alerts.scenario import (
@@ -49,7 +50,8 @@ from tests.services.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-CLOCK = "9001"  # เมืองสงขลา: carries the clock events, never surges
+#: clock districts, one per partition of the test topics (murmur2 of the code mod 4: 0, 1, 2, 3)
+CLOCKS = ("9002", "9004", "9001", "9003")
 A, B, QUIET = "5001", "1001", "3001"  # เมืองเชียงใหม่, เขตพระนคร, เมืองนครราชสีมา
 
 
@@ -140,9 +142,9 @@ def test_surge_reaches_its_chief_once_escalates_unless_acknowledged_and_resolves
     )
     worker = workers(env).start()
     t0 = t0_ms()
-    tl = Timeline(bootstrap, topics, CLOCK)
-    # three quiet hours in every district (the baseline's coverage), then the surges
-    tl.background([CLOCK, A, B, QUIET], t0 - 4 * 60 * MINUTE_MS, t0)
+    tl = Timeline(bootstrap, topics, CLOCKS)
+    # four quiet hours (the baseline's coverage), then the surges
+    tl.background([A, B, QUIET], t0 - 4 * 60 * MINUTE_MS, t0)
     tl.send(surge(A, t0, 12) + surge(B, t0, 10) + surge(QUIET, t0, MIN_COUNT - 2))
 
     def pending() -> list[dict[str, Any]]:
@@ -285,3 +287,236 @@ def test_surge_reaches_its_chief_once_escalates_unless_acknowledged_and_resolves
     assert _metric(worker, "warroom_alerts_firing", rule=RULE_ID, severity="critical") == 0
     assert _metric(worker, "warroom_alerts_evaluated_total", rule=RULE_ID) > 0
     assert worker.stop() == 0
+
+
+def _simple_directory(
+    hook: WebhookReceiver, district: str, chief_hook: str = "", *, line: bool = False
+) -> Directory:
+    d = Directory(hook.url)
+    d.chief(district, f"หัวหน้าส่วนราชการ {district}", line=line)
+    if chief_hook:
+        d.chiefs[district].webhook = f"{chief_hook}{d.path('chief-' + district)}"
+    d.governor(district[:2], f"ผู้ว่าราชการจังหวัด {district[:2]}")
+    return d
+
+
+def test_sigkill_mid_alert_sends_nothing_twice(
+    bootstrap: str,
+    topics: Topics,
+    workers: Callable[..., WorkerProcess],
+    rules_file: Path,
+    tmp_path: Path,
+    webhook_receiver: WebhookReceiver,
+    line_standin: LineStandIn,
+) -> None:
+    """Firing and notified, then SIGKILL; events keep coming while it is down. After the
+    restart the alert is the same episode: no second FIRING (not even a re-send the receiver
+    would drop), the escalation timer still runs, one RESOLVED at the end."""
+    district = "4001"  # เมืองขอนแก่น
+    d = _simple_directory(webhook_receiver, district, line=True)
+    env = worker_env(
+        d.write(tmp_path / "directory.yaml"), rules_file, line_url=line_standin.url,
+        line_token=LINE_TOKEN,
+    )  # fmt: skip
+    worker = workers(env).start()
+    t0 = t0_ms()
+    tl = Timeline(bootstrap, topics, CLOCKS)
+    tl.background([district], t0 - 4 * 60 * MINUTE_MS, t0)
+    tl.send(surge(district, t0, 12))
+    wait_until(lambda: status(worker)["alerts"], "pending", worker=worker)
+    fired_clock = t0 + 3 * MINUTE_MS + FOR_MS
+    tl.tick_to(fired_clock)
+    chief = d.path(f"chief-{district}")
+    wait_until(lambda: _to(webhook_receiver, chief), "FIRING at the chief", worker=worker)
+    before = status(worker)["alerts"]
+    assert [(a["state"], a["district_code"]) for a in before] == [("firing", district)]
+    wait_until(
+        lambda: any(r["state"] == "notified" for r in history(worker)),
+        "the delivery recorded",
+        worker=worker,
+    )
+
+    worker.kill()
+    # still inside the surge window, before the escalation is due
+    tl.tick_to(fired_clock + MINUTE_MS)
+    worker.start()
+    after = wait_value(
+        lambda: status(worker),
+        lambda s: s["ready"] and s["alerts"],
+        "state restored",
+        worker=worker,
+    )
+    assert [a["alert_id"] for a in after["alerts"]] == [a["alert_id"] for a in before]
+    assert after["alerts"][0]["state"] == "firing"
+
+    # the escalation timer survived the crash: due 3 min after firing
+    tl.tick_to(fired_clock + ESCALATE_MS + MINUTE_MS)
+    governor = d.path(f"governor-{district[:2]}")
+    wait_until(lambda: _to(webhook_receiver, governor), "escalation", worker=worker)
+    tl.tick_to(t0 + 3 * MINUTE_MS + WINDOW_MS + 2 * MINUTE_MS)
+    wait_until(
+        lambda: _kinds(_to(webhook_receiver, chief))[-1:] == ["resolved"], "RESOLVED",
+        worker=worker,
+    )  # fmt: skip
+    pushes = wait_value(
+        lambda: [p for p in line_standin.pushes() if p.to == d.chiefs[district].line],
+        lambda got: len(got) >= 2,
+        "LINE pushes",
+    )
+    assert _kinds(_to(webhook_receiver, chief)) == ["firing", "resolved"]
+    assert _kinds(_to(webhook_receiver, governor)) == ["escalation"]
+    assert _resent(webhook_receiver, d.tag) == []
+    assert len(pushes) == 2
+    rows = wait_value(
+        lambda: history(worker),
+        lambda h: states_of(h, district)[-1:] == ["resolved"],
+        "the resolution recorded",
+        worker=worker,
+    )
+    assert states_of(rows, district) == ["pending", "firing", "escalated", "resolved"]
+    assert worker.stop() == 0
+
+
+def test_a_receiver_that_was_down_gets_every_message_in_order(
+    bootstrap: str,
+    topics: Topics,
+    workers: Callable[..., WorkerProcess],
+    rules_file: Path,
+    tmp_path: Path,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """The chief's webhook refuses connections while the alert fires and resolves: both
+    messages wait in the outbox (failures recorded), the war room is not held up, and once
+    the receiver is back it gets FIRING then RESOLVED, once each."""
+    district = "1002"  # เขตดุสิต
+    down = WebhookReceiver()  # not started: connection refused
+    d = _simple_directory(webhook_receiver, district, chief_hook=down.url)
+    worker = workers(worker_env(d.write(tmp_path / "directory.yaml"), rules_file)).start()
+    try:
+        t0 = t0_ms()
+        tl = Timeline(bootstrap, topics, CLOCKS)
+        tl.background([district], t0 - 4 * 60 * MINUTE_MS, t0)
+        tl.send(surge(district, t0, 12))
+        wait_until(lambda: status(worker)["alerts"], "pending", worker=worker)
+        tl.tick_to(t0 + 3 * MINUTE_MS + FOR_MS)
+        failed = wait_value(
+            lambda: [r for r in history(worker) if r["state"] == "notify_failed"],
+            bool,
+            "a failed delivery recorded",
+            worker=worker,
+        )
+        assert {(r["channel"], r["recipient"].split(":")[0]) for r in failed} == {
+            ("webhook", "chief")
+        }
+        assert "attempt 1" in failed[0]["message"]
+        tl.tick_to(t0 + 3 * MINUTE_MS + WINDOW_MS + 2 * MINUTE_MS)
+        war_room = d.path("war-room")
+        wait_until(
+            lambda: _kinds(_to(webhook_receiver, war_room)) == ["firing", "resolved"],
+            "the war room gets both while the chief's receiver is down",
+            worker=worker,
+        )
+        assert down.deliveries() == []
+        assert worker.counter("warroom_notifications_failed_total", channel="webhook") >= 1
+        queued = worker.counter("warroom_notifications_queued", channel="webhook")
+        assert queued == 2  # FIRING and RESOLVED for the chief
+        down.start()
+        chief = d.path(f"chief-{district}")
+        wait_until(lambda: len(_to(down, chief)) >= 2, "both after the receiver is back", 90)
+        assert _kinds(_to(down, chief)) == ["firing", "resolved"]
+        assert not any(x.duplicate for x in down.deliveries())
+        assert down.violations == []
+        rows = wait_value(
+            lambda: history(worker),
+            lambda h: sum(r["state"] == "notified" and "chief" in r["recipient"] for r in h) >= 2,
+            "deliveries recorded",
+            worker=worker,
+        )
+        notified = [r for r in rows if r["state"] == "notified" and "chief" in r["recipient"]]
+        assert sorted(r["message"].split()[0] for r in notified) == ["firing", "resolved"]
+        assert worker.counter("warroom_notifications_queued", channel="webhook") == 0
+    finally:
+        down.stop()
+    assert worker.stop() == 0
+
+
+def test_two_workers_split_the_districts_and_hand_over_live_alerts(
+    bootstrap: str,
+    topics: Topics,
+    workers: Callable[..., WorkerProcess],
+    rules_file: Path,
+    tmp_path: Path,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """Scale-out mid-alert: two pending alerts on one worker; a second worker joins and takes
+    half the partitions (and the pending alert of its district, through the changelog; its
+    data re-read through the first worker's store). Each alert then lives on the worker of its
+    district's partition only, and fires once. The second worker leaves: its live alert moves
+    back, and each chief gets exactly one FIRING and one RESOLVED."""
+    x_district, y_district = "5001", "3001"  # partitions 0 and 2 of 4
+    d = Directory(webhook_receiver.url)
+    for code in (x_district, y_district):
+        d.chief(code, f"นายอำเภอ {code}")
+    directory = d.write(tmp_path / "directory.yaml")
+    owner = workers(worker_env(directory, rules_file), "owner").start()
+    t0 = t0_ms()
+    tl = Timeline(bootstrap, topics, CLOCKS)
+    tl.background([x_district, y_district], t0 - 4 * 60 * MINUTE_MS, t0)
+    tl.send(surge(x_district, t0, 12) + surge(y_district, t0, 12))
+    tl.tick_to(t0 + 3 * MINUTE_MS)
+    pending = wait_value(
+        lambda: status(owner)["alerts"], lambda a: len(a) == 2, "two pending", worker=owner
+    )
+    ids = {a["district_code"]: a["alert_id"] for a in pending}
+
+    store = "chdb+http://" + owner.url.removeprefix("http://")
+    helper = workers({**worker_env(directory, rules_file), "WARROOM_STORE": store}, "helper")
+    helper.start()
+
+    def split() -> dict[str, dict[str, Any]]:
+        return {w.data_dir.name: status(w) for w in (owner, helper)}
+
+    # settled: every partition on exactly one worker, both ready
+    now = wait_value(
+        split,
+        lambda st: (
+            sorted(st["owner"]["partitions"] + st["helper"]["partitions"]) == [0, 1, 2, 3]
+            and all(x["ready"] and x["partitions"] for x in st.values())
+        ),
+        "the partitions split between the workers",
+        worker=owner,
+    )
+    for code in (x_district, y_district):
+        holder = next(n for n, x in now.items() if source_partition(code, 4) in x["partitions"])
+        other = "helper" if holder == "owner" else "owner"
+        # the same episode (alert id), live only where the district's partition is
+        assert ids[code] in {a["alert_id"] for a in now[holder]["alerts"]}, now
+        assert code not in {a["district_code"] for a in now[other]["alerts"]}, now
+    assert {n for n, x in now.items() if x["alerts"]} == {"owner", "helper"}
+
+    tl.tick_to(t0 + 3 * MINUTE_MS + FOR_MS)
+    chiefs = {c: d.path(f"chief-{c}") for c in (x_district, y_district)}
+    wait_until(
+        lambda: all(_to(webhook_receiver, p) for p in chiefs.values()), "FIRING", worker=owner
+    )
+
+    # the helper leaves: its partitions and its live alert move back to the owner
+    assert helper.stop() == 0
+    back = wait_value(
+        lambda: status(owner),
+        lambda x: x["ready"] and sorted(x["partitions"]) == [0, 1, 2, 3],
+        "the owner holds every partition",
+        worker=owner,
+    )
+    assert {a["alert_id"] for a in back["alerts"]} == set(ids.values())
+    assert {a["state"] for a in back["alerts"]} == {"firing"}
+    tl.tick_to(t0 + 3 * MINUTE_MS + WINDOW_MS + 2 * MINUTE_MS)
+    wait_until(
+        lambda: all(_kinds(_to(webhook_receiver, p))[-1:] == ["resolved"] for p in chiefs.values()),
+        "RESOLVED",
+        worker=owner,
+    )
+    for path in chiefs.values():
+        assert _kinds(_to(webhook_receiver, path)) == ["firing", "resolved"]
+    assert _resent(webhook_receiver, d.tag) == []
+    assert owner.stop() == 0
