@@ -11,6 +11,7 @@ from dashboards.common import (
     bar_panel,
     district_link,
     sql_label,
+    sql_list,
     stat_panel,
     steps,
     table_panel,
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 SEVERITY_TH = {"info": "ข้อมูล", "warning": "เตือน", "critical": "วิกฤต"}
+#: an alert's states in lifecycle order: two transitions at the same instant (pending and
+#: firing of a rule without `for`) resolve to the later one
+LIFECYCLE = ("pending", "firing", "escalated", "acknowledged", "resolved")
 STATE_TH = {
     "pending": "รอยืนยัน",
     "firing": "กำลังแจ้งเตือน",
@@ -362,10 +366,9 @@ FROM (
     GROUP BY alert_id
 ) AS a
 LEFT JOIN (
-    SELECT alert_id, argMax(state, at) AS current_state
+    SELECT alert_id, argMax(state, (at, indexOf([{sql_list(LIFECYCLE)}], state))) AS current_state
     FROM alerts_history FINAL
-    WHERE state IN ('pending', 'firing', 'resolved', 'acknowledged', 'escalated')
-        AND at <= ($__toTime_ms) AND {scope.geo}
+    WHERE state IN ({sql_list(LIFECYCLE)}) AND at <= ($__toTime_ms) AND {scope.geo}
     GROUP BY alert_id
 ) AS s ON s.alert_id = a.alert_id
 LEFT JOIN ref_districts AS d FINAL ON d.district_code = a.alert_district

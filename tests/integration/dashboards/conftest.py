@@ -1,14 +1,16 @@
 """Fixtures of the dashboard tests: the real pipeline's store to run every panel's SQL against.
 
-`warehouse` (once per session): a real `warroom worker` subprocess on the session's Tansu
-broker, with its own topic prefix and its own chdb store, consumes ~3 weeks of simulated
-events (grievance lifecycles, weekly project reports, surges, bad, duplicate and late events).
-In two phases, with a clean worker restart between them (as a deploy does): the events up to
-PAST_HOURS before the end, settled; a restart; the rest, settled (everything consumed and
+`warehouse` (once per session): a real `warroom worker` subprocess (its alert engine on) on
+the session's Tansu broker, with its own topic prefix and its own chdb store, consumes ~3 weeks
+of simulated events (dash_data.py: grievance lifecycles, weekly project reports, surges, bad,
+duplicate and late events). In two phases, with a clean worker restart between them (as a
+deploy does): the events up to PAST_HOURS before the end, settled; a restart; the rest, its
+last hour in steps the alert engine evaluates one by one, settled (everything consumed and
 written, and a gauge snapshot taken after the last record). So the gauges hold an older
 snapshot that a past time range must show, and keys that dropped to zero after the restart
-(which a restarted worker does not write as 0 rows). Panels are then queried through the
-worker's read-only ClickHouse-HTTP endpoint, as Grafana's plugin would query a server:
+(which a restarted worker does not write as 0 rows); alerts fire and are stored as they would
+live. Panels are then queried through the worker's read-only ClickHouse-HTTP endpoint, as
+Grafana's plugin would query a server:
 
     warehouse.query(sql) -> (column_names, rows)
     warehouse.time_range -> (from_ms, to_ms)   # covers every row the pipeline wrote
@@ -20,6 +22,7 @@ worker's read-only ClickHouse-HTTP endpoint, as Grafana's plugin would query a s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -31,8 +34,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from dash_data import (
+    DAY_MS,
+    END_BEFORE_NOW_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    PAST_HOURS,
+    SPAN_DAYS,
+    simulate,
+    split,
+)
 
-from producers.simulator.generator import Item, SimOptions, Simulator
+from producers.simulator.generator import Item
 from streams.broker import EmbeddedBroker, ensure_topics
 from streams.topics import Topics
 from tests.integration.streams.compare import wait_settled
@@ -42,34 +55,18 @@ from tests.services.worker import WorkerProcess
 log = logging.getLogger(__name__)
 
 _INT_TYPES = ("Int", "UInt")
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-#: simulated days: more than the 14 days after which a silent project is stale, plus the week
-#: a project may wait for its first report, so stale projects exist
-SPAN_DAYS = 24
-#: the data ends this long before the wall clock: further back than the worker's "live"
-#: threshold (15 min), so each partition's clock is its watermark (gauges are deterministic),
-#: while dead letters and rejections are stamped with the wall clock at production
-END_BEFORE_NOW_MS = 20 * MINUTE_MS
-#: phase 1 holds the events before this many hours before the end
-PAST_HOURS = 36
-#: ~2 500 simulated events a day (rate / speedup per simulated second): ~60 000 events
-SIM: dict[str, Any] = {
-    "seed": 20251001,
-    "rate": 2000.0,
-    "speedup": 70_000.0,
-    "bad_share": 0.02,
-    "duplicate_share": 0.01,
-    "late_share": 0.03,
-    "surge_share": 0.25,
-}
 WORKER_ENV = {
     "WARROOM_GROUP_ID": "dashboards",
     "WARROOM_FLUSH_INTERVAL": "0.3",
     "WARROOM_COMMIT_INTERVAL": "1",
     "WARROOM_GAUGE_INTERVAL": "1",
+    # evaluations follow the stream clock at least every second
+    "WARROOM_ALERT_TICK_SECONDS": "1",
 }
+#: the last hour is sent in steps (minutes before the end), each consumed and evaluated by the
+#: worker's alert engine before the next: an alert fires only after its condition held for its
+#: `for` (10 min of stream time for a surge), which a backfill consumed at once never shows
+TAIL_STEPS_MIN = (45, 30)
 #: the restarted worker snapshots on the default timer: the events it consumes before its
 #: first snapshot make keys drop to zero that it never writes as 0 rows
 RESTART_ENV = {"WARROOM_GAUGE_INTERVAL": "5"}
@@ -121,22 +118,43 @@ class Warehouse:
         return names, rows
 
 
-def simulate(end_ms: int) -> list[Item]:
-    """Every item the simulator makes for SPAN_DAYS ending at end_ms (late items still held
-    back at the end are never sent, like events that never arrived)."""
-    opts = SimOptions(start_ms=end_ms - SPAN_DAYS * DAY_MS, **SIM)
-    items = []
-    for it in Simulator(opts).items():
-        if it.occurred_ms > end_ms and not it.is_late:
-            break
-        items.append(it)
-    return items
+def _alert_clock(w: WorkerProcess) -> int:
+    with urllib.request.urlopen(w.url + "/status/alerts", timeout=10) as resp:
+        return int(json.load(resp)["clock_ms"])
 
 
-def split(items: list[Item], at_ms: int) -> int:
-    """Index of the first item of phase 2: the first on-time item at or after at_ms (so every
-    phase-1 watermark, and snapshot minute, is before at_ms's minute)."""
-    return next(i for i, it in enumerate(items) if not it.is_late and it.occurred_ms >= at_ms)
+def _evaluated(w: WorkerProcess, clock_ms: int) -> None:
+    """Until the alert engine evaluated at clock_ms or later with every row stored so far:
+    its clock reached clock_ms, then two more evaluations (the first may have started before
+    the last rows were stored)."""
+    w.wait_for(lambda: _alert_clock(w) >= clock_ms, timeout=60, what="the alert clock")
+    for _ in range(2):
+        n = w.counter("warroom_alerts_evaluated_total")
+        w.wait_for(
+            lambda n=n: w.counter("warroom_alerts_evaluated_total") > n,  # type: ignore[misc]
+            timeout=60,
+            what="an alert evaluation",
+        )
+
+
+def _produce_tail(
+    w: WorkerProcess, bootstrap: str, topics: Topics, items: list[Item], end_ms: int
+) -> None:
+    """items in TAIL_STEPS_MIN steps, each (but the last) consumed and evaluated before the
+    next."""
+    cuts = [split(items, end_ms - m * MINUTE_MS) for m in TAIL_STEPS_MIN]
+    done = 0
+    for a, b in itertools.pairwise([0, *cuts]):
+        step = items[a:b]
+        asyncio.run(produce_items(bootstrap, topics, step))
+        done += len(step)
+        w.wait_for(
+            lambda done=done: w.counter("warroom_events_consumed_total") >= done,  # type: ignore[misc]
+            timeout=240,
+            what=f"{done} records consumed",
+        )
+        _evaluated(w, max(it.occurred_ms for it in step if it.reason is None and not it.is_late))
+    asyncio.run(produce_items(bootstrap, topics, items[cuts[-1] :]))
 
 
 def _phase1_offsets(w: WorkerProcess) -> dict[tuple[str, int], int]:
@@ -177,9 +195,8 @@ def warehouse(
         t = time.monotonic()
         assert worker.stop() == 0, worker.tail()
         worker.env.update(RESTART_ENV)
-        worker.spawn()
-        asyncio.run(produce_items(bootstrap, topics, items[cut:]))
-        worker.wait_started()
+        worker.spawn().wait_started()
+        _produce_tail(worker, bootstrap, topics, items[cut:], end_ms)
         # the restarted worker counts from zero, and replays nothing already committed
         wait_settled(worker, len(items) - cut, timeout=240)
         timings["phase2"] = time.monotonic() - t
