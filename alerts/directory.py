@@ -58,6 +58,8 @@ _LINE_ID = re.compile(r"^[UCR][0-9a-f]{32}$")
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _TOP_KEYS = frozenset({"version", "war_room", "ops", "provinces", "districts", "defaults"})
 _ENTRY_KEYS = frozenset({"name", "contacts"})
+#: missing directory entries already warned about (see Directory.recipients_for)
+_WARNED: set[str] = set()
 
 
 class DirectoryError(ValueError):
@@ -120,8 +122,12 @@ class Directory:
         else:
             primary = self.chief(notification.district_code)
             missing = f"chief of district {notification.district_code}"
-        if primary is None:
+        routed = self.districts or self.provinces or self.default_chief or self.default_governor
+        if primary is None and routed and missing not in _WARNED:
             # the war room still gets it, so nothing is dropped; the gap in the file is visible
+            # (once per missing entry: a busy district must not flood the log). A directory
+            # without any chief or governor (the default) routes to the war room on purpose.
+            _WARNED.add(missing)
             log.warning(
                 "no %s in the alert directory; only the war room is notified",
                 missing,
