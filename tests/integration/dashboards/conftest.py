@@ -97,6 +97,10 @@ class Warehouse:
     past_ms: int = 0
     #: (raw table, kafka_partition) -> highest offset of an event consumed in phase 1
     phase1_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: items produced in phase 1 (before the restart)
+    phase1_items: int = 0
+    #: the simulated data ends here (END_BEFORE_NOW_MS before the fixture started)
+    end_ms: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -212,6 +216,8 @@ def warehouse(
             items=items,
             past_ms=past_ms - 1000,
             phase1_offsets=offsets,
+            phase1_items=cut,
+            end_ms=end_ms,
             timings=timings,
         )
     finally:

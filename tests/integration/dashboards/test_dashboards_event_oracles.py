@@ -10,6 +10,7 @@ from typing import Any
 
 import dash_oracle
 import pytest
+from dash_data import BURST_DISTRICT, BURST_MIN, BURST_SIZE
 from dash_panels import PanelQuery, all_selected, clickhouse_queries, context, custom_options, run
 
 from dashboards.common import CATEGORY_TH, CHANNEL_TH, PROGRAM_TH, STATUS_TH
@@ -98,10 +99,9 @@ def test_new_today_counts_received_since_bangkok_midnight(
         assert rows[0][0] == expected
 
 
-def test_surge_table_equals_last_hour_against_the_same_hour_of_past_weeks(
-    warehouse: Any, events: list[dict[str, Any]]
-) -> None:
-    to_s = warehouse.time_range[1] // 1000
+def _surge_oracle(events: list[dict[str, Any]], to_s: int) -> tuple[Counter[str], Counter[str]]:
+    """(received in the last hour, received in the same hour of the 4 weeks before) per
+    district, by 1-minute bucket start."""
     last: Counter[str] = Counter()
     past: Counter[str] = Counter()
     for e in events:
@@ -115,21 +115,49 @@ def test_surge_table_equals_last_hour_against_the_same_hour_of_past_weeks(
             last[e["district_code"]] += 1
         elif weeks <= 4:
             past[e["district_code"]] += 1
-    ratio = {d: (n + 1) / (past[d] / 4 + 1) for d, n in last.items()}
-    _, rows = _run(warehouse, "warroom-national", "20 อำเภอที่เรื่องร้องเรียนพุ่งสูง (ชั่วโมงล่าสุด)")
-    assert len(rows) == min(20, len(last)) > 0
-    assert any(past[d] for d in last), "some district has a baseline in the past weeks"
-    shown = {r[0]: r for r in rows}
-    for d, r in shown.items():
-        assert (r[3], r[4], r[5]) == (
-            last[d],
-            pytest.approx(past[d] / 4, abs=0.006),
-            pytest.approx(ratio[d], abs=0.006),
-        ), d
-    ratios = [r[5] for r in rows]
-    assert ratios == sorted(ratios, reverse=True)
-    left_out = [v for d, v in ratio.items() if d not in shown]
-    assert not left_out or max(left_out) <= min(ratios) + 0.006
+    return last, past
+
+
+def test_surge_table_equals_last_hour_against_the_same_hour_of_past_weeks(
+    warehouse: Any, events: list[dict[str, Any]]
+) -> None:
+    title = "20 อำเภอที่เรื่องร้องเรียนพุ่งสูง (ชั่วโมงล่าสุด)"
+    to = warehouse.time_range[1]
+    with_baseline = 0
+    # the range end, and the same time of day on the days before
+    for end in (to, *(to - k * 86_400_000 for k in (1, 2, 3, 4))):
+        last, past = _surge_oracle(events, end // 1000)
+        ratio = {d: (n + 1) / (past[d] / 4 + 1) for d, n in last.items()}
+
+        def check(rows: list[Any], end: int = end, last: Any = last, past: Any = past) -> None:
+            for r in rows:
+                d = r[0]
+                assert (r[3], r[4], r[5]) == (
+                    last[d],
+                    pytest.approx(past[d] / 4, abs=0.006),
+                    pytest.approx((last[d] + 1) / (past[d] / 4 + 1), abs=0.006),
+                ), (end, d)
+            ratios = [r[5] for r in rows]
+            assert ratios == sorted(ratios, reverse=True)
+
+        _, rows = _run(warehouse, "warroom-national", title, to=end)
+        assert len(rows) == min(20, len(last)) > 0
+        check(rows)
+        left_out = [v for d, v in ratio.items() if d not in {r[0] for r in rows}]
+        assert not left_out or max(left_out) <= min(r[5] for r in rows) + 0.006
+        # districts with a baseline rank low nationally: pick them on the district dashboard
+        based = sorted(d for d in last if past[d])
+        if based:
+            _, rows = _run(warehouse, "warroom-district", title, to=end, district=based)
+            assert len(rows) == min(20, len(based))
+            assert {r[0] for r in rows} <= set(based)
+            check(rows)
+            with_baseline += len(rows)
+    assert with_baseline, "some district has a baseline in the weeks before"
+    # the burst district leads the table just after its burst
+    after_burst = warehouse.end_ms - (BURST_MIN[1] - 1) * 60_000
+    _, rows = _run(warehouse, "warroom-national", title, to=after_burst)
+    assert rows[0][0] == BURST_DISTRICT and rows[0][3] >= BURST_SIZE
 
 
 def test_stale_projects_equal_the_raw_reports(warehouse: Any) -> None:
