@@ -1,6 +1,6 @@
 """Panels over the 1-minute buckets and the raw event tables equal plain Python over the raw
 event rows: grievances received per category and channel, reopen and escalation rates, new
-today (Bangkok), the surge table, stale projects and projects behind plan."""
+today (Bangkok), the surge table, SLA compliance, stale projects and projects behind plan."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dash_panels import PanelQuery, all_selected, clickhouse_queries, context, c
 
 from dashboards.common import CATEGORY_TH, CHANNEL_TH, PROGRAM_TH, STATUS_TH
 from dashboards.macros import Variable
+from streams import geography
 from streams.timeutil import BANGKOK
 
 pytestmark = pytest.mark.integration
@@ -200,3 +201,34 @@ def test_projects_behind_plan_of_a_district(warehouse: Any) -> None:
         assert r[names.index("allocated_thb")] == pytest.approx(p["budget_allocated_thb"])
     gaps = [r[names.index("gap_pts")] for r in rows]
     assert gaps == sorted(gaps, reverse=True)
+
+
+def test_sla_compliance_per_province(warehouse: Any) -> None:
+    """Each in-window resolution against the due time its case had when it was resolved (from
+    a `received` step earlier in the partition): met, missed, or unknown without one."""
+    due: dict[str, int] = {}
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for e in dash_oracle.grievance_events(warehouse):  # per partition, in offset order
+        gid = e["grievance_id"]
+        if e["type"] == "received" and e["due_ms"] is not None:
+            due[gid] = e["due_ms"]
+        elif e["type"] == "resolved" and e["in_window"]:
+            d = due.get(gid)
+            outcome = "unknown" if d is None else ("met" if e["ms"] <= d else "missed")
+            counts[e["district_code"][:2]][outcome] += 1
+    _, rows = _run(warehouse, "warroom-grievances", "การแก้ไขตามกำหนด (SLA) รายจังหวัด")
+    province_th = {p.code: p.name_th for p in geography.provinces()}
+    expected = {}
+    for code, c in counts.items():
+        decided = c["met"] + c["missed"]
+        pct = round(100 * c["met"] / decided, 1) if decided else None
+        expected[province_th[code]] = (c["met"], c["missed"], c["unknown"], pct)
+    assert any(c["missed"] for c in counts.values()), "some resolutions come late"
+    assert any(c["unknown"] for c in counts.values()), "cases opened before the simulation"
+    got = {r[0]: (r[2], r[3], r[4], r[5]) for r in rows}
+    assert got.keys() == expected.keys()
+    for province, e in expected.items():
+        assert got[province][:3] == e[:3], province
+        assert got[province][3] == (None if e[3] is None else pytest.approx(e[3], abs=0.051))
+    pcts = [r[5] for r in rows if r[5] is not None]
+    assert pcts == sorted(pcts), "worst compliance first"
