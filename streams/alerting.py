@@ -35,7 +35,8 @@ from alerts.ack import handle_ack
 from alerts.channels.email import SmtpConfig
 from alerts.directory import Directory, DirectoryError, default_directory, load_directory
 from alerts.engine import Engine
-from alerts.messages import MessageRenderer
+from alerts.messages import MessageRenderer, place_of
+from alerts.model import AlertState, Severity
 from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
 from alerts.outbox import Outbox
 from alerts.rules import DEFAULT_RULES_PATH, RulesError, RuleSet, parse_rules
@@ -64,6 +65,7 @@ _MIN_GAP_S: Final = 1.0
 #: the meta record (engine clock) of every held partition is rewritten at least this often
 _META_EVERY_S: Final = 30.0
 _ROW = tuple[Any, ...]
+_SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 _DISTRICT: Final = HISTORY_COLUMNS.index("district_code")
 
 
@@ -160,6 +162,7 @@ class AlertService(Service):
         self._resync = asyncio.Event()
         self._wake = asyncio.Event()
         self._ready = False
+        self._stopping = False  # the app is shutting down: no new evaluations
         self._generation = 0  # bumped by every revocation and assignment
         self._read_gauges = frozenset(self.engine.layout.gauge_metrics | {"last_event_age_seconds"})
         self._evaluated: Counter[str] = Counter()
@@ -355,12 +358,14 @@ class AlertService(Service):
 
     async def evaluate(self) -> TickResult:
         """One evaluation at the stream clock: publish, record, store."""
-        if not self._ready or not self._held:
+        if not self._ready or not self._held or self._stopping:
             return TickResult()
         clock = self.pipeline.stream_clock_ms()
         if clock <= 0 and self.engine.now_ms <= 0:
             return TickResult()  # no event yet: no time to evaluate at
         async with self._lock:
+            if self._stopping:
+                return TickResult()
             result = self.engine.tick(clock)
             self._count_evaluations()
             self._update_firing()
@@ -418,9 +423,9 @@ class AlertService(Service):
     async def _handle_ack(self, request: web.Request) -> web.Response:
         alert_id = request.match_info["alert_id"]
         body = await request.read()
-        if not self._ready:
+        if not self._ready or self._stopping:
             return web.json_response(
-                {"error": "the alert engine is still restoring its state; try again"}, status=503
+                {"error": "the alert engine is starting or stopping; try again"}, status=503
             )
         async with self._lock:
             now = max(self.engine.now_ms, self.pipeline.stream_clock_ms())
@@ -464,6 +469,7 @@ class AlertService(Service):
 
     async def _on_app_shutdown(self, sender: Any, **kwargs: Any) -> None:
         """The producer is still up: store what changed since the last evaluation."""
+        self._stopping = True
         try:
             async with self._lock:
                 await self._store(self.engine.take_dirty(), with_meta=bool(self._held))
@@ -479,7 +485,38 @@ class AlertService(Service):
     # -- views --------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """Live alerts and the outbox, for /status/alerts."""
+        """Live alerts and the outbox, for GET /status/alerts: firing before pending, critical
+        first, newest first (the terminal summary shows the head of the list)."""
+        alerts = self.engine.alerts()
+        alerts.sort(
+            key=lambda a: (
+                a.state is not AlertState.FIRING,
+                -_SEVERITY_RANK[a.severity],
+                -(a.fired_at_ms or a.pending_since_ms),
+            )
+        )
+        live = []
+        for a in alerts:
+            place = place_of(a.district_code)
+            live.append(
+                {
+                    "alert_id": a.alert_id,
+                    "rule_id": a.rule_id,
+                    "title_th": a.title_th,
+                    "district_code": a.district_code,
+                    "district_th": place.district_th,
+                    "province_th": place.province_th,
+                    "dimension": a.dimension,
+                    "state": str(a.state),
+                    "severity": str(a.severity),
+                    "value": a.value,
+                    "threshold": a.threshold,
+                    "summary_th": a.summary_th,
+                    "since_ms": a.fired_at_ms or a.pending_since_ms,
+                    "acknowledged_by": a.acknowledged_by,
+                    "escalated": a.escalated_at_ms is not None,
+                }
+            )
         return {
             "ready": self._ready,
             "partitions": sorted(self._held),
@@ -488,19 +525,6 @@ class AlertService(Service):
                 {"rule": rule, "severity": sev, "count": n}
                 for (rule, sev), n in sorted(self.engine.firing_counts().items())
             ],
-            "alerts": [
-                {
-                    "alert_id": a.alert_id,
-                    "rule_id": a.rule_id,
-                    "district_code": a.district_code,
-                    "dimension": a.dimension,
-                    "state": str(a.state),
-                    "severity": str(a.severity),
-                    "value": a.value,
-                    "threshold": a.threshold,
-                    "acknowledged_by": a.acknowledged_by,
-                }
-                for a in sorted(self.engine.alerts(), key=lambda a: a.alert_id)
-            ],
+            "alerts": live,
             "queued": self.notifier.queued(),
         }
