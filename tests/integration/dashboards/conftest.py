@@ -4,9 +4,10 @@
 the session's Tansu broker, with its own topic prefix and its own chdb store, consumes ~3 weeks
 of simulated events (dash_data.py: grievance lifecycles, weekly project reports, surges, bad,
 duplicate and late events). In two phases, with a clean worker restart between them (as a
-deploy does): the events up to PAST_HOURS before the end, settled; a restart; the rest, its
-last hour in steps the alert engine evaluates one by one, settled (everything consumed and
-written, and a gauge snapshot taken after the last record). So the gauges hold an older
+deploy does): the events up to PAST_HOURS before the end, settled; a stop, the events up to
+the last hour arriving meanwhile (a backlog for the restarted worker), a restart, the last hour
+in steps the alert engine evaluates one by one, settled (everything consumed and written, and
+a gauge snapshot taken after the last record). So the gauges hold an older
 snapshot that a past time range must show, and keys that dropped to zero after the restart
 (which a restarted worker does not write as 0 rows); alerts fire and are stored as they would
 live. Panels are then queried through the worker's read-only ClickHouse-HTTP endpoint, as
@@ -141,16 +142,21 @@ def _evaluated(w: WorkerProcess, clock_ms: int) -> None:
         )
 
 
-def _produce_tail(
+def _restart_with_tail(
     w: WorkerProcess, bootstrap: str, topics: Topics, items: list[Item], end_ms: int
 ) -> None:
-    """items in TAIL_STEPS_MIN steps, each (but the last) consumed and evaluated before the
-    next."""
+    """Phase 2: the worker stops; what happened up to the first tail step arrives while it is
+    down (a backlog it consumes at its restart, before its first gauge snapshot); then the
+    tail in TAIL_STEPS_MIN steps, each (but the last) consumed and evaluated before the next."""
+    assert w.stop() == 0, w.tail()
+    w.env.update(RESTART_ENV)
     cuts = [split(items, end_ms - m * MINUTE_MS) for m in TAIL_STEPS_MIN]
     done = 0
-    for a, b in itertools.pairwise([0, *cuts]):
+    for i, (a, b) in enumerate(itertools.pairwise([0, *cuts])):
         step = items[a:b]
         asyncio.run(produce_items(bootstrap, topics, step))
+        if i == 0:
+            w.spawn().wait_started()
         done += len(step)
         w.wait_for(
             lambda done=done: w.counter("warroom_events_consumed_total") >= done,  # type: ignore[misc]
@@ -197,10 +203,7 @@ def warehouse(
         offsets = _phase1_offsets(worker)
         timings["phase1"] = time.monotonic() - t
         t = time.monotonic()
-        assert worker.stop() == 0, worker.tail()
-        worker.env.update(RESTART_ENV)
-        worker.spawn().wait_started()
-        _produce_tail(worker, bootstrap, topics, items[cut:], end_ms)
+        _restart_with_tail(worker, bootstrap, topics, items[cut:], end_ms)
         # the restarted worker counts from zero, and replays nothing already committed
         wait_settled(worker, len(items) - cut, timeout=240)
         timings["phase2"] = time.monotonic() - t
