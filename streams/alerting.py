@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 _MIN_GAP_S: Final = 1.0
 #: the meta record (engine clock) of every held partition is rewritten at least this often
 _META_EVERY_S: Final = 30.0
+#: delivered outbox rows are kept this long (the source topics' retention: a replay within it
+#: re-derives the same notification ids, which the outbox must still recognise), pruned hourly
+_OUTBOX_KEEP_MS: Final = 14 * 86_400_000
+_PRUNE_EVERY_S: Final = 3600.0
 _ROW = tuple[Any, ...]
 _SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 _DISTRICT: Final = HISTORY_COLUMNS.index("district_code")
@@ -461,6 +465,20 @@ class AlertService(Service):
                 await self.app.producer.send(self.topic, key, record, None, None, None)
         except Exception:  # the producer stops before this service at shutdown
             log.warning("delivery outcome not published to the alerts topic", exc_info=True)
+
+    @Service.task
+    async def _prune_loop(self) -> None:
+        while not self.should_stop:
+            await self.sleep(_PRUNE_EVERY_S)
+            if self.should_stop:
+                return
+            try:
+                cut = int(time.time() * 1000) - _OUTBOX_KEEP_MS
+                pruned = await asyncio.to_thread(self.outbox.prune, cut)
+                if pruned:
+                    log.info("outbox pruned", extra={"delivered_rows": pruned})
+            except Exception:
+                log.exception("pruning the outbox failed")
 
     # -- lifecycle ----------------------------------------------------------------------------
 

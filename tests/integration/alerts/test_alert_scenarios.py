@@ -286,6 +286,10 @@ def test_surge_reaches_its_chief_once_escalates_unless_acknowledged_and_resolves
     )
     assert _metric(worker, "warroom_alerts_firing", rule=RULE_ID, severity="critical") == 0
     assert _metric(worker, "warroom_alerts_evaluated_total", rule=RULE_ID) > 0
+    # LINE: A's chief twice, A's governor once; e-mail: A's chief twice
+    assert _metric(worker, "warroom_notifications_sent_total", channel="line") == 3
+    assert _metric(worker, "warroom_notifications_sent_total", channel="email") == 2
+    assert _metric(worker, "warroom_notifications_failed_total") == 0
     assert worker.stop() == 0
 
 
