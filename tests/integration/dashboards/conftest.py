@@ -32,6 +32,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,6 +55,9 @@ from tests.kafka_io import produce_items
 from tests.services.worker import WorkerProcess
 
 log = logging.getLogger(__name__)
+_HERE = Path(__file__).resolve().parent
+#: session workers started by `warehouse` (stopped after the last test of this folder)
+_WORKERS: list[WorkerProcess] = []
 
 _INT_TYPES = ("Int", "UInt")
 WORKER_ENV = {
@@ -193,6 +197,7 @@ def warehouse(
     worker = WorkerProcess(
         bootstrap, topics.prefix, tmp_path_factory.mktemp("dash-worker"), env=WORKER_ENV
     )
+    _WORKERS.append(worker)
     # the worker starts (Faust, group join) while the events are produced
     worker.spawn()
     try:
@@ -227,3 +232,23 @@ def warehouse(
         code = worker.stop()
         if code != 0:
             log.warning("dashboard worker exited with %s:\n%s", code, worker.tail())
+
+
+def _here(item: pytest.Item | None) -> bool:
+    return item is not None and _HERE in item.path.parents
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the session worker after the last test of this folder, not at the end of the
+    session: it snapshots gauges and evaluates alerts every second, on the machine's two
+    shared cores, while the rest of the suite runs."""
+    if not _WORKERS or _here(nextitem):
+        return
+    items = item.session.items
+    rest = items[items.index(item) + 1 :] if item in items else []
+    if any(_here(i) for i in rest):
+        return
+    for w in _WORKERS:
+        if w.proc is not None:
+            log.info("last dashboard test done: stopping the session worker")
+            w.stop()
