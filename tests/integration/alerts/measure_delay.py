@@ -98,11 +98,11 @@ def main() -> None:
                 stamps += tl.send([received(code, start + n * 1000, n)])
                 time.sleep(args.spacing)
             path = d.path(f"chief-{code}")
-            arrived = wait_until(
-                lambda path=path: [a for a in hook.arrivals if a[0] == path],
-                f"the alert of {code}",
-                worker=worker,
-            )[0][1]
+
+            def arrivals(path: str = path) -> list[tuple[str, float, dict[str, object]]]:
+                return [a for a in hook.arrivals if a[0] == path]
+
+            arrived = wait_until(arrivals, f"the alert of {code}", worker=worker)[0][1]
             delays.append(arrived - stamps[-1])
             print(f"{code}: {arrived - stamps[-1]:.0f} ms", flush=True)
         print(
