@@ -2,7 +2,7 @@
 
 Request: ``POST {base}/alerts/{alert_id}/ack`` with ``Content-Type: application/json`` and the
 body ``{"by": "<who>", "note": "<optional text>"}``; `alert_id` is what notifications show
-(``<fingerprint>-<episode start ms>``, e.g. ``3355d0ac35808cab-1767225600000``).
+(``<fingerprint>-<episode start ms in base 36>``, e.g. ``3355d0ac35808cab-mjuohs00``).
 
 Responses (JSON):
 - 200 ``{"alert_id", "rule_id", "district_code", "acknowledged_by", "acknowledged_at",
@@ -30,7 +30,7 @@ from streams.timeutil import from_ms, to_rfc3339
 
 __all__ = ["ALERT_ID", "AckError", "handle_ack", "post_ack"]
 
-ALERT_ID: Final = re.compile(r"^[0-9a-f]{16}-\d{1,16}$")
+ALERT_ID: Final = re.compile(r"^[0-9a-f]{16}-[0-9a-z]{1,12}$")
 MAX_BY: Final = 100
 MAX_NOTE: Final = 500
 
@@ -102,7 +102,7 @@ def post_ack(
 ) -> dict[str, Any]:
     """Client side: acknowledge `alert_id` at the worker; returns its JSON answer."""
     if not ALERT_ID.match(alert_id):
-        raise AckError(f"{alert_id!r} is not an alert id (like 3355d0ac35808cab-1767225600000)")
+        raise AckError(f"{alert_id!r} is not an alert id (like 3355d0ac35808cab-mjuohs00)")
     url = f"{base_url.rstrip('/')}/alerts/{urllib.parse.quote(alert_id, safe='')}/ack"
     data = json.dumps({"by": by, "note": note}, ensure_ascii=False).encode()
     request = urllib.request.Request(

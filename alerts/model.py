@@ -36,6 +36,16 @@ class NotificationKind(StrEnum):
     ESCALATION = "escalation"  # critical and unacknowledged: goes to the governor
 
 
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
 def fingerprint(rule_id: str, district_code: str, dimension: str) -> str:
     """Stable identity of an alert series: rule + district + dimension."""
     raw = f"{rule_id}\x1f{district_code}\x1f{dimension}".encode()
@@ -71,8 +81,10 @@ class Alert:
 
     @property
     def alert_id(self) -> str:
-        """fingerprint + start of the episode: what `warroom alerts ack ID` takes."""
-        return f"{self.fingerprint}-{self.pending_since_ms}"
+        """fingerprint + start of the episode (epoch ms in base 36): what `warroom alerts ack ID`
+        takes. Base 36 because a 13-digit number looks like a citizen ID to the log filter that
+        masks personal data, which would hide the id in the log sink."""
+        return f"{self.fingerprint}-{_base36(self.pending_since_ms)}"
 
     @property
     def province_code(self) -> str:

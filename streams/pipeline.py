@@ -37,6 +37,10 @@ _BUCKET_METRICS = {
     ),
     "project": ("project_report",),
 }
+#: the gauges a project partition writes (the rest come from grievance partitions)
+_PROJECT_GAUGE = (
+    "(startsWith(metric, 'project') OR (metric = 'last_event_age_seconds' AND dim1 = 'project'))"
+)
 _RAW_TABLE = {"grievance": "grievance_events", "project": "project_events"}
 
 
@@ -100,6 +104,7 @@ class Pipeline(Service):
         self._sink = _Tap(writer)
         self.tel = telemetry
         self._sink_metrics = telemetry.sink(writer.backend.name)
+        self._record = settings.metrics == "on"
         self.health: Any = None  # warroom.health.Health, set by the worker: beaten each cycle
         key = settings.pseudonym_key or DEV_KEY
         if not settings.pseudonym_key:
@@ -126,6 +131,8 @@ class Pipeline(Service):
         self._sent: list[Any] = []
         self._shutting_down = False
         self._cycles = 0
+        self._clock_ms = 0
+        self.lag_total: float | None = None
         self.last_write_ok = 0.0
         self.last_write_error = ""
         for topic in self.stream_of_topic:
@@ -167,15 +174,16 @@ class Pipeline(Service):
         started = time.perf_counter()
         proc.process(records, self._sink)
         stats = proc.take_stats()
-        self._metrics[proc.stream].record_batch(
-            accepted_by_source=stats.accepted,
-            rejected_by_reason_source=stats.rejected,
-            duplicates=stats.duplicate,
-            late=stats.late,
-            too_late=stats.too_late,
-            consumed=stats.consumed,
-            seconds=time.perf_counter() - started,
-        )
+        if self._record:
+            self._metrics[proc.stream].record_batch(
+                accepted_by_source=stats.accepted,
+                rejected_by_reason_source=stats.rejected,
+                duplicates=stats.duplicate,
+                late=stats.late,
+                too_late=stats.too_late,
+                consumed=stats.consumed,
+                seconds=time.perf_counter() - started,
+            )
         if self.writer.over_capacity:
             self._pause(tp)
 
@@ -253,7 +261,17 @@ class Pipeline(Service):
                 f"SELECT toString(event_id), kafka_offset FROM {_RAW_TABLE[stream]} "
                 f"WHERE kafka_partition = {tp.partition} AND kafka_offset > {low}"
             )
-        proc.restore(checkpoint, books, buckets, quality, dedup)
+        # the keys of each district's latest gauge snapshot: the first snapshot after this
+        # writes 0 for those that dropped, so "latest row per key" readers stay right too
+        family = _PROJECT_GAUGE if stream == "project" else f"NOT {_PROJECT_GAUGE}"
+        gauge_keys = await self.writer.query_rows(
+            "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
+            f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
+            "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
+            "(SELECT district_code, max(bucket) AS b FROM g GROUP BY district_code) AS l "
+            "ON g.district_code = l.district_code AND g.bucket = l.b WHERE g.value != 0"
+        )
+        proc.restore(checkpoint, books, buckets, quality, dedup, gauge_keys)
         log.info(
             "partition restored",
             extra={
@@ -318,7 +336,7 @@ class Pipeline(Service):
                 proc.event_ms = []
             await self.writer.flush()
             self.last_write_ok = time.monotonic()
-            if written:
+            if written and self._record:
                 now_s = time.time()
                 self._sink_metrics.observe_latencies([now_s - ms / 1000 for ms in written])
             # the metric rows of this flush are stored: the alert engine may read them now
@@ -327,6 +345,7 @@ class Pipeline(Service):
                 await self._checkpoint(taken)
                 self._last_checkpoint = time.monotonic()
             self._cycles += 1
+            self.refresh_lag()
             if self._cycles % 10 == 0:  # a scan of every bucket: not on every cycle
                 for proc in procs.values():
                     proc.evict()
@@ -408,9 +427,32 @@ class Pipeline(Service):
         self._sink.listeners.append(listener)
 
     def stream_clock_ms(self, wall_ms: int | None = None) -> int:
-        """The latest stream time over this worker's partitions (0 before any event)."""
+        """Stream time for this worker's time-based rules: the *slowest* of its partitions
+        that have seen events (a partition still catching up must not have its districts
+        judged silent or overdue by another partition's later clock). Never goes back."""
         wall = _now_ms() if wall_ms is None else wall_ms
-        return max((p.clock_ms(wall) for p in self.processors.values()), default=0)
+        clocks = [c for c in (p.clock_ms(wall) for p in self.processors.values()) if c]
+        if clocks:
+            self._clock_ms = max(self._clock_ms, min(clocks))
+        return self._clock_ms
+
+    def refresh_lag(self) -> None:
+        """Consumer lag per partition held (warroom_consumer_lag; others cleared) and in total
+        (/readyz): end offset - committed offset."""
+        consumer = self.app.consumer
+        lags: dict[tuple[str, int], int] = {}
+        try:
+            assignment = consumer.assignment()
+        except Exception:  # consumer stopping or not started: keep the last values
+            return
+        for tp in assignment:
+            if tp.topic not in self.stream_of_topic:
+                continue
+            end = consumer.highwater(tp)
+            if end is not None:
+                lags[(tp.topic, tp.partition)] = max(0, end - self.committed.get(tp, 0))
+        self.tel.set_lag(lags)
+        self.lag_total = float(sum(lags.values())) if lags else None
 
     # -- views for the web endpoints ----------------------------------------------------------
 

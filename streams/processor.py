@@ -135,6 +135,7 @@ class PartitionProcessor:
         buckets: Iterable[tuple[str, str, str, str, int, float, int]],
         quality: Iterable[tuple[str, str, str, str, int, int, int]],
         dedup: Iterable[tuple[str, int]],
+        gauge_keys: Iterable[tuple[str, str, str, str]] = (),
     ) -> None:
         """Load the state a restart resumes from (see the module docstring)."""
         if checkpoint is not None:
@@ -167,6 +168,8 @@ class PartitionProcessor:
                 count,
                 version,
             ]
+        for district, metric, dim1, dim2 in gauge_keys:
+            self._gauge_keys.setdefault(district, set()).add((metric, dim1, dim2))
         for event_id, offset in dedup:
             if self._dedup.get(event_id, offset + 1) > offset:
                 self._dedup[event_id] = offset

@@ -40,22 +40,6 @@ class _Worker(faust.Worker):
         return None
 
 
-def _lag(pipeline: Pipeline, tel: telemetry.Telemetry) -> float | None:
-    """Messages between the committed offsets and the partition ends (sum over partitions);
-    also sets warroom_consumer_lag for every partition held (and clears the others)."""
-    consumer = pipeline.app.consumer
-    lags: dict[tuple[str, int], int] = {}
-    for tp in consumer.assignment():
-        if tp.topic not in pipeline.stream_of_topic:
-            continue
-        end = consumer.highwater(tp)
-        if end is None:
-            continue
-        lags[(tp.topic, tp.partition)] = max(0, end - pipeline.committed.get(tp, 0))
-    tel.set_lag(lags)
-    return float(sum(lags.values())) if lags else None
-
-
 def _wait_for_store(backend: Backend, url: str, timeout: float = 90.0) -> None:
     """A worker that writes through the store owner waits until the owner answers."""
     deadline = time.monotonic() + timeout
@@ -115,7 +99,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     health.standard(
         broker=broker_probe,
         partitions=partitions,
-        lag=lambda: _lag(pipeline, tel),
+        lag=lambda: pipeline.lag_total,
         max_lag=float(settings.ready_max_lag),
         store=writer.probe,
     )

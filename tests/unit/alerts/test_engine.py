@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alerts.engine import AlertNotFound, Engine
@@ -20,6 +21,11 @@ HOUR = 60 * MIN
 DAY = 24 * HOUR
 WEEK = 7 * DAY
 BKK = timezone(timedelta(hours=7))
+
+
+def _b36(ms: int) -> str:
+    """The episode start as alert ids carry it: base 36, lower case (numpy's, not ours)."""
+    return str(np.base_repr(ms, 36)).lower()
 
 
 def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, tz: timezone = UTC) -> int:
@@ -102,7 +108,7 @@ def test_pending_holds_for_the_for_duration_then_fires() -> None:
     assert kinds(r) == [(NotificationKind.FIRING, "1001", ["overdue"])]
     alert = r.notifications[0].alerts[0]
     assert alert.state is AlertState.FIRING and alert.fired_at_ms == T0 + 15 * MIN
-    assert alert.alert_id == f"{fingerprint('overdue', '1001', '')}-{T0}"
+    assert alert.alert_id == f"{fingerprint('overdue', '1001', '')}-{_b36(T0)}"
     assert r.notifications[0].recipients == []  # routing is delivery's job
 
 
@@ -148,13 +154,13 @@ def test_repeat_interval_and_resolve() -> None:
     assert states(r) == [("resolved", "overdue", "1001")]
     assert kinds(r) == [(NotificationKind.RESOLVED, "1001", ["overdue"])]
     resolved = r.notifications[0].alerts[0]
-    assert resolved.alert_id == f"{fingerprint('overdue', '1001', '')}-{T0}"
+    assert resolved.alert_id == f"{fingerprint('overdue', '1001', '')}-{_b36(T0)}"
     assert resolved.value == 12 and resolved.resolved_at_ms == t_fire + 4 * HOUR + MIN
     assert e.alerts() == []
     # a new episode gets a new alert id
     e.observe("1001", "grievance_overdue", "land", "normal", t_fire + 5 * HOUR, 40)
     r = e.tick(t_fire + 5 * HOUR)
-    assert r.transitions[0].alert.alert_id.endswith(f"-{t_fire + 5 * HOUR}")
+    assert r.transitions[0].alert.alert_id.endswith(f"-{_b36(t_fire + 5 * HOUR)}")
 
 
 def test_latest_gauge_snapshot_wins() -> None:
@@ -677,7 +683,7 @@ def test_history_rows_match_the_alerts_history_table() -> None:
         14400.0,
     )
     assert row["fingerprint"] == fingerprint("urgent", "5001", "")
-    assert row["alert_id"] == f"{row['fingerprint']}-{T0}"
+    assert row["alert_id"] == f"{row['fingerprint']}-{_b36(T0)}"
     assert row["message"] == "ค้าง 5.0 ชม." and row["channel"] == row["recipient"] == ""
     ack = e.acknowledge(row["alert_id"], "ops", T0 + MIN)
     assert history_rows(ack.transitions)[0]["message"] == "ค้าง 5.0 ชม. — รับทราบโดย ops"
