@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
@@ -110,6 +110,7 @@ class Engine:
         self._districts: dict[str, _District] = {}
         self._dirty: set[str] = set()
         self._pruned_minute = -1
+        self._district_now: dict[str, int] = {}  # per-district evaluation time (see tick)
         self.evaluations: Counter[str] = Counter()  # rule id -> evaluations (for metrics)
         self._gauge_rules = {
             r.id for r in self.rules if r.kind in (Kind.THRESHOLD, Kind.MEAN_GAP) and r.is_gauge
@@ -152,8 +153,14 @@ class Engine:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def tick(self, now_ms: int) -> TickResult:
-        """Evaluate every rule in every known district at stream time `now_ms`."""
+    def tick(self, now_ms: int, district_clock: Callable[[str], int] | None = None) -> TickResult:
+        """Evaluate every rule in every known district at stream time `now_ms`.
+
+        `district_clock(code)` may give a district an earlier time of its own: the clock of the
+        partition its events arrive on. A partition still catching up must not have its
+        districts judged (silent, overdue) by another partition's later clock. A district's
+        time never goes back.
+        """
         now_ms = max(now_ms, self.now_ms)  # the stream clock never goes back
         self.now_ms = now_ms
         if self.coverage_ms is None:
@@ -164,9 +171,15 @@ class Engine:
         self._pruned_minute = now_minute
         result = TickResult()
         for code, d in self._districts.items():
+            at = now_ms
+            if district_clock is not None:
+                own = district_clock(code)
+                if own > 0:
+                    at = max(min(own, now_ms), self._district_now.get(code, 0))
+                self._district_now[code] = at
             if prune:
-                d.data.prune(now_minute)
-            if self._evaluate_district(code, d, now_ms, result):
+                d.data.prune(at // MINUTE_MS)
+            if self._evaluate_district(code, d, at, result):
                 self._dirty.add(code)
         return result
 

@@ -370,7 +370,8 @@ class AlertService(Service):
         async with self._lock:
             if self._stopping:
                 return TickResult()
-            result = self.engine.tick(clock)
+            clocks = self.pipeline.district_clocks()
+            result = self.engine.tick(clock, lambda code: clocks.get(code, 0))
             self._count_evaluations()
             self._update_firing()
             await self._publish(result)

@@ -131,7 +131,6 @@ class Pipeline(Service):
         self._sent: list[Any] = []
         self._shutting_down = False
         self._cycles = 0
-        self._clock_ms = 0
         self.lag_total: float | None = None
         self.last_write_ok = 0.0
         self.last_write_error = ""
@@ -427,14 +426,21 @@ class Pipeline(Service):
         self._sink.listeners.append(listener)
 
     def stream_clock_ms(self, wall_ms: int | None = None) -> int:
-        """Stream time for this worker's time-based rules: the *slowest* of its partitions
-        that have seen events (a partition still catching up must not have its districts
-        judged silent or overdue by another partition's later clock). Never goes back."""
+        """The latest stream time over this worker's partitions (0 before any event)."""
         wall = _now_ms() if wall_ms is None else wall_ms
-        clocks = [c for c in (p.clock_ms(wall) for p in self.processors.values()) if c]
-        if clocks:
-            self._clock_ms = max(self._clock_ms, min(clocks))
-        return self._clock_ms
+        return max((p.clock_ms(wall) for p in self.processors.values()), default=0)
+
+    def district_clocks(self, wall_ms: int | None = None) -> dict[str, int]:
+        """Each district's own stream time: the clock of the partitions its events arrive on
+        (the later of its grievance and project partitions)."""
+        wall = _now_ms() if wall_ms is None else wall_ms
+        clocks: dict[str, int] = {}
+        for proc in self.processors.values():
+            clock = proc.clock_ms(wall)
+            for district in proc.books:
+                if clock > clocks.get(district, 0):
+                    clocks[district] = clock
+        return clocks
 
     def refresh_lag(self) -> None:
         """Consumer lag per partition held (warroom_consumer_lag; others cleared) and in total

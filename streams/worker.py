@@ -10,6 +10,8 @@ import time
 
 import faust
 
+from alerts.directory import DirectoryError
+from alerts.rules import RulesError
 from sinks.backends import Backend, StoreError, open_backend
 from sinks.http_insert import add_insert_route
 from sinks.http_query import QueryService
@@ -17,9 +19,9 @@ from sinks.http_query import add_routes as add_query_routes
 from sinks.migrate import migrate
 from sinks.url import parse_store_url
 from sinks.writer import Writer
-from streams.alerting import AlertService
+from streams.alerting import AlertService, load_alert_directory, load_alert_rules
 from streams.app import create_app
-from streams.broker import ensure_topics, wait_ready
+from streams.broker import BrokerError, ensure_topics, wait_ready
 from streams.pipeline import Pipeline
 from streams.topics import Topics
 from streams.web import WebServer
@@ -57,9 +59,19 @@ def _wait_for_store(backend: Backend, url: str, timeout: float = 90.0) -> None:
 
 def run_worker(settings: Settings, bootstrap: str) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
+    try:  # configuration errors first, before anything is opened or locked
+        load_alert_rules(settings)
+        load_alert_directory(settings)
+    except (RulesError, DirectoryError) as exc:
+        log.error("alerting cannot start: %s", exc)
+        return 2
     topics = Topics(settings.topic_prefix)
-    asyncio.run(wait_ready(bootstrap))
-    asyncio.run(ensure_topics(bootstrap, topics.all(), settings.partitions))
+    try:
+        asyncio.run(wait_ready(bootstrap))
+        asyncio.run(ensure_topics(bootstrap, topics.all(), settings.partitions))
+    except BrokerError as exc:
+        log.error("%s", exc)
+        return 2
     store = parse_store_url(settings.store_url)
     owner = store.kind != "worker"  # a worker writing through another worker's store
     backend = open_backend(store)

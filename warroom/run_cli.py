@@ -94,12 +94,16 @@ def broker(
     import signal
     import time
 
-    from streams.broker import EmbeddedBroker, ensure_topics
+    from streams.broker import BrokerError, EmbeddedBroker, ensure_topics
     from streams.topics import Topics
 
     s = _settings()
     b = EmbeddedBroker(port=port)
-    bootstrap = b.start()
+    try:
+        bootstrap = b.start()
+    except BrokerError as exc:
+        typer.echo(f"warroom broker: {exc}", err=True)
+        raise typer.Exit(2) from exc
     asyncio.run(ensure_topics(bootstrap, Topics(s.topic_prefix).all(), s.partitions))
     typer.echo(bootstrap)
     stop = False

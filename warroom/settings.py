@@ -65,6 +65,12 @@ class Settings:
         6066,
         "Port of the worker's web server (/metrics, /healthz, /readyz, query). 0 = any free port.",
     )
+    metrics: str = _setting(
+        "WARROOM_METRICS",
+        "on",
+        "on, or off to skip the worker's per-batch Prometheus recording (only to measure what "
+        "it costs: bench/pipeline.py --compare-metrics).",
+    )
     log_level: str = _setting("WARROOM_LOG_LEVEL", "info", "debug, info, warning or error.")
     log_format: str = _setting(
         "WARROOM_LOG_FORMAT", "auto", "auto (text on a terminal, JSON lines otherwise), text, json."
@@ -236,6 +242,8 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_LOG_FORMAT must be auto, text or json")
     if settings.log_level.lower() not in ("debug", "info", "warning", "warn", "error", "critical"):
         raise SettingsError("WARROOM_LOG_LEVEL must be debug, info, warning or error")
+    if settings.metrics not in ("on", "off"):
+        raise SettingsError("WARROOM_METRICS must be on or off")
     if settings.smtp_tls not in ("auto", "starttls", "ssl", "none"):
         raise SettingsError("WARROOM_SMTP_TLS must be auto, starttls, ssl or none")
 

@@ -15,7 +15,7 @@ from typing import IO
 
 import orjson
 
-from streams.broker import EmbeddedBroker, ensure_topics
+from streams.broker import BrokerError, EmbeddedBroker, ensure_topics
 from streams.topics import Topics
 from warroom import telemetry
 from warroom.settings import Settings
@@ -180,7 +180,7 @@ def run_up(settings: Settings, options: UpOptions, out: IO[str] = sys.stdout) ->
                 except StatusError as exc:
                     console.print(f"[yellow]summary unavailable: {exc}[/]")
             time.sleep(0.2)
-    except UpError as exc:
+    except (UpError, BrokerError) as exc:
         console.print(f"[red]warroom up: {exc}[/]")
         code = 1
     finally:

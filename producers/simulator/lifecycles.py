@@ -38,6 +38,7 @@ def _after(rng: random.Random, median_hours: float, sigma: float = 0.8) -> int:
 def plan_case(rng: random.Random, t0: int, due_ms: int, urgent: bool) -> list[tuple[int, str]]:
     """The steps of one case as (occurred ms, type), strictly increasing in time.
 
+    Urgent cases are assigned around the clock except about 3 % that wait for office hours.
     Outcomes: about 5 % rejected (not a matter for the centre), 9 % never closed (stuck after
     assignment; they go overdue past due_at), the rest resolved and closed, some forwarded,
     escalated or reopened on the way.
@@ -57,7 +58,12 @@ def plan_case(rng: random.Random, t0: int, due_ms: int, urgent: bool) -> list[tu
     if fate < 0.05:
         step(_after(rng, 20), "rejected")
         return steps
-    step(_after(rng, 1.0 if urgent else 4.0), "assigned")
+    if urgent and rng.random() >= 0.03:
+        # the 1567 duty officer assigns urgent cases around the clock; the few left for the
+        # morning shift are what the "urgent unassigned" alert is for
+        step(_after(rng, 1.0), "assigned", office=False)
+    else:
+        step(_after(rng, 1.0 if urgent else 4.0), "assigned")
     if fate < 0.09:
         return steps  # never acted upon: stays open, goes overdue
     step(_after(rng, 6 if urgent else 20), "in_progress")

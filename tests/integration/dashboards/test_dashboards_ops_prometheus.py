@@ -175,23 +175,8 @@ NOTHING_FAILED = ("warroom_notifications_failed_total",)
 
 
 #: warroom_consumer_lag is set by streams/worker.py `_lag`, which only the /readyz probe calls:
-#: Prometheus scrapes /metrics and compose's health check polls /healthz, so no lag series
-#: exists unless something polls /readyz (the worker should refresh it on a timer or on scrape)
-LAG_ONLY_ON_READYZ = pytest.mark.xfail(
-    strict=True, reason="warroom_consumer_lag is only updated when /readyz is polled"
-)
-
-
 def _real_worker_params() -> list[Any]:
-    return [
-        pytest.param(
-            t,
-            e,
-            id=f"{t}:{e[:40]}",
-            marks=[LAG_ONLY_ON_READYZ] if "warroom_consumer_lag" in e else [],
-        )
-        for t, e in QUERIES
-    ]
+    return [pytest.param(t, e, id=f"{t}:{e[:40]}") for t, e in QUERIES]
 
 
 @pytest.mark.parametrize(("title", "expr"), _real_worker_params())

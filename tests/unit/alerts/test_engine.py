@@ -648,6 +648,26 @@ def test_silent_from_the_last_event_age_gauge_and_unknown_districts() -> None:
     assert "1001" not in e.districts()  # never seen: no verdict
 
 
+def test_a_district_is_judged_by_its_own_partition_clock() -> None:
+    """Catching up, partition A is at Monday 11:01 while B's districts are still at Friday:
+    B's district must not look silent because of A's clock."""
+    e = Engine(ruleset(SILENT))
+    fri = ms(2026, 1, 9, 14, 59, tz=BKK)
+    for code in ("5001", "9001"):
+        e.observe(code, "grievance_event", "received", "land", fri, 1)
+    monday = ms(2026, 1, 12, 11, 1, tz=BKK)
+    own = {"5001": monday, "9001": fri + 2 * MIN}
+    r = e.tick(monday, lambda code: own[code])
+    assert states(r) == [("pending", "silent", "5001"), ("firing", "silent", "5001")]
+    # 9001's partition catches up and its district stays quiet with it
+    own["9001"] = monday
+    r = e.tick(monday + MIN, lambda code: own[code])
+    assert ("firing", "silent", "9001") in states(r)
+    # a district's own time never goes back either
+    own["9001"] = fri
+    assert not e.tick(monday + 2 * MIN, lambda code: own[code])
+
+
 # --- misc -----------------------------------------------------------------------------------
 
 
