@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -192,6 +192,7 @@ class Summary:
     channels: list[ChannelSummary]
     producers: list[tuple[str, str, float, float | None]]  # (producer, stream, sent, per s)
     top_districts: list[dict[str, Any]] | None = None
+    live_alerts: list[dict[str, Any]] | None = None  # GET /status/alerts, most urgent first
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -411,11 +412,32 @@ def render(summary: Summary) -> RenderableType:
         for p, stream, v, per_s in s.producers:
             t.add_row(p, stream, _n(v), _rate(per_s))
         parts.append(t)
+    if s.live_alerts:
+        parts.append(_live_alerts(s.live_alerts))
     if s.top_districts:
         parts.append(_districts(s.top_districts))
     for note in s.notes:
         parts.append(Text(note, style="yellow"))
     return Group(*parts)
+
+
+def _live_alerts(alerts: list[dict[str, Any]], limit: int = 8) -> Table:
+    """The head of the live alerts: what, where, how bad, and the id to acknowledge."""
+    t = _table(f"live alerts ({len(alerts)})", "alert", "district", "state", "value", "id", left=3)
+    for a in alerts[:limit]:
+        place = f"{a.get('district_th', '')} ({a.get('province_th', '')})".strip()
+        state = f"{a.get('state', '')}/{a.get('severity', '')}"
+        if a.get("acknowledged_by"):
+            state += " ack"
+        value = a.get("value")
+        threshold = a.get("threshold")
+        shown = (
+            f"{value:g} / {threshold:g}"
+            if isinstance(value, int | float) and isinstance(threshold, int | float)
+            else ""
+        )
+        t.add_row(str(a.get("title_th", "")), place, state, shown, str(a.get("alert_id", "")))
+    return t
 
 
 def _districts(rows: list[dict[str, Any]]) -> Table:
@@ -468,6 +490,19 @@ def fetch_snapshot(base_url: str, timeout: float = 3.0) -> Snapshot:
         raise StatusError(f"{url} did not answer with Prometheus metrics: {exc}") from exc
 
 
+def fetch_live_alerts(base_url: str, timeout: float = 3.0) -> list[dict[str, Any]] | None:
+    """`<base_url>/status/alerts` (the worker's live alerts), None when it does not serve it."""
+    try:
+        status, body = _get(base_url.rstrip("/") + "/status/alerts", timeout)
+        data = orjson.loads(body) if status == 200 else None
+    except (StatusError, orjson.JSONDecodeError):
+        return None
+    alerts = data.get("alerts") if isinstance(data, dict) else None
+    if not isinstance(alerts, list):
+        return None
+    return [a for a in alerts if isinstance(a, dict)]
+
+
 def fetch_top_districts(base_url: str, timeout: float = 3.0) -> list[dict[str, Any]] | None:
     """`<base_url>/status/top-districts` when the worker serves it (a JSON list of objects with
     district_code, name_th, province_th and numbers, or {"districts": [...]}); None when it
@@ -499,6 +534,9 @@ class Poller:
         top = fetch_top_districts(self.base_url, self.timeout) if self.districts else None
         if top is None and self.previous is not None:
             self.districts = False  # not served (twice): stop asking every few seconds
-        summary = summarize(current, self.previous, top)
+        summary = replace(
+            summarize(current, self.previous, top),
+            live_alerts=fetch_live_alerts(self.base_url, self.timeout),
+        )
         self.previous = current
         return summary
