@@ -111,6 +111,7 @@ class Engine:
         self._dirty: set[str] = set()
         self._pruned_minute = -1
         self._district_now: dict[str, int] = {}  # per-district evaluation time (see tick)
+        self._observed: set[str] = set()  # districts with data since their last evaluation
         self.evaluations: Counter[str] = Counter()  # rule id -> evaluations (for metrics)
         self._gauge_rules = {
             r.id for r in self.rules if r.kind in (Kind.THRESHOLD, Kind.MEAN_GAP) and r.is_gauge
@@ -140,6 +141,15 @@ class Engine:
                 metric, dim1, dim2, minute, float(value), self.now_ms // MINUTE_MS
             )
         self._dirty.add(district_code)
+        self._observed.add(district_code)
+
+    def saw_events(self, district_code: str, last_bucket_ms: int) -> None:
+        """Only that the district had events up to the minute bucket starting at
+        `last_bucket_ms` (for silence; cheaper than observing rows no rule reads)."""
+        d = self._district(district_code)
+        d.data.saw_event(last_bucket_ms + MINUTE_MS)
+        self._dirty.add(district_code)
+        self._observed.add(district_code)
 
     def observe_many(self, rows: Iterable[tuple[str, str, str, str, int, float]]) -> None:
         for row in rows:
@@ -153,13 +163,21 @@ class Engine:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def tick(self, now_ms: int, district_clock: Callable[[str], int] | None = None) -> TickResult:
+    def tick(
+        self,
+        now_ms: int,
+        district_clock: Callable[[str], int] | None = None,
+        *,
+        only_new_data: bool = False,
+    ) -> TickResult:
         """Evaluate every rule in every known district at stream time `now_ms`.
 
         `district_clock(code)` may give a district an earlier time of its own: the clock of the
         partition its events arrive on. A partition still catching up must not have its
         districts judged (silent, overdue) by another partition's later clock. A district's
-        time never goes back.
+        time never goes back. `only_new_data`: evaluate only the districts observed since their
+        last evaluation (cheap, for right after a flush); a full tick (the timer) covers the
+        time-based conditions and the repeat and escalation timers of every district.
         """
         now_ms = max(now_ms, self.now_ms)  # the stream clock never goes back
         self.now_ms = now_ms
@@ -170,7 +188,12 @@ class Engine:
         prune = now_minute != self._pruned_minute
         self._pruned_minute = now_minute
         result = TickResult()
-        for code, d in self._districts.items():
+        if only_new_data:
+            todo = [(c, self._districts[c]) for c in self._observed if c in self._districts]
+        else:
+            todo = list(self._districts.items())
+        self._observed.clear()
+        for code, d in todo:
             at = now_ms
             if district_clock is not None:
                 own = district_clock(code)

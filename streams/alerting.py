@@ -169,6 +169,8 @@ class AlertService(Service):
         self._stopping = False  # the app is shutting down: no new evaluations
         self._generation = 0  # bumped by every revocation and assignment
         self._read_gauges = frozenset(self.engine.layout.gauge_metrics | {"last_event_age_seconds"})
+        # bucket metrics a rule reads; other bucket rows only tell that events happened
+        self._read_buckets = frozenset(self.engine.layout.bucket_metrics)
         self._evaluated: Counter[str] = Counter()
         self._last_meta = 0.0
         self._notifier_task: asyncio.Task[None] | None = None
@@ -194,28 +196,35 @@ class AlertService(Service):
     # -- rows in ------------------------------------------------------------------------------
 
     def _on_rows(self, table: str, rows: list[_ROW]) -> None:
-        """Called by the pipeline after the flush that stored these rows (on the loop)."""
+        """Called by the pipeline after the flush that stored these rows (on the loop).
+
+        Runs for every stored metric row, so it is lean: rows of metrics a rule reads go to
+        the engine; of the other bucket rows only each district's latest minute matters (it
+        had events then: silence), noted once per district per flush."""
         held, warming = self._held, self._warming
         observe = self.engine.observe
-        note = self.states.note_partition
         gauges = table == "metric_gauges"
-        read = self._read_gauges
-        counts = False
+        read = self._read_gauges if gauges else self._read_buckets
+        latest: dict[str, int] = {}
+        partitions: dict[str, int] = {}
         for row in rows:
             district, metric, dim1, dim2, bucket_s, partition, value, _version = row
             if partition in held:
-                if gauges:
-                    if metric not in read:
-                        continue
-                else:
-                    counts = True
-                note(district, partition)
-                observe(district, metric, dim1, dim2, bucket_s * 1000, value)
+                partitions[district] = partition
+                if metric in read:
+                    observe(district, metric, dim1, dim2, bucket_s * 1000, value)
+                elif not gauges and value > 0 and bucket_s > latest.get(district, -1):
+                    latest[district] = bucket_s
             elif partition in warming:
                 self._waiting.append(row)
             else:
                 self.dropped_rows += 1
-        if counts:
+        note = self.states.note_partition
+        for district, partition in partitions.items():
+            note(district, partition)
+        for district, bucket_s in latest.items():
+            self.engine.saw_events(district, bucket_s * 1000)
+        if partitions and not gauges:
             self._wake.set()
 
     # -- partitions ---------------------------------------------------------------------------
@@ -346,21 +355,27 @@ class AlertService(Service):
 
     @Service.task
     async def _tick_loop(self) -> None:
+        """New counts wake a cheap evaluation of the districts they belong to; every
+        `alert_tick_seconds` a full one covers time-based conditions, repeats, escalations."""
         interval = self.settings.alert_tick_seconds
         gap = min(_MIN_GAP_S, interval)
+        last_full = 0.0
         while not self.should_stop:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
             self._wake.clear()
             if self.should_stop:
                 return
+            full = time.monotonic() - last_full >= interval
             try:
-                await self.evaluate()
+                await self.evaluate(only_new_data=not full)
             except Exception:
                 log.exception("alert evaluation failed; retrying at the next tick")
+            if full:
+                last_full = time.monotonic()
             await self.sleep(gap)
 
-    async def evaluate(self) -> TickResult:
+    async def evaluate(self, *, only_new_data: bool = False) -> TickResult:
         """One evaluation at the stream clock: publish, record, store."""
         if not self._ready or not self._held or self._stopping:
             return TickResult()
@@ -371,7 +386,9 @@ class AlertService(Service):
             if self._stopping:
                 return TickResult()
             clocks = self.pipeline.district_clocks()
-            result = self.engine.tick(clock, lambda code: clocks.get(code, 0))
+            result = self.engine.tick(
+                clock, lambda code: clocks.get(code, 0), only_new_data=only_new_data
+            )
             self._count_evaluations()
             self._update_firing()
             await self._publish(result)

@@ -173,7 +173,9 @@ class Pipeline(Service):
         started = time.perf_counter()
         proc.process(records, self._sink)
         stats = proc.take_stats()
-        if self._record:
+        if not self._record:  # only the consumed count, which bench/pipeline.py reads
+            self._metrics[proc.stream].record_batch(consumed=stats.consumed)
+        else:
             self._metrics[proc.stream].record_batch(
                 accepted_by_source=stats.accepted,
                 rejected_by_reason_source=stats.rejected,

@@ -668,6 +668,19 @@ def test_a_district_is_judged_by_its_own_partition_clock() -> None:
     assert not e.tick(monday + 2 * MIN, lambda code: own[code])
 
 
+def test_a_tick_on_new_data_evaluates_only_the_districts_that_got_data() -> None:
+    e = Engine(ruleset(OVERDUE))
+    for code in ("1001", "1002"):
+        e.observe(code, "grievance_overdue", "land", "normal", T0, 30)
+    assert {t.alert.district_code for t in e.tick(T0).transitions} == {"1001", "1002"}
+    # only 1002 gets new data: only it moves on a new-data tick, even past its `for`
+    e.observe("1002", "grievance_overdue", "land", "normal", T0 + 16 * MIN, 31)
+    r = e.tick(T0 + 16 * MIN, only_new_data=True)
+    assert states(r) == [("firing", "overdue", "1002")]
+    # the full tick (the timer) brings 1001 along
+    assert states(e.tick(T0 + 17 * MIN)) == [("firing", "overdue", "1001")]
+
+
 # --- misc -----------------------------------------------------------------------------------
 
 
