@@ -26,9 +26,8 @@ import orjson
 from alerts.messages import MessageRenderer
 from alerts.model import Alert, Notification, Recipient
 from alerts.notifier import DeliveryOutcome
-from alerts.transitions import Transition, history_rows
+from alerts.transitions import Transition, history_row, history_rows
 from sinks.tables import INSERT_COLUMNS
-from streams import geography
 from streams.timeutil import from_ms, to_rfc3339
 
 __all__ = [
@@ -64,38 +63,20 @@ def transition_rows(transitions: Sequence[Transition]) -> list[tuple[Any, ...]]:
     return out
 
 
-def _region(province_code: str) -> str:
-    try:
-        return geography.region_of_province(province_code)
-    except KeyError:
-        return ""
-
-
 def _delivery_row(outcome: DeliveryOutcome, a: Alert) -> tuple[Any, ...]:
     n = outcome.notification
     message = f"{n.kind} {n.notification_id}"
     if outcome.state != "notified":
         final = " (given up)" if outcome.final else ""
         message = f"{message}: attempt {outcome.attempt}{final}: {outcome.error}"
-    row = {
-        "at": outcome.at_ms,
-        "alert_id": a.alert_id,
-        "fingerprint": a.fingerprint,
-        "rule_id": a.rule_id,
-        "state": outcome.state,
-        "severity": a.severity.value,
-        "district_code": a.district_code,
-        "province_code": a.province_code,
-        "region": _region(a.province_code),
-        "dimension": a.dimension,
-        "value": float(a.value),
-        "threshold": float(a.threshold),
-        "title_th": a.title_th,
-        "title_en": a.title_en,
-        "message": message[:_MESSAGE_MAX],
-        "channel": outcome.recipient.channel,
-        "recipient": recipient_label(outcome.recipient),
-    }
+    row = history_row(
+        a,
+        outcome.at_ms,
+        outcome.state,
+        message[:_MESSAGE_MAX],
+        outcome.recipient.channel,
+        recipient_label(outcome.recipient),
+    )
     return tuple(row[c] for c in HISTORY_COLUMNS)
 
 

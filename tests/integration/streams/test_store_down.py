@@ -56,8 +56,10 @@ def test_store_down_for_a_while_then_caught_up_exactly(
             lambda: worker.counter("warroom_sink_write_errors_total") > 0, what="write errors"
         )
         worker.wait_for(
-            lambda: worker.counter("warroom_backpressure_seconds_total") > 0
-            or worker.counter("warroom_sink_buffered_rows") >= 4000,
+            lambda: (
+                worker.counter("warroom_backpressure_seconds_total") > 0
+                or worker.counter("warroom_sink_buffered_rows") >= 4000
+            ),
             what="backpressure",
         )
         time.sleep(2)
