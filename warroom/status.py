@@ -193,6 +193,10 @@ class Summary:
     producers: list[tuple[str, str, float, float | None]]  # (producer, stream, sent, per s)
     top_districts: list[dict[str, Any]] | None = None
     live_alerts: list[dict[str, Any]] | None = None  # GET /status/alerts, most urgent first
+    #: the highest finite latency bucket: a quantile there means "at least this old" (the
+    #: simulator of `warroom up` replays hours of simulated time behind the clock)
+    latency_top_s: float | None = None
+    batch_p99_s: float | None = None  # one poll's processing time (warroom_batch_processing)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -269,6 +273,8 @@ def summarize(
             )
         )
     latency, _ = _histogram(cur, prev, "warroom_end_to_end_latency_seconds")
+    finite = [le for le, _ in latency if not math.isinf(le)]
+    batch, _ = _histogram(cur, prev, "warroom_batch_processing_seconds")
     firing = []
     for k, v in cur.series("warroom_alerts_firing").items():
         if v > 0:
@@ -319,6 +325,8 @@ def summarize(
         latency_p50_s=bucket_quantile(0.5, latency),
         latency_p99_s=bucket_quantile(0.99, latency),
         backpressure_s=cur.total("warroom_backpressure_seconds_total"),
+        latency_top_s=max(finite) if finite else None,
+        batch_p99_s=bucket_quantile(0.99, batch),
         alerts_firing=sorted(firing, key=lambda x: (-x[2], x[0], x[1])),
         channels=channels,
         producers=producers,
@@ -350,6 +358,13 @@ def _secs(v: float | None) -> str:
     return f"{v / 60:.1f} min"
 
 
+def _age(v: float | None, top: float | None) -> str:
+    """A latency quantile; one that fell past the last finite bucket is only a lower bound."""
+    if v is not None and top is not None and v >= top:
+        return "> " + _secs(top)
+    return _secs(v)
+
+
 def _uptime(v: float | None) -> str:
     if v is None:
         return "?"
@@ -373,8 +388,9 @@ def render(summary: Summary) -> RenderableType:
     parts: list[RenderableType] = [
         Text(
             f"warroom {s.version} · up {_uptime(s.uptime_s)} · {window} · "
-            f"end-to-end p50 {_secs(s.latency_p50_s)} p99 {_secs(s.latency_p99_s)} · "
-            f"backpressure {_secs(s.backpressure_s)}"
+            f"end-to-end p50 {_age(s.latency_p50_s, s.latency_top_s)} "
+            f"p99 {_age(s.latency_p99_s, s.latency_top_s)} · "
+            f"batch p99 {_secs(s.batch_p99_s)} · backpressure {_secs(s.backpressure_s)}"
         )
     ]
     t = _table("streams", "stream", "events/s", "events", "accepted", "rejected", "dup", "late",
@@ -422,8 +438,10 @@ def render(summary: Summary) -> RenderableType:
 
 
 def _live_alerts(alerts: list[dict[str, Any]], limit: int = 8) -> Table:
-    """The head of the live alerts: what, where, how bad, and the id to acknowledge."""
-    t = _table(f"live alerts ({len(alerts)})", "alert", "district", "state", "value", "id", left=3)
+    """The head of the live alerts: the id to acknowledge, how bad, what and where. The id comes
+    first so that a narrow terminal crops the Thai title and place, never the id."""
+    t = _table(f"live alerts ({len(alerts)})", "id", "state", "value", "alert", "district",
+               left=5)  # fmt: skip
     for a in alerts[:limit]:
         place = f"{a.get('district_th', '')} ({a.get('province_th', '')})".strip()
         state = f"{a.get('state', '')}/{a.get('severity', '')}"
@@ -436,7 +454,9 @@ def _live_alerts(alerts: list[dict[str, Any]], limit: int = 8) -> Table:
             if isinstance(value, int | float) and isinstance(threshold, int | float)
             else ""
         )
-        t.add_row(str(a.get("title_th", "")), place, state, shown, str(a.get("alert_id", "")))
+        t.add_row(str(a.get("alert_id", "")), state, shown, str(a.get("title_th", "")), place)
+    for column in t.columns[:3]:
+        column.min_width = max((len(str(c)) for c in column.cells), default=0)
     return t
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -232,3 +233,54 @@ def test_empty_answer_renders_a_note() -> None:
     s = summarize(parse_exposition("", at=1.0))
     assert s.streams == [] and s.notes == ["no metrics in the answer"]
     assert "no events yet" in render_text(s)
+
+
+def test_latency_past_the_last_bucket_reads_as_a_lower_bound() -> None:
+    # events hours old (the simulator replays simulated time behind the clock): every
+    # observation lands in +Inf, so the quantile is only "more than the last bound"
+    old = """\
+# HELP warroom_end_to_end_latency_seconds Latency.
+# TYPE warroom_end_to_end_latency_seconds histogram
+warroom_end_to_end_latency_seconds_bucket{le="1.0"} 0.0
+warroom_end_to_end_latency_seconds_bucket{le="3600.0"} 1.0
+warroom_end_to_end_latency_seconds_bucket{le="+Inf"} 100.0
+warroom_end_to_end_latency_seconds_count 100.0
+warroom_end_to_end_latency_seconds_sum 900000.0
+# HELP warroom_batch_processing_seconds Batch.
+# TYPE warroom_batch_processing_seconds histogram
+warroom_batch_processing_seconds_bucket{le="0.05"} 90.0
+warroom_batch_processing_seconds_bucket{le="0.1"} 100.0
+warroom_batch_processing_seconds_bucket{le="+Inf"} 100.0
+warroom_batch_processing_seconds_count 100.0
+warroom_batch_processing_seconds_sum 3.0
+"""
+    s = summarize(parse_exposition(old, at=1.0))
+    assert s.latency_top_s == 3600.0
+    assert s.batch_p99_s == pytest.approx(0.05 + 0.05 * 9 / 10)
+    text = render_text(s, width=160)
+    assert "end-to-end p50 > 60.0 min p99 > 60.0 min" in text, text
+    assert "batch p99 95.0 ms" in text, text
+    # within the buckets the number is shown as it is
+    fresh = summarize(parse_exposition(FIRST, at=1100.0))
+    assert "end-to-end p50 1.00 s p99 1.98 s" in render_text(fresh, width=160)
+
+
+def test_live_alert_ids_survive_a_narrow_terminal() -> None:
+    # the id is what `warroom alerts ack ID` takes: the Thai title and place give way instead
+    alert_id = "8bd012bfad348ae1-mhz3k2q0"
+    live = [
+        {
+            "alert_id": alert_id,
+            "title_th": "เรื่องร้องเรียนเร่งด่วนยังไม่มีผู้รับผิดชอบ",
+            "district_th": "อำเภอเมืองกาฬสินธุ์",
+            "province_th": "จังหวัดกาฬสินธุ์",
+            "state": "firing",
+            "severity": "critical",
+            "value": 14.68,
+            "threshold": 4,
+        }
+    ]
+    s = replace(summarize(parse_exposition(FIRST, at=1100.0)), live_alerts=live)
+    text = render_text(s, width=80)
+    assert alert_id in text, text
+    assert "firing/critical" in text and "14.68 / 4" in text, text
