@@ -449,11 +449,12 @@ def _live_alerts(alerts: list[dict[str, Any]], limit: int = 8) -> Table:
             state += " ack"
         value = a.get("value")
         threshold = a.get("threshold")
-        shown = (
-            f"{value:g} / {threshold:g}"
-            if isinstance(value, int | float) and isinstance(threshold, int | float)
-            else ""
-        )
+        shown = ""
+        if isinstance(value, int | float) and isinstance(threshold, int | float):
+            if str(a.get("metric", "")).endswith("_seconds"):  # ages: hours read better
+                shown = f"{value / 3600:.1f} h / {threshold / 3600:g} h"
+            else:
+                shown = f"{value:g} / {threshold:g}"
         t.add_row(str(a.get("alert_id", "")), state, shown, str(a.get("title_th", "")), place)
     for column in t.columns[:3]:
         column.min_width = max((len(str(c)) for c in column.cells), default=0)

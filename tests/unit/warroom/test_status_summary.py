@@ -278,9 +278,19 @@ def test_live_alert_ids_survive_a_narrow_terminal() -> None:
             "severity": "critical",
             "value": 14.68,
             "threshold": 4,
-        }
+        },
+        {
+            "alert_id": "c290b58cf40b072a-mt8fydgu",
+            "rule_id": "grievance_urgent_unassigned",
+            "metric": "grievance_urgent_unassigned_max_age_seconds",
+            "state": "firing",
+            "severity": "critical",
+            "value": 16499.9,
+            "threshold": 14400,
+        },
     ]
     s = replace(summarize(parse_exposition(FIRST, at=1100.0)), live_alerts=live)
     text = render_text(s, width=80)
     assert alert_id in text, text
     assert "firing/critical" in text and "14.68 / 4" in text, text
+    assert "4.6 h / 4 h" in text, text  # an age in seconds reads in hours
