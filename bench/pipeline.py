@@ -1,7 +1,8 @@
 """Throughput and freshness of warroom's pipeline against a plain-consumer ceiling, in one run.
 
     python bench/pipeline.py [--events 500000] [--partitions 4] [--fresh-rate 5000]
-                             [--fresh-seconds 30] [--skip-freshness]
+                             [--fresh-seconds 30] [--skip-freshness] [--workers 2]
+    python bench/pipeline.py --compare-metrics [--rounds 2]   # instrumentation overhead
 
 On its own Tansu broker, with its own chdb store:
   1. produces N simulated events (the realistic mix, bad and duplicate ones included);
@@ -198,6 +199,75 @@ def freshness(
     return sorted(latencies.values())
 
 
+def measure(
+    bootstrap: str,
+    topics: Topics,
+    work: Path,
+    args: argparse.Namespace,
+    tag: str,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[float, float, list[WorkerProcess]]:
+    """Start `args.workers` workers in a fresh consumer group (their own stores) and measure
+    them over the N events: (events/s, seconds, the workers, still running)."""
+    env = {
+        "WARROOM_PARTITIONS": str(args.partitions),
+        "WARROOM_LOG_LEVEL": "warning",
+        "WARROOM_GROUP_ID": f"bench-{tag}",
+        **(extra_env or {}),
+    }
+    # the store owner listens on a known port so the others can start at the same moment
+    # and join the group together (a late joiner would force a rebalance mid-run)
+    port = free_port()
+    owner = WorkerProcess(
+        bootstrap, topics.prefix, work / tag / "worker", env={**env, "WARROOM_WEB_PORT": str(port)}
+    )
+    store = f"chdb+http://127.0.0.1:{port}"
+    workers = [owner] + [
+        WorkerProcess(
+            bootstrap,
+            topics.prefix,
+            work / tag / f"worker-{i}",
+            env={**env, "WARROOM_STORE": store},
+        )
+        for i in range(1, args.workers)
+    ]
+    try:
+        for w in workers:
+            w.spawn()
+        for w in workers:
+            w.wait_started()
+        rate, took = pipeline_rate(workers, args.events)
+    except BaseException:
+        stop_all(workers)
+        raise
+    return rate, took, workers
+
+
+def stop_all(workers: list[WorkerProcess]) -> None:
+    for w in reversed(workers):  # the store owner last: the others write through it
+        w.stop()
+
+
+def compare_metrics(
+    bootstrap: str, topics: Topics, work: Path, args: argparse.Namespace, ceil: float
+) -> None:
+    """Instrumentation overhead: the same events through fresh groups with the per-batch
+    Prometheus recording on and off (WARROOM_METRICS), alternating so drift hits both."""
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    for r in range(args.rounds):
+        for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
+            rate, took, workers = measure(
+                bootstrap, topics, work, args, f"{mode}{r}", {"WARROOM_METRICS": mode}
+            )
+            stop_all(workers)
+            rates[mode].append(rate)
+            print(f"metrics {mode:>3}, round {r + 1}: {rate:>10,.0f} events/s ({took:.1f}s)")
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    print(f"median with metrics {on:,.0f} events/s ({on / ceil:.1%} of the ceiling), "
+          f"without {off:,.0f} ({off / ceil:.1%})")  # fmt: skip
+    print(f"ratio with / without instrumentation: {on / off:.1%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=500_000)
@@ -213,13 +283,17 @@ def main() -> None:
         help="workers in the group; the first owns the embedded store, the others write "
         "through it (one per core is the point: Python runs one thread at a time)",
     )
+    ap.add_argument(
+        "--compare-metrics",
+        action="store_true",
+        help="instead of (b) and (c): the pipeline with and without its Prometheus recording",
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --compare-metrics")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="warroom-bench-"))
     broker = EmbeddedBroker(log_path=work / "tansu.log")
-    worker: WorkerProcess | None = None
-    helpers: list[WorkerProcess] = []
     try:
         bootstrap = broker.start()
         topics = Topics(prefix="bench-")
@@ -234,54 +308,46 @@ def main() -> None:
 
         ceil = asyncio.run(ceiling(bootstrap, topics, args.events))
         print(f"ceiling  (aiokafka + orjson, decode and count): {ceil:>10,.0f} events/s")
-
-        env = {"WARROOM_PARTITIONS": str(args.partitions), "WARROOM_LOG_LEVEL": "warning"}
-        # the store owner listens on a known port so the others can start at the same moment
-        # and join the group together (a late joiner would force a rebalance mid-run)
-        port = free_port()
-        worker = WorkerProcess(
-            bootstrap, topics.prefix, work / "worker", env={**env, "WARROOM_WEB_PORT": str(port)}
-        )
-        store = f"chdb+http://127.0.0.1:{port}"
-        helpers = [
-            WorkerProcess(
-                bootstrap, topics.prefix, work / f"worker-{i}", env={**env, "WARROOM_STORE": store}
-            )
-            for i in range(1, args.workers)
-        ]
-        for w in (worker, *helpers):
-            w.spawn()
-        for w in (worker, *helpers):
-            w.wait_started()
-        rate, took = pipeline_rate([worker, *helpers], args.events)
-        print(
-            f"pipeline, {args.workers} worker(s) (first consumed -> every row queryable): "
-            f"{rate:>10,.0f} events/s ({args.events:,} in {took:.1f}s)"
-        )
-        print(f"ratio pipeline / ceiling: {rate / ceil:.1%}")
-
-        if not args.skip_freshness:
-            lat = freshness(bootstrap, topics, worker, args.fresh_rate, args.fresh_seconds)
-            if lat:
-                p50 = statistics.median(lat)
-                p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-                print(
-                    f"freshness at {args.fresh_rate:,} events/s for {args.fresh_seconds:.0f}s: "
-                    f"event -> queryable p50 {p50:.2f}s, p99 {p99:.2f}s, max {lat[-1]:.2f}s "
-                    f"({len(lat)} slices of 100 ms)"
-                )
-            else:
-                print("freshness: no slice became queryable")
+        if args.compare_metrics:
+            compare_metrics(bootstrap, topics, work, args, ceil)
+        else:
+            main_run(bootstrap, topics, work, args, ceil)
     finally:
-        for w in [*helpers, worker]:
-            if w is not None:
-                w.stop()
         broker.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"kept {work}", file=sys.stderr)
-    os._exit(0)
+    sys.stdout.flush()
+    os._exit(0)  # chdb's exit-time destructors can crash after everything is done
+
+
+def main_run(
+    bootstrap: str, topics: Topics, work: Path, args: argparse.Namespace, ceil: float
+) -> None:
+    """(b) and (c): the pipeline's rate against the ceiling, then freshness at a steady rate."""
+    rate, took, workers = measure(bootstrap, topics, work, args, "main")
+    try:
+        print(
+            f"pipeline, {args.workers} worker(s) (first consumed -> every row queryable): "
+            f"{rate:>10,.0f} events/s ({args.events:,} in {took:.1f}s)"
+        )
+        print(f"ratio pipeline / ceiling: {rate / ceil:.1%}")
+        if args.skip_freshness:
+            return
+        lat = freshness(bootstrap, topics, workers[0], args.fresh_rate, args.fresh_seconds)
+        if not lat:
+            print("freshness: no slice became queryable")
+            return
+        p50 = statistics.median(lat)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print(
+            f"freshness at {args.fresh_rate:,} events/s for {args.fresh_seconds:.0f}s: "
+            f"event -> queryable p50 {p50:.2f}s, p99 {p99:.2f}s, max {lat[-1]:.2f}s "
+            f"({len(lat)} slices of 100 ms)"
+        )
+    finally:
+        stop_all(workers)
 
 
 if __name__ == "__main__":
