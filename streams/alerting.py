@@ -400,8 +400,13 @@ class AlertService(Service):
         """Notifications into the outbox and onto the topic; transitions into the history."""
         send = self.app.producer.send
         sent = []
-        for n in result.notifications:
-            recipients = self.notifier.submit(n)
+        # one outbox transaction for the tick, off the event loop (SQLite fsyncs each commit)
+        routed = (
+            await asyncio.to_thread(self.notifier.submit_many, result.notifications)
+            if result.notifications
+            else []
+        )
+        for n, recipients in zip(result.notifications, routed, strict=True):
             key = n.district_code.encode()
             record = notification_record(n, recipients, self.renderer)
             sent.append(await send(self.topic, key, record, None, None, None))

@@ -394,6 +394,30 @@ def test_outbox_is_idempotent_ordered_per_recipient_and_durable(
     reopened.close()
 
 
+def test_outbox_takes_a_ticks_notifications_in_one_transaction(
+    tmp_path: Path, make_notification: MakeNotification
+) -> None:
+    a = Recipient("chief", "A", "line", "U" + _hex())
+    b = Recipient("governor", "B", "email", "b@example.go.th")
+    n1, n2, n3 = (make_notification(d) for d in ("5001", "5002", "5003"))
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    assert outbox.add(n1, [a], 1000) == 1
+    # per notification: n1 is a re-submission (its row for `a` exists, `b` is new)
+    assert outbox.add_many([(n1, [a, b]), (n2, [a]), (n3, [a, b])], 2000) == [1, 1, 2]
+    assert outbox.add_many([(n2, [a]), (n3, [a, b])], 3000) == [0, 0]
+    assert outbox.add_many([], 4000) == []
+    # queued in submission order per recipient
+    assert [i.notification.notification_id for i in outbox.items() if i.recipient == a] == [
+        n.notification_id for n in (n1, n2, n3)
+    ]
+    # a batch that fails part-way leaves nothing behind
+    unencodable = dataclasses.replace(make_notification("5004"), district_code=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        outbox.add_many([(make_notification("5005"), [a]), (unencodable, [a])], 5000)
+    assert len(outbox.items()) == 5
+    outbox.close()
+
+
 async def test_built_channels_name_the_missing_line_token(
     tmp_path: Path, make_notification: MakeNotification
 ) -> None:
