@@ -16,7 +16,7 @@ from alerts.model import Severity
 from streams.contract import (
     CATEGORIES,
     CHANNELS,
-    GRIEVANCE_TYPES,
+    OUTCOME_TYPES,
     PRIORITIES,
     PROGRAMS,
     PROJECT_STATUSES,
@@ -50,7 +50,7 @@ _FY = re.compile(r"^25\d\d$")
 _DimSpec = tuple[tuple[str, ...] | None, tuple[str, ...] | None]
 BUCKET_METRICS: Final[Mapping[str, _DimSpec]] = {
     "grievance_received": (CATEGORIES, CHANNELS),
-    "grievance_event": (GRIEVANCE_TYPES, CATEGORIES),
+    "grievance_event": (OUTCOME_TYPES, CATEGORIES),
     "grievance_resolved_seconds_sum": (CATEGORIES, ()),
     "grievance_resolved_seconds_count": (CATEGORIES, ()),
     "grievance_resolved_seconds_bucket": (CATEGORIES, _LE),

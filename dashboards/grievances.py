@@ -100,13 +100,16 @@ ORDER BY time
 RATES_OVER_TIME_SQL = Sql(
     f"""
 SELECT $__timeInterval(bucket) AS time,
-    round(100 * sumIf(value, dim1 = 'reopened') / nullIf(sumIf(value, dim1 = 'resolved'), 0), 2)
+    round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'reopened')
+        / nullIf(sumIf(value, metric = 'grievance_event' AND dim1 = 'resolved'), 0), 2)
         AS reopen_pct,
-    round(100 * sumIf(value, dim1 = 'escalated') / nullIf(sumIf(value, dim1 = 'received'), 0), 2)
-        AS escalation_pct
+    round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'escalated')
+        / nullIf(sumIf(value, metric = 'grievance_received'), 0), 2) AS escalation_pct
 FROM metric_buckets FINAL
-WHERE metric = 'grievance_event' AND $__timeFilter(bucket)
-    AND {REGION} AND {SCOPE.category("dim2")}
+WHERE metric IN ('grievance_event', 'grievance_received') AND $__timeFilter(bucket)
+    AND {REGION}
+    AND ((metric = 'grievance_event' AND {SCOPE.category("dim2")})
+        OR (metric = 'grievance_received' AND {SCOPE.category("dim1")}))
 GROUP BY time
 ORDER BY time
 """,
@@ -117,13 +120,16 @@ ORDER BY time
 RATES_SQL = Sql(
     f"""
 SELECT
-    round(100 * sumIf(value, dim1 = 'reopened') / nullIf(sumIf(value, dim1 = 'resolved'), 0), 1)
+    round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'reopened')
+        / nullIf(sumIf(value, metric = 'grievance_event' AND dim1 = 'resolved'), 0), 1)
         AS reopen_pct,
-    round(100 * sumIf(value, dim1 = 'escalated') / nullIf(sumIf(value, dim1 = 'received'), 0), 1)
-        AS escalation_pct
+    round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'escalated')
+        / nullIf(sumIf(value, metric = 'grievance_received'), 0), 1) AS escalation_pct
 FROM metric_buckets FINAL
-WHERE metric = 'grievance_event' AND $__timeFilter(bucket)
-    AND {REGION} AND {SCOPE.category("dim2")}
+WHERE metric IN ('grievance_event', 'grievance_received') AND $__timeFilter(bucket)
+    AND {REGION}
+    AND ((metric = 'grievance_event' AND {SCOPE.category("dim2")})
+        OR (metric = 'grievance_received' AND {SCOPE.category("dim1")}))
 """,
     ("reopen_pct", "escalation_pct"),
 )

@@ -13,6 +13,7 @@ __all__ = [
     "GRIEVANCE_SCHEMA",
     "GRIEVANCE_TYPES",
     "OPEN_TYPES",
+    "OUTCOME_TYPES",
     "PRIORITIES",
     "PROGRAMS",
     "PROJECT_SCHEMA",
@@ -44,6 +45,10 @@ GRIEVANCE_TYPES: Final = (
     "escalated",
     "rejected",
 )
+#: the types the `grievance_event` metric counts: turns in a case's course (the routine steps
+#: assigned, in_progress and closed are left to the raw table, received has its own metric);
+#: counting every event there made one bucket row per event and cost ~15 % of throughput
+OUTCOME_TYPES: Final = ("forwarded", "resolved", "reopened", "escalated", "rejected")
 #: after one of these a case counts as open (in the backlog)
 OPEN_TYPES: Final = frozenset(
     {"received", "assigned", "in_progress", "forwarded", "reopened", "escalated"}

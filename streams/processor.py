@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from streams.contract import GrievanceEvent, ProjectEvent
+from streams.contract import OUTCOME_TYPES, GrievanceEvent, ProjectEvent
 from streams.geography import district_codes
 from streams.pdpa import Pseudonymizer, redact_event, redact_text
 from streams.reasons import Reason, Rejection
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Checkpoint", "PartitionProcessor", "ProcessorConfig", "Record", "RowSink"]
 
 _MINUTE_MS: Final = 60_000
+_OUTCOMES: Final = frozenset(OUTCOME_TYPES)  # the grievance types grievance_event counts
 _DISTRICTS: Final = district_codes()
 _LE: Final = [(float(le), str(le)) for le in RESOLUTION_BUCKETS]
 _NOBODY: Final = ("", "")
@@ -201,6 +202,7 @@ class PartitionProcessor:
         qbump = self._qbump
         buckets_get = self.buckets.get
         dirty_buckets_add = self.dirty_buckets.add
+        outcomes = _OUTCOMES
         quality_get = self.quality.get
         dirty_quality_add = self.dirty_quality.add
         pseudonym_of = cfg.pseudonymizer.complainant
@@ -274,14 +276,15 @@ class PartitionProcessor:
                 else:
                     received_ms = case_due_ms = None
                 if in_window:
-                    key = (district, "grievance_event", typ, cat, minute)
-                    b = buckets_get(key)
-                    if b is None:
-                        bump(key, 1.0, o)
-                    elif o > b[7]:
-                        b[6] += 1.0
-                        b[7] = o
-                        dirty_buckets_add(key)
+                    if typ in outcomes:
+                        key = (district, "grievance_event", typ, cat, minute)
+                        b = buckets_get(key)
+                        if b is None:
+                            bump(key, 1.0, o)
+                        elif o > b[7]:
+                            b[6] += 1.0
+                            b[7] = o
+                            dirty_buckets_add(key)
                     if typ == "received":
                         bump((district, "grievance_received", cat, ev.channel, minute), 1.0, o)
                     elif typ == "resolved" and apply_state:

@@ -223,7 +223,8 @@ def _grievance(
     if not in_window:
         return
     b = exp.buckets
-    b[(district, "grievance_event", typ, cat, minute)] += 1
+    if typ in ("forwarded", "resolved", "reopened", "escalated", "rejected"):  # docs/schema.md
+        b[(district, "grievance_event", typ, cat, minute)] += 1
     if typ == "received":
         b[(district, "grievance_received", cat, ev["channel"], minute)] += 1
     if typ == "resolved":

@@ -318,10 +318,8 @@ def _bucket_rows() -> list[tuple[str, str, str, str, int, int, float]]:
             at = NOW - week * WEEK
             rows.append((code, "grievance_received", "debt", "web", at - 30 * MIN, 0, float(n)))
             rows.append((code, "grievance_received", "land", "web", at - 3 * HOUR, 0, 50.0))
-            rows.append((code, "grievance_event", "received", "debt", at - 30 * MIN, 0, float(n)))
         current = 9.0 if code == "1003" else 20.0
         rows.append((code, "grievance_received", "debt", "line", NOW - 10 * MIN, 0, current))
-        rows.append((code, "grievance_event", "received", "debt", NOW - 10 * MIN, 0, current))
     for week in range(1, 5):  # 1004: one flood grievance in that hour each week, 6 now
         rows.append(
             ("1004", "grievance_received", "flood", "web", NOW - week * WEEK - 20 * MIN, 0, 1.0)

@@ -622,7 +622,7 @@ def test_silent_district_counts_office_hours_only() -> None:
     e = Engine(ruleset(SILENT))
     # last event Friday 2026-01-09 14:59-15:00 Bangkok (its bucket starts 14:59)
     fri = ms(2026, 1, 9, 14, 59, tz=BKK)
-    e.observe("5001", "grievance_event", "received", "land", fri, 1)
+    e.observe("5001", "grievance_received", "land", "web", fri, 1)
     # office time after 15:00: Fri 15:00-16:30 = 1.5 h; Monday from 08:30: 2.5 h more at 11:00
     assert not e.tick(ms(2026, 1, 10, 12, tz=BKK))  # Saturday: still 1.5 h
     assert not e.tick(ms(2026, 1, 12, 11, 0, tz=BKK))  # Monday 11:00: exactly 4 h, not above
@@ -654,7 +654,7 @@ def test_a_district_is_judged_by_its_own_partition_clock() -> None:
     e = Engine(ruleset(SILENT))
     fri = ms(2026, 1, 9, 14, 59, tz=BKK)
     for code in ("5001", "9001"):
-        e.observe(code, "grievance_event", "received", "land", fri, 1)
+        e.observe(code, "grievance_received", "land", "web", fri, 1)
     monday = ms(2026, 1, 12, 11, 1, tz=BKK)
     own = {"5001": monday, "9001": fri + 2 * MIN}
     r = e.tick(monday, lambda code: own[code])
