@@ -149,8 +149,7 @@ class Notifier:
         return self.submit_many([notification])[0]
 
     def submit_many(self, notifications: list[Notification]) -> list[list[Recipient]]:
-        """`submit` for a tick's notifications: one outbox transaction (one fsync) for all.
-        Blocking (SQLite): from the event loop, run it in a thread (`asyncio.to_thread`)."""
+        """`submit` for a tick's notifications: one outbox transaction (one fsync) for all."""
         routed = [(n, n.recipients or self.directory.recipients_for(n)) for n in notifications]
         added = self.outbox.add_many(routed, _now_ms())
         for (n, recipients), new in zip(routed, added, strict=True):
@@ -196,7 +195,7 @@ class Notifier:
                 now = _now_ms()
                 wait = poll_interval
                 try:
-                    heads = await asyncio.to_thread(self.outbox.heads)
+                    heads = self.outbox.heads()
                 except Exception:  # e.g. disk full: keep the loop alive and try again
                     log.exception("reading the outbox failed")
                     heads = []
@@ -235,7 +234,7 @@ class Notifier:
                     await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
                 else:
                     now = _now_ms()
-                    await asyncio.to_thread(self.outbox.mark_delivered, item, now)
+                    self.outbox.mark_delivered(item, now)
                     self.metrics.sent(r.channel)
                     log.info(
                         "notification delivered",
@@ -255,8 +254,7 @@ class Notifier:
             await asyncio.sleep(5)
         finally:
             self._in_flight.pop(item.key, None)
-            with contextlib.suppress(Exception):  # only the gauge; the next refresh retries
-                await asyncio.to_thread(self._refresh_queued)
+            self._refresh_queued()
             if self._wake is not None:
                 self._wake.set()  # the recipient's next item may be due now
 
@@ -267,7 +265,7 @@ class Notifier:
         self.metrics.failed(r.channel)
         final = self.give_up_after_ms is not None and now - item.queued_ms > self.give_up_after_ms
         if final:
-            await asyncio.to_thread(self.outbox.mark_failed, item, now, str(exc))
+            self.outbox.mark_failed(item, now, str(exc))
             log.error(
                 "notification given up after repeated failures; kept in the outbox as failed",
                 extra={
@@ -278,9 +276,7 @@ class Notifier:
             )
         else:
             wait = self.backoff.delay(attempt, exc)
-            await asyncio.to_thread(
-                self.outbox.mark_retry, item, now, now + int(wait * 1000), str(exc)
-            )
+            self.outbox.mark_retry(item, now, now + int(wait * 1000), str(exc))
             log.warning(
                 "notification delivery failed; it stays queued",
                 extra={

@@ -21,6 +21,7 @@ from streams.contract import (
     PROGRAMS,
     PROJECT_STATUSES,
 )
+from streams.labels import CATEGORY_TH, PROGRAM_TH
 
 __all__ = [
     "BUCKET_METRICS",
@@ -78,28 +79,8 @@ GAUGE_METRICS: Final[Mapping[str, _DimSpec]] = {
 
 #: Thai names of the dimension values alerts mention (categories, programs, streams)
 DIMENSION_TH: Final[Mapping[str, str]] = {
-    "land": "ที่ดิน",
-    "debt": "หนี้สิน",
-    "flood": "อุทกภัย",
-    "drought": "ภัยแล้ง",
-    "wastewater": "น้ำเสีย",
-    "environment": "สิ่งแวดล้อม",
-    "utilities": "สาธารณูปโภค",
-    "misconduct": "เจ้าหน้าที่ประพฤติมิชอบ",
-    "consumer": "คุ้มครองผู้บริโภค",
-    "drugs": "ยาเสพติด",
-    "gambling": "การพนัน",
-    "poverty": "ความยากจน",
-    "other": "อื่น ๆ",
-    "kok_nong_na": "โคก หนอง นา",
-    "otop_nawatwithi": "OTOP นวัตวิถี",
-    "sufficiency_village": "หมู่บ้านเศรษฐกิจพอเพียง",
-    "poverty_household": "ครัวเรือนยากจน",
-    "strong_tambon": "ตำบลเข้มแข็ง",
-    "household_vegetables": "ปลูกผักสวนครัว",
-    "informal_debt": "หนี้นอกระบบ",
-    "water_management": "บริหารจัดการน้ำ",
-    "infrastructure": "โครงสร้างพื้นฐาน",
+    **CATEGORY_TH,
+    **PROGRAM_TH,
     "grievance": "เรื่องร้องเรียน",
     "project": "โครงการ",
 }

@@ -169,14 +169,19 @@ class DistrictData:
         if minute <= now_minute - self.layout.retention_minutes:
             self.ignored += 1
             return
+        delta = self._replace(metric, dim1, dim2, minute, value)
+        if delta:
+            self._apply(metric, dim1, dim2, minute, delta)
+
+    def _replace(self, metric: str, dim1: str, dim2: str, minute: int, value: float) -> float:
+        """Store a bucket's full value; the change from what was known is the delta to apply."""
         per_key = self.keys.setdefault((metric, dim1, dim2), {})
         delta = value - per_key.get(minute, 0.0)
         if value:
             per_key[minute] = value
         else:
             per_key.pop(minute, None)
-        if delta:
-            self._apply(metric, dim1, dim2, minute, delta)
+        return delta
 
     def _apply(
         self, metric: str, dim1: str, dim2: str, minute: int, delta: float, ring: bool = True
@@ -226,12 +231,7 @@ class DistrictData:
             self._saw_event((minute + 1) * MINUTE_MS)
         if metric not in self.layout.bucket_metrics:
             return
-        per_key = self.keys.setdefault((metric, dim1, dim2), {})
-        delta = value - per_key.get(minute, 0.0)
-        if value:
-            per_key[minute] = value
-        else:
-            per_key.pop(minute, None)
+        delta = self._replace(metric, dim1, dim2, minute, value)
         if delta:
             self._apply(metric, dim1, dim2, minute, delta, ring=False)
         for sel in self.layout.by_metric.get(metric, ()):

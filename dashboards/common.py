@@ -23,18 +23,13 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.piechart import PieChartLegendValues, PieChartType
 
 from dashboards.clickhouse import CLICKHOUSE_TYPE, ClickHouseQueryBuilder, Sql, register
-from streams.contract import CATEGORIES, CHANNELS, PROGRAMS, PROJECT_STATUSES
 
 __all__ = [
-    "CATEGORY_TH",
-    "CHANNEL_TH",
     "CLICKHOUSE",
     "DASHBOARD_FOLDER",
     "FOLDERS",
-    "PROGRAM_TH",
     "PROMETHEUS",
     "REFRESH",
-    "STATUS_TH",
     "THB",
     "TIMEZONE",
     "bar_panel",
@@ -78,58 +73,6 @@ DASHBOARD_FOLDER: Final[dict[str, str]] = {
     "warroom-quality": "warroom-folder-ops",
     "warroom-ops": "warroom-folder-ops",
 }
-
-CATEGORY_TH: Final[dict[str, str]] = {
-    "land": "ที่ดิน",
-    "debt": "หนี้สิน",
-    "flood": "อุทกภัย",
-    "drought": "ภัยแล้ง",
-    "wastewater": "น้ำเสีย",
-    "environment": "สิ่งแวดล้อม",
-    "utilities": "สาธารณูปโภค",
-    "misconduct": "ประพฤติมิชอบ",
-    "consumer": "คุ้มครองผู้บริโภค",
-    "drugs": "ยาเสพติด",
-    "gambling": "การพนัน",
-    "poverty": "ความยากจน",
-    "other": "อื่น ๆ",
-}
-CHANNEL_TH: Final[dict[str, str]] = {
-    "hotline_1567": "สายด่วน 1567",
-    "walk_in": "ยื่นด้วยตนเอง",
-    "web": "เว็บไซต์",
-    "line": "LINE",
-    "letter": "จดหมาย",
-    "mobile_unit": "หน่วยเคลื่อนที่",
-    "traffy": "Traffy Fondue",
-    "other": "อื่น ๆ",
-}
-PROGRAM_TH: Final[dict[str, str]] = {
-    "kok_nong_na": "โคก หนอง นา",
-    "otop_nawatwithi": "OTOP นวัตวิถี",
-    "sufficiency_village": "หมู่บ้านเศรษฐกิจพอเพียง",
-    "poverty_household": "ครัวเรือนยากจน",
-    "strong_tambon": "ตำบลเข้มแข็ง",
-    "household_vegetables": "ผักสวนครัว",
-    "informal_debt": "หนี้นอกระบบ",
-    "water_management": "บริหารจัดการน้ำ",
-    "infrastructure": "โครงสร้างพื้นฐาน",
-    "other": "อื่น ๆ",
-}
-STATUS_TH: Final[dict[str, str]] = {
-    "not_started": "ยังไม่เริ่ม",
-    "procurement": "จัดซื้อจัดจ้าง",
-    "on_track": "ตามแผน",
-    "delayed": "ล่าช้า",
-    "stalled": "หยุดชะงัก",
-    "completed": "แล้วเสร็จ",
-    "cancelled": "ยกเลิก",
-}
-# the label tables must cover the contract's enumerations exactly (a new value needs a label)
-assert tuple(CATEGORY_TH) == CATEGORIES
-assert tuple(CHANNEL_TH) == CHANNELS
-assert tuple(PROGRAM_TH) == PROGRAMS
-assert tuple(STATUS_TH) == PROJECT_STATUSES
 
 
 def quote(value: str) -> str:

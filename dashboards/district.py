@@ -7,10 +7,7 @@ from grafana_foundation_sdk.builders import dashboard, table
 from dashboards import overview
 from dashboards.clickhouse import Sql
 from dashboards.common import (
-    CATEGORY_TH,
-    PROGRAM_TH,
     SECONDS,
-    STATUS_TH,
     THB,
     base_dashboard,
     custom_variable,
@@ -26,13 +23,13 @@ from dashboards.queries import (
     latest_grievances,
     latest_projects,
 )
+from streams.labels import CATEGORY_TH, PRIORITY_TH, PROGRAM_TH, STATUS_TH
 
 __all__ = ["SCOPE", "UID", "build"]
 
 UID = "warroom-district"
 SCOPE = Scope(region_var=True, district_vars=True, category_var=True, program_var=True)
 
-PRIORITY_TH = {"normal": "ปกติ", "urgent": "เร่งด่วน"}
 
 REGION_SQL = Sql(
     """

@@ -7,8 +7,6 @@ from grafana_foundation_sdk.builders import dashboard
 from dashboards import overview
 from dashboards.clickhouse import Sql
 from dashboards.common import (
-    CATEGORY_TH,
-    CHANNEL_TH,
     PERCENT,
     SECONDS,
     bar_panel,
@@ -25,6 +23,7 @@ from dashboards.common import (
 )
 from dashboards.district import REGION_SQL
 from dashboards.queries import Scope, histogram_quantile
+from streams.labels import CATEGORY_TH, CHANNEL_TH
 
 __all__ = ["SCOPE", "UID", "build"]
 

@@ -6,7 +6,6 @@ from grafana_foundation_sdk.builders import barchart, stat, table, timeseries
 
 from dashboards.clickhouse import Sql
 from dashboards.common import (
-    CATEGORY_TH,
     PERCENT,
     bar_panel,
     district_link,
@@ -19,6 +18,7 @@ from dashboards.common import (
 )
 from dashboards.common import ch_target as target
 from dashboards.queries import Scope, current_fiscal_year, gauge_current
+from streams.labels import CATEGORY_TH
 
 __all__ = [
     "alerts_table",

@@ -7,8 +7,6 @@ from grafana_foundation_sdk.builders import dashboard
 from dashboards.clickhouse import Sql
 from dashboards.common import (
     PERCENT,
-    PROGRAM_TH,
-    STATUS_TH,
     THB,
     bar_panel,
     base_dashboard,
@@ -22,6 +20,7 @@ from dashboards.common import (
 )
 from dashboards.district import REGION_SQL
 from dashboards.queries import ACTIVE_EXCLUDED, STALE_DAYS, Scope, gauge_current, latest_projects
+from streams.labels import PROGRAM_TH, STATUS_TH
 
 __all__ = ["SCOPE", "UID", "build"]
 

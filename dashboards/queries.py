@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from dashboards.common import CATEGORY_TH, PROGRAM_TH, quote, sql_label, sql_list
+from dashboards.common import quote, sql_label, sql_list
 from streams.contract import OPEN_TYPES
+from streams.labels import CATEGORY_TH, PROGRAM_TH
 
 __all__ = [
     "ACTIVE_EXCLUDED",

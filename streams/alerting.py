@@ -400,12 +400,9 @@ class AlertService(Service):
         """Notifications into the outbox and onto the topic; transitions into the history."""
         send = self.app.producer.send
         sent = []
-        # one outbox transaction for the tick, off the event loop (SQLite fsyncs each commit)
-        routed = (
-            await asyncio.to_thread(self.notifier.submit_many, result.notifications)
-            if result.notifications
-            else []
-        )
+        # one outbox transaction (one fsync) for the tick's notifications; on the loop, so the
+        # evaluation stays one step that nothing else interleaves with
+        routed = self.notifier.submit_many(result.notifications) if result.notifications else []
         for n, recipients in zip(result.notifications, routed, strict=True):
             key = n.district_code.encode()
             record = notification_record(n, recipients, self.renderer)

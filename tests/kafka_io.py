@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from producers.kafka import EventSender
 from producers.simulator.generator import Item
@@ -36,20 +37,20 @@ async def produce_items(
     return sender.sent
 
 
-async def read_back(bootstrap: str, topics: Topics, streams: Iterable[str]) -> list[Rec]:
-    """Every record of the streams' topics, with partition, offset and timestamp."""
+async def read_records(
+    bootstrap: str, topic_names: Iterable[str]
+) -> list[ConsumerRecord[Any, Any]]:
+    """Every record now in the topics (all partitions, from the start), group-less."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    out: list[Rec] = []
+    out: list[ConsumerRecord[Any, Any]] = []
     try:
         await consumer.topics()  # fetches the metadata partitions_for_topic reads
-        stream_of: dict[str, str] = {}
-        tps = []
-        for stream in streams:
-            topic = topics.for_stream(stream)
-            stream_of[topic] = stream
-            for p in sorted(consumer.partitions_for_topic(topic) or ()):
-                tps.append(TopicPartition(topic, p))
+        tps = [
+            TopicPartition(name, p)
+            for name in topic_names
+            for p in sorted(consumer.partitions_for_topic(name) or ())
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -57,17 +58,23 @@ async def read_back(bootstrap: str, topics: Topics, streams: Iterable[str]) -> l
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, recs in batch.items():
-                for r in recs:
-                    assert r.value is not None
-                    out.append(
-                        Rec(stream_of[tp.topic], tp.partition, r.offset, r.timestamp, r.value)
-                    )
+                out.extend(recs)
                 if recs and recs[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
         # aiokafka 0.14's group-less coordinator cancels its own routine on stop
         with contextlib.suppress(asyncio.CancelledError):
             await consumer.stop()
+    return out
+
+
+async def read_back(bootstrap: str, topics: Topics, streams: Iterable[str]) -> list[Rec]:
+    """Every record of the streams' topics, with partition, offset and timestamp."""
+    stream_of = {topics.for_stream(stream): stream for stream in streams}
+    out = []
+    for r in await read_records(bootstrap, stream_of):
+        assert r.value is not None
+        out.append(Rec(stream_of[r.topic], r.partition, r.offset, r.timestamp, r.value))
     return out
 
 

@@ -23,6 +23,8 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "open_backend",
+    "qualified_table",
+    "quote_identifier",
     "split_type",
 ]
 
@@ -134,6 +136,18 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release the connection (idempotent)."""
+
+
+def quote_identifier(identifier: str) -> str:
+    """A ClickHouse identifier in backquotes (database, table and column names)."""
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def qualified_table(database: str, table: str) -> str:
+    """`db`.`table`, or `table` as given when it already names its database."""
+    if "." in table:
+        return table
+    return f"{quote_identifier(database)}.{quote_identifier(table)}"
 
 
 def split_type(ch_type: str) -> tuple[str, bool, str | None]:

@@ -22,7 +22,14 @@ from typing import Any
 
 from chdb import session as chdb_session
 
-from sinks.backends import StoreError, StoreLockedError, error_from_message, split_type
+from sinks.backends import (
+    StoreError,
+    StoreLockedError,
+    error_from_message,
+    qualified_table,
+    quote_identifier,
+    split_type,
+)
 
 __all__ = ["ChdbBackend", "arrow_type"]
 
@@ -151,10 +158,6 @@ def _locked_elsewhere(path: Path) -> bool:
     return False
 
 
-def _quote(identifier: str) -> str:
-    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
 class ChdbBackend:
     """One chdb connection on `path`, working in `database`."""
 
@@ -189,8 +192,8 @@ class ChdbBackend:
                     ) from exc
                 raise error_from_message(text) from exc
             if create_database and not readonly:
-                self.execute(f"CREATE DATABASE IF NOT EXISTS {_quote(database)}")
-            self.execute(f"USE {_quote(database)}")
+                self.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
+            self.execute(f"USE {quote_identifier(database)}")
             if readonly:
                 # 2, not 1: readers (Grafana) must still change settings such as
                 # max_execution_time; 2 refuses every write and DDL and any change of itself
@@ -242,14 +245,9 @@ class ChdbBackend:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def _qualified(self, table: str) -> str:
-        if "." in table:
-            return table
-        return f"{_quote(self.database)}.{_quote(table)}"
-
     def column_types(self, table: str) -> dict[str, str]:
         """{column: ClickHouse type} of `table`, read once from the engine and cached."""
-        qualified = self._qualified(table)
+        qualified = qualified_table(self.database, table)
         types = self._types.get(qualified)
         if types is None:
             types = dict(self._describe(f"TABLE {qualified}"))
@@ -264,10 +262,9 @@ class ChdbBackend:
     def insert_arrow(self, table: str, batch: Any) -> int:
         """Insert a pyarrow Table whose column names are columns of `table`."""
         warroom_batch = batch  # noqa: F841 (the Python() table function reads it by name)
-        cols = ", ".join(_quote(n) for n in batch.column_names)
-        self._query(
-            f"INSERT INTO {self._qualified(table)} ({cols}) SELECT * FROM Python(warroom_batch)"
-        )
+        cols = ", ".join(quote_identifier(n) for n in batch.column_names)
+        target = qualified_table(self.database, table)
+        self._query(f"INSERT INTO {target} ({cols}) SELECT * FROM Python(warroom_batch)")
         return int(batch.num_rows)
 
     # --- lifecycle ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from clickhouse_driver import Client, errors
 
-from sinks.backends import StoreError, error_from_message
+from sinks.backends import StoreError, error_from_message, qualified_table, quote_identifier
 from sinks.url import StoreURL
 
 __all__ = ["NativeBackend"]
@@ -24,10 +24,6 @@ __all__ = ["NativeBackend"]
 log = logging.getLogger(__name__)
 
 _NETWORK = (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError, ConnectionError)
-
-
-def _quote(identifier: str) -> str:
-    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def _text(value: Any) -> str:
@@ -75,7 +71,7 @@ class NativeBackend:
         if create_database and not readonly:
             boot = Client(database="default", **common)
             try:
-                self._call(boot, f"CREATE DATABASE IF NOT EXISTS {_quote(self.database)}")
+                self._call(boot, f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}")
             finally:
                 boot.disconnect()
         self._client = Client(database=self.database, settings=settings, **common)
@@ -140,13 +136,8 @@ class NativeBackend:
             )
         return out.getvalue().encode()
 
-    def _qualified(self, table: str) -> str:
-        if "." in table:
-            return table
-        return f"{_quote(self.database)}.{_quote(table)}"
-
     def column_types(self, table: str) -> dict[str, str]:
-        qualified = self._qualified(table)
+        qualified = qualified_table(self.database, table)
         types = self._types.get(qualified)
         if types is None:
             rows = self._call(self._client, f"DESCRIBE TABLE {qualified}")
@@ -171,10 +162,10 @@ class NativeBackend:
             # raw ints pass through: the driver, like ClickHouse, reads them in the column's
             # unit (DateTime: seconds, DateTime64(3): milliseconds)
             data.append(columns[name])
-        cols = ", ".join(_quote(n) for n in names)
+        cols = ", ".join(quote_identifier(n) for n in names)
         self._call(
             self._client,
-            f"INSERT INTO {self._qualified(table)} ({cols}) VALUES",
+            f"INSERT INTO {qualified_table(self.database, table)} ({cols}) VALUES",
             data,
             columnar=True,
         )

@@ -8,7 +8,6 @@ watermark and a scenario moves it by sending events (`Timeline.tick_to`), never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 import uuid
@@ -19,12 +18,12 @@ from typing import Any, TypeVar
 
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from producers.kafka import EventSender
 from streams.contract import GRIEVANCE_SCHEMA
 from streams.timeutil import BANGKOK_OFFSET
 from streams.topics import Topics
+from tests.kafka_io import read_records
 from tests.services.worker import WorkerProcess
 
 T = TypeVar("T")
@@ -309,27 +308,10 @@ def states_of(rows: list[dict[str, Any]], district: str) -> list[str]:
 
 
 async def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    out: list[tuple[bytes | None, dict[str, Any]]] = []
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, recs in batch.items():
-                for r in recs:
-                    assert r.value is not None
-                    out.append((r.key, orjson.loads(r.value)))
-                if recs and recs[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer.stop()
+    out = []
+    for r in await read_records(bootstrap, [topic]):
+        assert r.value is not None
+        out.append((r.key, orjson.loads(r.value)))
     return out
 
 

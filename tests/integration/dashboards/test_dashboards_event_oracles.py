@@ -13,9 +13,9 @@ import pytest
 from dash_data import BURST_DISTRICT, BURST_MIN, BURST_SIZE
 from dash_panels import PanelQuery, all_selected, clickhouse_queries, context, custom_options, run
 
-from dashboards.common import CATEGORY_TH, CHANNEL_TH, PROGRAM_TH, STATUS_TH
 from dashboards.macros import Variable
 from streams import geography
+from streams.labels import CATEGORY_TH, CHANNEL_TH, PROGRAM_TH, STATUS_TH
 from streams.timeutil import BANGKOK
 
 pytestmark = pytest.mark.integration

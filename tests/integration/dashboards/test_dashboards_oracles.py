@@ -14,11 +14,11 @@ import pytest
 from dash_oracle import Key, total
 from dash_panels import PanelQuery, all_selected, clickhouse_queries, context, custom_options, run
 
-from dashboards.common import CATEGORY_TH, PROGRAM_TH, STATUS_TH
 from dashboards.macros import Variable
 from dashboards.queries import GAUGE_FAMILY
 from streams import geography
 from streams.contract import OPEN_TYPES
+from streams.labels import CATEGORY_TH, PROGRAM_TH, STATUS_TH
 from streams.timeutil import BANGKOK
 
 pytestmark = pytest.mark.integration
