@@ -389,7 +389,7 @@ def test_logs_have_no_personal_data(running: Running) -> None:
     assert records, "the worker logs JSON lines when not on a terminal"
 
 
-def test_dead_letters_are_logged_with_event_id_district_and_reason(running: Running) -> None:
+def _logged_dead_letters(running: Running) -> list[dict[str, Any]]:
     records = []
     for line in worker_log(running.worker).splitlines():
         try:
@@ -397,7 +397,19 @@ def test_dead_letters_are_logged_with_event_id_district_and_reason(running: Runn
         except orjson.JSONDecodeError:
             continue
     ids = running.plan.rejected_ids
-    dead = [r for r in records if isinstance(r, dict) and r.get("event_id") in ids]
+    return [r for r in records if isinstance(r, dict) and r.get("event_id") in ids]
+
+
+def test_dead_letters_are_logged_with_event_id_district_and_reason(running: Running) -> None:
+    # run alone, this test may look before the worker has read every event: wait for them
+    wait_consumed(running)
+    ids = running.plan.rejected_ids
+    running.worker.wait_for(
+        lambda: {r["event_id"] for r in _logged_dead_letters(running)} >= set(ids),
+        timeout=30,
+        what="every rejected event id in the worker log",
+    )
+    dead = _logged_dead_letters(running)
     assert {r["event_id"] for r in dead} == set(ids)
     for r in dead:
         reason, district = ids[r["event_id"]]
