@@ -304,3 +304,54 @@ def test_grafana_account_is_read_only_with_limits() -> None:
     assert 0 < int(ch["jsonData"]["queryTimeout"]) <= cap
     assert int(profile.findtext("max_execution_time") or 0) <= cap
     assert [c.tag for c in profile.find("constraints") or []] == ["max_execution_time"]
+
+
+# --- the compose-spec schema, the parts this file uses (no engine here to run `config`) -----
+# Facts from compose-spec/schema/compose-spec.json (draft-07): the allowed top-level and service
+# keys (anything else only as x-*), the health check keys and the depends_on conditions.
+SPEC_TOP = {"version", "name", "include", "services", "networks", "volumes", "secrets", "configs"}
+SPEC_SERVICE = {
+    "build", "command", "container_name", "cap_add", "cap_drop", "depends_on", "deploy",
+    "entrypoint", "env_file", "environment", "expose", "extra_hosts", "healthcheck", "hostname",
+    "image", "init", "labels", "logging", "networks", "ports", "profiles", "read_only",
+    "restart", "security_opt", "stop_grace_period", "tmpfs", "ulimits", "user", "volumes",
+    "working_dir",
+}  # fmt: skip
+SPEC_HEALTHCHECK = {"disable", "interval", "retries", "start_interval", "start_period", "test"}
+SPEC_HEALTHCHECK |= {"timeout"}
+SPEC_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+DURATION = re.compile(r"^(\d+(\.\d+)?(us|ms|s|m|h))+$")
+# compose interpolation: $$ (a literal $), $VAR, ${VAR}, ${VAR:-x}, ${VAR-x}, ${VAR:?x}, ${VAR?x}
+INTERPOLATION = re.compile(r"\$(\$|[A-Za-z_]\w*|\{[A-Za-z_]\w*(?::?[-?+][^}]*)?\})")
+
+
+def test_compose_file_keeps_to_the_compose_spec(compose: dict[str, Any]) -> None:
+    assert {k for k in compose if not k.startswith("x-")} <= SPEC_TOP
+    for name, service in compose["services"].items():
+        keys = {k for k in service if not k.startswith("x-")}
+        assert keys <= SPEC_SERVICE, f"{name}: {keys - SPEC_SERVICE}"
+        check = service["healthcheck"]
+        assert set(check) <= SPEC_HEALTHCHECK, name
+        for key in ("interval", "timeout", "start_period"):
+            assert key not in check or DURATION.match(str(check[key])), f"{name}.{key}"
+        assert isinstance(check["retries"], int) if "retries" in check else True
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict | list), name
+        for other, spec in depends.items() if isinstance(depends, dict) else []:
+            assert other in compose["services"], f"{name} depends on unknown {other}"
+            assert set(spec) <= {"condition", "restart", "required"}, name
+            assert spec["condition"] in SPEC_CONDITIONS, f"{name}: {spec['condition']}"
+        env = service.get("environment", {})
+        if isinstance(env, dict):
+            for key, value in env.items():
+                assert value is None or isinstance(value, str | int | float | bool), f"{name}.{key}"
+        assert service.get("restart", "no") in ("no", "always", "on-failure", "unless-stopped")
+        for port in service.get("ports", []):
+            assert re.fullmatch(r"(\S+:)?\d+:\d+(/(tcp|udp))?|\d+", str(port)), f"{name}: {port}"
+    text = COMPOSE.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        code = "" if line.lstrip().startswith("#") else line.split(" #", 1)[0]
+        for at in [i for i, c in enumerate(code) if c == "$"]:
+            if at > 0 and code[at - 1] == "$":
+                continue  # the second $ of $$
+            assert INTERPOLATION.match(code, at), f"invalid interpolation: {line.strip()}"
