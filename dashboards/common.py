@@ -36,6 +36,7 @@ __all__ = [
     "base_dashboard",
     "custom_variable",
     "district_link",
+    "in_variable",
     "pie_panel",
     "prom_target",
     "query_variable",
@@ -44,6 +45,8 @@ __all__ = [
     "steps",
     "table_panel",
     "timeseries_panel",
+    "variable_uint",
+    "variable_values",
 ]
 
 CLICKHOUSE: Final = DataSourceRef(type_val=CLICKHOUSE_TYPE, uid="warroom-clickhouse")
@@ -338,6 +341,36 @@ def pie_panel(
     )
 
 
+# --- template variables in SQL ----------------------------------------------------------------
+# A variable's value is data, never SQL. Grafana's sqlstring/singlequote formats escape quotes but
+# not backslashes, and ClickHouse reads `\'` inside a literal as a quote: a value ending in a
+# backslash closes the literal early. percentencode leaves only A-Z a-z 0-9 - _ . ~ % in the SQL
+# (a multi-value becomes `{a,b}` encoded), which no ClickHouse literal rule can break, and
+# ClickHouse decodes it back. Codes never hold ',' '{' '}', so the split below is exact for them;
+# anything else stays a (non-matching) string.
+
+
+def variable_values(name: str) -> str:
+    """The selected values of template variable `name` as a ClickHouse Array(String)."""
+    d = f"decodeURLComponent('${{{name}:percentencode}}')"
+    # a multi-value arrives as {a,b}: unwrap it (no `$` here: the plugin's conditionalAll
+    # substitution would read `$'` as a JavaScript replacement pattern)
+    braced = f"startsWith({d}, '{{') AND endsWith({d}, '}}')"
+    unwrapped = f"if({braced}, substring({d}, 2, length({d}) - 2), {d})"
+    return f"splitByChar(',', {unwrapped})"
+
+
+def in_variable(column: str, name: str) -> str:
+    """`column` is one of the selected values of `name`; everything on All (the plugin's
+    $__conditionalAll turns the condition into 1=1)."""
+    return f"$__conditionalAll(has({variable_values(name)}, {column}), ${name})"
+
+
+def variable_uint(name: str) -> str:
+    """A single-value numeric variable as UInt32: a non-number is a query error, never SQL."""
+    return f"toUInt32(decodeURLComponent('${{{name}:percentencode}}'))"
+
+
 def district_link(field: str = "district_code") -> tuple[str, str]:
     """(title, url) of the district drill-down for the code in `field` of the clicked row."""
     return (
@@ -363,6 +396,7 @@ def query_variable(
         .sort(VariableSort.DISABLED)
         .multi(multi)
         .include_all(True)
+        .allow_custom_value(False)  # codes come from the store, never typed in
     )
 
 
@@ -389,4 +423,5 @@ def custom_variable(
         )
         .multi(all_)
         .include_all(all_)
+        .allow_custom_value(False)
     )

@@ -11,6 +11,7 @@ from dashboards.common import (
     THB,
     base_dashboard,
     custom_variable,
+    in_variable,
     query_variable,
     sql_label,
     steps,
@@ -41,20 +42,20 @@ ORDER BY region
     ("region", "region_name"),
 )
 PROVINCE_SQL = Sql(
-    """
+    f"""
 SELECT province_code, concat(name_th, ' (', province_code, ')') AS province_name
 FROM ref_provinces FINAL
-WHERE $__conditionalAll(region IN ($region), $region)
+WHERE {in_variable("region", "region")}
 ORDER BY name_th
 """,
     ("province_code", "province_name"),
 )
 DISTRICT_SQL = Sql(
-    """
+    f"""
 SELECT district_code, concat(name_th, ' · ', province_th, ' (', district_code, ')') AS district_name
 FROM ref_districts FINAL
-WHERE $__conditionalAll(region IN ($region), $region)
-    AND $__conditionalAll(province_code IN ($province), $province)
+WHERE {in_variable("region", "region")}
+    AND {in_variable("province_code", "province")}
 ORDER BY province_code, name_th
 """,
     ("district_code", "district_name"),
@@ -73,7 +74,7 @@ SELECT
 FROM {latest_grievances(SCOPE)}
 WHERE last_type IN ({OPEN_TYPES_SQL})
     AND due IS NOT NULL AND due < ($__toTime_ms)
-    AND $__conditionalAll(category_code IN ($category), $category)
+    AND {in_variable("category_code", "category")}
 ORDER BY due ASC, grievance_id
 LIMIT 200
 """,
@@ -112,7 +113,7 @@ FROM (
 )
 WHERE status_code NOT IN ({", ".join(f"'{s}'" for s in ACTIVE_EXCLUDED)})
     AND planned_pct - progress_pct > 10
-    AND $__conditionalAll(program_code IN ($program), $program)
+    AND {in_variable("program_code", "program")}
 ORDER BY gap_pts DESC, project_id
 LIMIT 200
 """,

@@ -95,6 +95,7 @@ def build() -> dashboard.Dashboard:
             .multi(True)
             .include_all(True)
             .all_value(".*")
+            .allow_custom_value(False)
         )
         .with_row(dashboard.Row("ปริมาณเหตุการณ์"))
         .with_panel(workers_up_stat())

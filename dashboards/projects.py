@@ -12,6 +12,7 @@ from dashboards.common import (
     base_dashboard,
     custom_variable,
     district_link,
+    in_variable,
     query_variable,
     sql_label,
     stat_panel,
@@ -26,7 +27,7 @@ __all__ = ["SCOPE", "UID", "build"]
 
 UID = "warroom-projects"
 SCOPE = Scope(region_var=True, program_var=True)
-FY = "$__conditionalAll(dim2 IN ($fiscal_year), $fiscal_year)"
+FY = in_variable("dim2", "fiscal_year")
 GEO = SCOPE.geo
 WHERE = SCOPE.program("dim1")
 BUDGET_METRICS = [
@@ -175,7 +176,7 @@ FROM {latest_projects(SCOPE)} AS l
 INNER JOIN ref_districts AS d FINAL ON d.district_code = l.district_code
 WHERE tupleElement(l.latest, 2) NOT IN ({", ".join(f"'{s}'" for s in ACTIVE_EXCLUDED)})
     AND l.last_report < ($__toTime_ms) - INTERVAL {STALE_DAYS} DAY
-    AND $__conditionalAll(tupleElement(l.latest, 1) IN ($program), $program)
+    AND {in_variable("tupleElement(l.latest, 1)", "program")}
 ORDER BY days_silent DESC, project_id
 LIMIT 200
 """,

@@ -13,11 +13,13 @@ from dashboards.common import (
     ch_target,
     custom_variable,
     district_link,
+    in_variable,
     sql_label,
     stat_panel,
     steps,
     table_panel,
     timeseries_panel,
+    variable_uint,
 )
 from streams.reasons import Reason
 
@@ -32,7 +34,7 @@ OUTCOME_TH = {
     "late": "มาช้า",
     "too_late": "ช้าเกินรับ",
 }
-STREAM = "$__conditionalAll(stream IN ($stream), $stream)"
+STREAM = in_variable("stream", "stream")
 QUALITY = f"quality_buckets FINAL WHERE $__timeFilter(bucket) AND {STREAM}"
 
 TOTALS_SQL = Sql(
@@ -105,8 +107,7 @@ ORDER BY time
 # a district is silent when no accepted event (either stream) happened for $silent_hours; the
 # last 30 days are searched, older silence shows as "no data in 30 days". The raw event tables
 # know every accepted event's district; quality_buckets do not (only rejections carry one).
-# Only the _ms form of $__toTime here: see macros.expand_macros on mixing the two.
-SILENT_FROM = """
+SILENT_FROM = f"""
 FROM ref_districts AS d FINAL
 LEFT JOIN (
     SELECT district_code, toDateTime(max(last_at)) AS last_seen, 1 AS seen
@@ -123,7 +124,7 @@ LEFT JOIN (
     )
     GROUP BY district_code
 ) AS q ON q.district_code = d.district_code
-WHERE q.seen = 0 OR q.last_seen < ($__toTime_ms) - INTERVAL $silent_hours HOUR
+WHERE q.seen = 0 OR q.last_seen < ($__toTime_ms) - toIntervalHour({variable_uint("silent_hours")})
 """
 
 SILENT_SQL = Sql(

@@ -5,8 +5,9 @@ Conventions that keep the SQL correct under the ClickHouse plugin:
 - gauges: current value = the rows of a district's latest snapshot (per partition and family),
   summed over partitions (see gauge_current);
 - "now" is the end of the dashboard's time range (`$__toTime`), so a past range shows the past;
-- argument-less macros are always written in parentheses, e.g. `($__toTime)`: older releases of
-  the plugin's macro parser took the next parenthesised text after a macro as its arguments.
+- argument-less macros are written in parentheses, e.g. `($__toTime)`: a `(` right after one is
+  taken as its (ignored) arguments by the plugin's macro engine;
+- template variables reach SQL only through common.in_variable / variable_uint (percent-encoded).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from dashboards.common import quote, sql_label, sql_list
+from dashboards.common import in_variable, quote, sql_label, sql_list
 from streams.contract import OPEN_TYPES
 from streams.labels import CATEGORY_TH, PROGRAM_TH
 
@@ -60,21 +61,21 @@ class Scope:
         """Filter on region, province_code and district_code."""
         parts = []
         if self.region_var:
-            parts.append("$__conditionalAll(region IN ($region), $region)")
+            parts.append(in_variable("region", "region"))
         if self.district_vars:
-            parts.append("$__conditionalAll(province_code IN ($province), $province)")
-            parts.append("$__conditionalAll(district_code IN ($district), $district)")
+            parts.append(in_variable("province_code", "province"))
+            parts.append(in_variable("district_code", "district"))
         return " AND ".join(parts) or "1 = 1"
 
     def category(self, column: str) -> str:
         if not self.category_var:
             return "1 = 1"
-        return f"$__conditionalAll({column} IN ($category), $category)"
+        return in_variable(column, "category")
 
     def program(self, column: str) -> str:
         if not self.program_var:
             return "1 = 1"
-        return f"$__conditionalAll({column} IN ($program), $program)"
+        return in_variable(column, "program")
 
 
 NATIONAL: Final = Scope()

@@ -185,6 +185,20 @@ class Settings:
         "http://localhost:3000",
         "Grafana base URL used for links in alert messages.",
     )
+    # --- ClickHouse server credentials, apart from WARROOM_STORE (issue 12) ------------------
+    # read by sinks.url.parse_store_url: taken literally, so a password may hold / # ? % @ :
+    store_user: str = _setting(
+        "WARROOM_STORE_USER",
+        "",
+        "ClickHouse user for a clickhouse:// store, taken literally (instead of user:pass@ in "
+        "WARROOM_STORE).",
+    )
+    store_password: str = _setting(
+        "WARROOM_STORE_PASSWORD",
+        "",
+        "Password of WARROOM_STORE_USER (secret), taken literally: any character, no "
+        "percent-encoding.",
+    )
 
     @property
     def embedded(self) -> bool:

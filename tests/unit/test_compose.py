@@ -1,11 +1,13 @@
 """The production stack's files, checked for what decides whether `docker compose up` can work
-(no Docker engine here): docker-compose.yml parses, every service has a health check, every
-mounted file exists, no secret is written in it, the Grafana provisioning matches the
-generated dashboards, the Dockerfile copies files that exist."""
+and is safe (no Docker engine here): docker-compose.yml parses, every service has a health check,
+every mounted file exists, no secret is written in it, versions are pinned, ops ports stay on
+loopback, Grafana starts after the schema, the ClickHouse accounts are least-privilege, the
+Grafana provisioning matches the generated dashboards, the Dockerfile copies files that exist."""
 
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,14 @@ import pytest
 import yaml
 
 from dashboards.common import DASHBOARD_FOLDER, FOLDERS
+from dashboards.macros import PLUGIN_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
-SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|STORE$")
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$")
+USERS_XML = ROOT / "deploy" / "clickhouse" / "users.d" / "warroom.xml"
+WRITER, READER = "warroom_writer", "warroom_grafana"
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +64,11 @@ def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
     assert "controller" in _env(services["kafka"])["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     grafana_env = _env(services["grafana"])
-    assert "grafana-clickhouse-datasource" in grafana_env["GF_INSTALL_PLUGINS"]
+    assert "GF_INSTALL_PLUGINS" not in grafana_env  # "whatever is newest"
+    # the exact version dashboards/macros.py models, installed before Grafana starts
+    assert grafana_env["GF_PLUGINS_PREINSTALL_SYNC"] == (
+        f"grafana-clickhouse-datasource@{PLUGIN_VERSION}"
+    )
 
 
 def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -76,10 +85,10 @@ def test_workers_scale_out_in_production_mode(compose: dict[str, Any]) -> None:
     env = _env(worker)
     assert env["WARROOM_MODE"] == "production"
     assert env["WARROOM_KAFKA"] == "kafka:9092"
-    assert (
-        env["WARROOM_STORE"].startswith("clickhouse://")
-        and "@clickhouse:9000/" in env["WARROOM_STORE"]
-    )
+    # credentials apart from the URL: a password is never pasted into it
+    assert env["WARROOM_STORE"] == "clickhouse://clickhouse:9000/warroom"
+    assert env["WARROOM_STORE_USER"] == WRITER
+    assert VARIABLE.fullmatch(env["WARROOM_STORE_PASSWORD"])
     assert env["WARROOM_WEB_HOST"] == "0.0.0.0" and env["WARROOM_WEB_PORT"] == "6066"
     assert VARIABLE.fullmatch(env["WARROOM_PSEUDONYM_KEY"])
     assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
@@ -129,6 +138,7 @@ def test_no_literal_secrets(compose: dict[str, Any]) -> None:
     for key, value in anchors.items():
         if SECRET_KEY.search(key):
             assert "${" in str(value)
+        assert "@" not in str(value), f"{key}: credentials inside a URL"
     assert "change-me" not in text
 
 
@@ -180,3 +190,168 @@ def test_dockerfile_copies_existing_files() -> None:
         for source in line.split():
             assert source.rstrip("/") not in ignored, f"{source} is excluded by .dockerignore"
     assert 'CMD ["warroom", "worker"]' in text
+
+
+def _published(service: dict[str, Any]) -> list[str]:
+    return [str(p) for p in service.get("ports", [])]
+
+
+def test_ops_ports_are_on_loopback_without_lifecycle(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("prometheus", "alertmanager"):
+        ports = _published(services[name])
+        assert ports, name
+        assert all(p.startswith("127.0.0.1:") for p in ports), f"{name}: {ports}"
+    assert not any("--web.enable-lifecycle" in str(a) for a in services["prometheus"]["command"])
+    assert _published(services["grafana"]) == ["${GRAFANA_BIND_ADDRESS:-127.0.0.1}:3000:3000"]
+    public = {n for n, s in services.items() if s.get("ports")}
+    assert public == {"grafana", "prometheus", "alertmanager"}, "nothing else is published"
+
+
+def test_grafana_starts_after_the_schema_exists(compose: dict[str, Any]) -> None:
+    after = compose["services"]["grafana"]["depends_on"]
+    assert after["init"]["condition"] == "service_completed_successfully"
+    assert "warroom migrate" in " ".join(compose["services"]["init"]["command"])
+
+
+IMAGE = re.compile(r"^[\w./-]+:v?(\d+)\.(\d+)\.(\d+)(?:\.\d+)*$")
+
+
+def test_every_image_is_pinned_to_an_exact_release(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service["image"]
+        if "build" in service:
+            continue  # warroom itself, built from this tree
+        assert IMAGE.match(image), f"{name}: {image} is not an exact version"
+    grafana = IMAGE.match(compose["services"]["grafana"]["image"])
+    assert grafana and (int(grafana[1]), int(grafana[2])) > (11, 6)
+
+
+def test_clickhouse_server_is_an_lts_of_the_engine_the_tests_run(compose: dict[str, Any]) -> None:
+    import chdb
+
+    engine = str(chdb.query("SELECT version()", "TabSeparated")).strip()
+    server = IMAGE.match(compose["services"]["clickhouse"]["image"])
+    assert server, compose["services"]["clickhouse"]["image"]
+    assert int(server[1]) == int(engine.split(".")[0]), f"chdb runs {engine}"
+    assert int(server[2]) in (3, 8), "ClickHouse LTS releases are YY.3 and YY.8"
+
+
+def _users() -> ET.Element:
+    return ET.parse(USERS_XML).getroot()
+
+
+def test_clickhouse_accounts_are_mounted_and_fed(compose: dict[str, Any]) -> None:
+    ch = compose["services"]["clickhouse"]
+    env = _env(ch)
+    assert env["CLICKHOUSE_SKIP_USER_SETUP"] == "1"  # the image must not create its own user
+    for key in ("CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"):
+        assert key not in env, key
+    assert (
+        "./deploy/clickhouse/users.d/warroom.xml",
+        "/etc/clickhouse-server/users.d/warroom.xml",
+    ) in _binds(ch)
+    for password in _users().iter("password"):
+        source = password.get("from_env")
+        assert source and not (password.text or "").strip(), "passwords come from the environment"
+        assert VARIABLE.fullmatch(env[source]), source
+    grafana = _env(compose["services"]["grafana"])
+    assert grafana["CLICKHOUSE_USER"] == READER
+    assert grafana["CLICKHOUSE_PASSWORD"] == env["CLICKHOUSE_GRAFANA_PASSWORD"]
+    assert "warroom_grafana" in " ".join(ch["healthcheck"]["test"])
+
+
+def test_no_default_user_and_no_access_management() -> None:
+    users = _users().find("users")
+    assert users is not None
+    default = users.find("default")
+    assert default is not None and default.get("remove"), "the default user must be removed"
+    accounts = [u for u in users if u.tag != "default"]
+    assert {u.tag for u in accounts} == {WRITER, READER}
+    for user in accounts:
+        assert user.findtext("access_management") == "0", user.tag
+        assert user.findtext("named_collection_control") == "0", user.tag
+        grants = [q.text or "" for q in user.iter("query")]
+        assert grants, f"{user.tag} needs explicit grants"
+        for grant in grants:
+            assert grant.rstrip().endswith("ON warroom.*"), grant
+            assert not re.search(r"\b(ALL|ACCESS|USER|ROLE|SYSTEM|GRANT OPTION)\b", grant[5:])
+
+
+def _profile(name: str) -> ET.Element:
+    profile = _users().find(f"profiles/{name}")
+    assert profile is not None, name
+    return profile
+
+
+def test_grafana_account_is_read_only_with_limits() -> None:
+    reader = _users().find(f"users/{READER}")
+    assert reader is not None and reader.findtext("profile") == READER
+    grants = " ".join(q.text or "" for q in reader.iter("query"))
+    assert re.fullmatch(r"GRANT SELECT(, SHOW)? ON warroom\.\*", grants.strip()), grants
+    profile = _profile(READER)
+    assert profile.findtext("readonly") == "1"  # the plugin's docs: 1, never 2
+    for limit in ("max_execution_time", "max_memory_usage", "max_result_rows"):
+        assert int(profile.findtext(limit) or 0) > 0, limit
+    # the plugin's client sets max_execution_time from the data source's query timeout
+    constraint = profile.find("constraints/max_execution_time")
+    assert constraint is not None and constraint.find("changeable_in_readonly") is not None
+    cap = int(constraint.findtext("max") or 0)
+    datasources = yaml.safe_load(
+        (ROOT / "dashboards/provisioning/datasources/warroom.yaml").read_text(encoding="utf-8")
+    )["datasources"]
+    ch = next(d for d in datasources if d["uid"] == "warroom-clickhouse")
+    assert 0 < int(ch["jsonData"]["queryTimeout"]) <= cap
+    assert int(profile.findtext("max_execution_time") or 0) <= cap
+    assert [c.tag for c in profile.find("constraints") or []] == ["max_execution_time"]
+
+
+# --- the compose-spec schema, the parts this file uses (no engine here to run `config`) -----
+# Facts from compose-spec/schema/compose-spec.json (draft-07): the allowed top-level and service
+# keys (anything else only as x-*), the health check keys and the depends_on conditions.
+SPEC_TOP = {"version", "name", "include", "services", "networks", "volumes", "secrets", "configs"}
+SPEC_SERVICE = {
+    "build", "command", "container_name", "cap_add", "cap_drop", "depends_on", "deploy",
+    "entrypoint", "env_file", "environment", "expose", "extra_hosts", "healthcheck", "hostname",
+    "image", "init", "labels", "logging", "networks", "ports", "profiles", "read_only",
+    "restart", "security_opt", "stop_grace_period", "tmpfs", "ulimits", "user", "volumes",
+    "working_dir",
+}  # fmt: skip
+SPEC_HEALTHCHECK = {"disable", "interval", "retries", "start_interval", "start_period", "test"}
+SPEC_HEALTHCHECK |= {"timeout"}
+SPEC_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+DURATION = re.compile(r"^(\d+(\.\d+)?(us|ms|s|m|h))+$")
+# compose interpolation: $$ (a literal $), $VAR, ${VAR}, ${VAR:-x}, ${VAR-x}, ${VAR:?x}, ${VAR?x}
+INTERPOLATION = re.compile(r"\$(\$|[A-Za-z_]\w*|\{[A-Za-z_]\w*(?::?[-?+][^}]*)?\})")
+
+
+def test_compose_file_keeps_to_the_compose_spec(compose: dict[str, Any]) -> None:
+    assert {k for k in compose if not k.startswith("x-")} <= SPEC_TOP
+    for name, service in compose["services"].items():
+        keys = {k for k in service if not k.startswith("x-")}
+        assert keys <= SPEC_SERVICE, f"{name}: {keys - SPEC_SERVICE}"
+        check = service["healthcheck"]
+        assert set(check) <= SPEC_HEALTHCHECK, name
+        for key in ("interval", "timeout", "start_period"):
+            assert key not in check or DURATION.match(str(check[key])), f"{name}.{key}"
+        assert isinstance(check["retries"], int) if "retries" in check else True
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict | list), name
+        for other, spec in depends.items() if isinstance(depends, dict) else []:
+            assert other in compose["services"], f"{name} depends on unknown {other}"
+            assert set(spec) <= {"condition", "restart", "required"}, name
+            assert spec["condition"] in SPEC_CONDITIONS, f"{name}: {spec['condition']}"
+        env = service.get("environment", {})
+        if isinstance(env, dict):
+            for key, value in env.items():
+                assert value is None or isinstance(value, str | int | float | bool), f"{name}.{key}"
+        assert service.get("restart", "no") in ("no", "always", "on-failure", "unless-stopped")
+        for port in service.get("ports", []):
+            assert re.fullmatch(r"(\S+:)?\d+:\d+(/(tcp|udp))?|\d+", str(port)), f"{name}: {port}"
+    text = COMPOSE.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        code = "" if line.lstrip().startswith("#") else line.split(" #", 1)[0]
+        for at in [i for i, c in enumerate(code) if c == "$"]:
+            if at > 0 and code[at - 1] == "$":
+                continue  # the second $ of $$
+            assert INTERPOLATION.match(code, at), f"invalid interpolation: {line.strip()}"

@@ -18,7 +18,7 @@ from dash_panels import (
     variable_queries,
 )
 
-from dashboards.macros import MacroError, QueryContext, Variable, expand
+from dashboards.macros import QueryContext, Variable, expand
 from streams.contract import CATEGORIES, PROGRAMS
 
 pytestmark = pytest.mark.integration
@@ -80,29 +80,38 @@ def test_every_clickhouse_target_has_a_spec() -> None:
     assert not missing, f"targets whose SQL is not built by the code any more: {missing}"
 
 
-def test_argumentless_macros_are_parenthesised() -> None:
-    """Older plugin releases take the next '(...)' after `$__toTime` as its arguments."""
-    for q in QUERIES:
-        for macro in ("$__fromTime", "$__toTime", "$__interval_s"):
-            start = 0
-            while (at := q.raw_sql.find(macro, start)) != -1:
-                end = at + len(macro)
-                if q.raw_sql[end : end + 3] == "_ms":
-                    end += 3
-                assert q.raw_sql[end] == ")", f"{q.id}: {macro} not followed by ')'"
-                start = end
-
-
-def test_no_query_depends_on_the_plugins_macro_order() -> None:
-    """The plugin expands macros in Go map order and replaces every occurrence of a bare
-    `$__toTime`, also inside `$__toTime_ms`: a query using both breaks on some refreshes."""
+def test_argumentless_macros_are_not_followed_by_a_parenthesis() -> None:
+    """The plugin's macro engine takes a '(' right after `$__toTime` as its (ignored)
+    argument list: `$__toTime (x)` is fine, `$__toTime(x)` would swallow (x)."""
     sqls = [q.raw_sql for q in QUERIES] + [sql for _, _, sql in variable_queries()]
     for sql in sqls:
-        for macro in ("$__fromTime", "$__toTime"):
-            bare = re.search(re.escape(macro) + r"(?!\w)", sql)
-            assert not (bare and macro + "_ms" in sql), sql[:200]
-    with pytest.raises(MacroError, match="Go map order"):
-        expand("SELECT ($__toTime), ($__toTime_ms)", QueryContext(0, 60_000))
+        found = re.search(r"\$__(fromTime|toTime|fromTime_ms|toTime_ms|interval_s)\(", sql)
+        assert not found, sql[:200]
+
+
+def test_to_time_and_to_time_ms_mix_in_one_query() -> None:
+    """The pinned engine reads macro names greedily: both forms expand side by side."""
+    out = expand("SELECT ($__toTime), ($__toTime_ms)", QueryContext(0, 60_000))
+    assert out == "SELECT (toDateTime(60)), (fromUnixTimestamp64Milli(60000))"
+
+
+HOSTILE = ["\\') OR 1=1 --", "1001' OR '1'='1", "x\\", "$__timeFilter(x)"]
+
+
+@pytest.mark.parametrize("q", QUERIES, ids=[q.id for q in QUERIES])
+def test_panel_query_keeps_hostile_selections_as_data(q: PanelQuery, warehouse: Any) -> None:
+    """Every variable set to values a URL could carry: the query still runs, returns its
+    columns, and a hostile code filters everything out instead of widening the result."""
+    everything = all_selected(q.uid, custom_options(q.uid))
+    hostile = {
+        name: (var if name == "silent_hours" else Variable(HOSTILE))
+        for name, var in everything.items()
+    }
+    names, rows = run(warehouse, q.raw_sql, context(warehouse.time_range, hostile))
+    assert names == list(SPECS[q.raw_sql].columns)
+    filtered = {"region", "province", "district", "category", "program", "stream", "fiscal_year"}
+    if filtered & set(everything) and SPECS[q.raw_sql].kind == "table":
+        assert rows == [] or all(r[0] not in HOSTILE for r in rows)
 
 
 @pytest.mark.parametrize("q", QUERIES, ids=[q.id for q in QUERIES])
