@@ -319,7 +319,35 @@ def _replay_summary(s: object) -> None:
         )
         for reason, count in t.unmapped.most_common():
             rows = ", ".join(map(str, t.examples[reason]))
-            typer.echo(f"    {reason}: {count:,} rows (first rows: {rows})")
+            why = _TRAFFY_REASONS.get(reason, "")
+            typer.echo(f"    {reason}: {count:,} rows{why} (first rows: {rows})")
+        counted = (
+            (t.be_rows, "be_year", "dates in Buddhist-Era years, read as B.E. (year - 543)"),
+            (
+                t.last_before_timestamp,
+                "last_before_timestamp",
+                "last_activity before timestamp (final step dated a second after receipt)",
+            ),
+            *(
+                (n, kind, f"duplicate rows skipped ({kind})")
+                for kind, n in sorted(t.duplicates.items())
+            ),
+        )
+        for n, key, text in counted:
+            if n:
+                rows = ", ".join(map(str, t.notes.get(key, [])))
+                typer.echo(f"    {text}: {n:,} rows (first rows: {rows})")
+    if s.capped_gaps:
+        typer.echo(
+            f"  pacing: {s.capped_gaps:,} gaps longer than {s.max_gap_s:g} s at --speed were "
+            f"cut to {s.max_gap_s:g} s ({s.capped_s:,.0f} s of waiting skipped)"
+        )
+
+
+_TRAFFY_REASONS = {
+    "impossible_date": " with a date that exists neither in A.D. nor in B.E. (rejected, not "
+    "read as A.D.)",
+}
 
 
 def submit(

@@ -472,7 +472,9 @@ def _simulator_line(sim: SimulatorSummary, at: float, lag: float) -> str:
     if sim.event_time_s is not None:
         behind = at - sim.event_time_s
         newest = f"newest event {format_bangkok(int(sim.event_time_s * 1000), '%d/%m/%Y %H:%M:%S')}"
-        if behind >= 120:
+        if behind >= 2 * 86_400:
+            newest += f", {behind / 86_400:.1f} days behind the clock"
+        elif behind >= 120:
             newest += f", {_secs(behind)} behind the clock"
     if sim.phase == "backfill":
         line = f"simulator: backfill {sim.backfill_progress:.0%} · {done} · {newest}"

@@ -60,6 +60,8 @@ class Stats:
     backfill_progress: float = 0.0  # share of the backfill's simulated span sent
     backfill_events: int = 0  # acknowledged when the backfill ended (generated until then)
     backfill_s: float = 0.0  # wall seconds of the backfill phase
+    span_start_ms: int = 0  # the simulation's start (live mode: now - the backfill hours)
+    live_since_ms: int = 0  # wall time the live phase began (every later send is live)
 
     @property
     def rate(self) -> float:
@@ -105,7 +107,7 @@ async def run_simulator(
         sim_options = options.live.sim_options(options.sim, now_ms)
     else:
         sim_options = resolve_start(options.sim, options.duration, now_ms)
-    stats = Stats()
+    stats = Stats(span_start_ms=sim_options.start_ms)
     metrics = telemetry().simulator
     sender = EventSender(bootstrap, topics, producer=options.producer)
     await sender.start()
@@ -265,7 +267,8 @@ async def _pump_live(
             await sender.send_raw(topic_of[item.stream], item.payload, item.key)
             _count(stats, item)
             if stats.phase == "live":
-                metrics.set_event_time(item.occurred_ms)
+                # the newest time sent (a late re-send is older and must not move it back)
+                metrics.set_event_time(stats.last_ms)
             n += 1
             if n & 255 == 0:
                 # let acknowledgements and signals through
@@ -299,6 +302,7 @@ async def _go_live(
     # the backfill ends when Kafka has acknowledged all of it: its rate is a delivered rate
     await sender.flush()
     elapsed = time.monotonic() - started
+    stats.live_since_ms = int(time.time() * 1000)
     stats.phase = "live"
     stats.caught_up = True
     stats.backfill_progress = 1.0
