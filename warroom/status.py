@@ -599,6 +599,8 @@ class Poller:
         self.timeout = timeout
         self.districts = districts
         self.previous: Snapshot | None = None
+        #: end-to-end p50/p99 of the latest interval that saw events
+        self._latency: tuple[float | None, float | None] | None = None
 
     def poll(self) -> Summary:
         current = fetch_snapshot(self.base_url, self.timeout)
@@ -609,5 +611,14 @@ class Poller:
             summarize(current, self.previous, top),
             live_alerts=fetch_live_alerts(self.base_url, self.timeout),
         )
+        # at a real national volume (a few events a minute) many intervals see no event: keep
+        # the latest interval's latency rather than falling back to since-start quantiles,
+        # which a backfill's weeks-old events would dominate for good
+        name = "warroom_end_to_end_latency_seconds_count"
+        if self.previous is not None and _increase(current, self.previous, name):
+            self._latency = (summary.latency_p50_s, summary.latency_p99_s)
+        elif self._latency is not None:
+            p50, p99 = self._latency
+            summary = replace(summary, latency_p50_s=p50, latency_p99_s=p99)
         self.previous = current
         return summary
