@@ -81,7 +81,12 @@ def up(
         )
         raise typer.Exit(2)
     for flag, v in (*live.items(), ("--rate", rate), ("--speedup", speedup)):
-        if v is not None and (v < 0 if flag == "--backfill-hours" else v <= 0):
+        if v is None:
+            continue
+        if flag == "--backfill-hours" and not 0 <= v <= 24 * 366:
+            typer.echo("warroom up: --backfill-hours must be between 0 and 8784 (a year)", err=True)
+            raise typer.Exit(2)
+        if flag != "--backfill-hours" and v <= 0:
             typer.echo(f"warroom up: {flag} must be positive", err=True)
             raise typer.Exit(2)
 

@@ -111,3 +111,28 @@ def test_the_load_multiplies_the_intake() -> None:
     loaded, _ = _day_counts(LivePlan(backfill_hours=50, cases_per_day=500, load=10), days=2)
     # the same two simulated days (a weekend): only the volume differs
     assert 8.5 <= sum(loaded.values()) / sum(base.values()) <= 11.5
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["up", "--load", "5", "--rate", "100"], "--rate and --speedup run it paced"),
+        (["up", "--load", "0"], "--load must be positive"),
+        (["up", "--backfill-hours", "-1"], "--backfill-hours must be between 0 and 8784"),
+        (["up", "--cases-per-day", "0"], "--cases-per-day must be positive"),
+        (["simulate", "--backfill-hours", "2", "--speedup", "60"], "use one or the other"),
+        (["simulate", "--load", "-3"], "load must be positive"),
+    ],
+)
+def test_bad_simulator_flags_are_one_line_and_exit_2(
+    command: list[str], message: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from warroom.cli import app
+
+    res = CliRunner().invoke(app, [*command, "--data-dir", str(tmp_path)] if command[0] == "up"
+                             else command)  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
