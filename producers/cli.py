@@ -45,26 +45,49 @@ def _ensure_topics(bootstrap: str, prefix: str, partitions: int) -> None:
 
 
 def simulate(
-    rate: Annotated[float, typer.Option(help="Events per wall-clock second.")] = 2000.0,
+    rate: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            help="Paced mode (benchmarks): events per wall-clock second, simulated time running "
+            "ahead of the clock until it catches up. Default: live mode (see --backfill-hours)."
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed: the same seed gives the same events.")
     ] = 1,
     duration: Annotated[
         Optional[float], typer.Option(help="Seconds to run (default: until Ctrl-C).")  # noqa: UP045
     ] = None,
+    backfill_hours: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            help="Live mode: hours of recent history sent first, unpaced, ending now. Default: "
+            "673 (4 weeks + 1 h, the surge rules' baseline); 25 with --load above 1."
+        ),
+    ] = None,
+    cases_per_day: Annotated[
+        float,
+        typer.Option(
+            help="Live mode: new grievance cases a day nationally (each with a handful of "
+            "lifecycle steps; project reports come on top)."
+        ),
+    ] = 1000.0,
+    load: Annotated[
+        float,
+        typer.Option(help="Live mode: multiplier on --cases-per-day for throughput demos."),
+    ] = 1.0,
     speedup: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option(
-            help="Mean simulated seconds per wall second (1440 = a day a minute). Default: what "
-            "gives a national intake of 20,000 cases a day at --rate (about 1,900 at 2,000/s)."
+            help="Paced mode: mean simulated seconds per wall second (1440 = a day a minute). "
+            "Default with --rate: what gives a national intake of 20,000 cases a day."
         ),
     ] = None,
     start: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
-            help="Simulated start, RFC 3339 (naive = Bangkok). Default: far enough back that the "
-            "run ends about now (without --duration: 30 min of sending); once the simulation "
-            "reaches real time it follows the clock."
+            help="Paced mode: simulated start, RFC 3339 (naive = Bangkok). Default: far enough "
+            "back that the run ends about now (without --duration: 30 min of sending)."
         ),
     ] = None,
     bad_share: Annotated[float, typer.Option(help="Share of bad events (every reason).")] = 0.01,
@@ -76,17 +99,37 @@ def simulate(
         bool, typer.Option(help="Only generate (no Kafka): print the cost per event.")
     ] = False,
 ) -> None:
-    """Send a realistic national workload of grievance and project events (seeded)."""
-    from producers.simulator import RunOptions, SimOptions, run_simulator
+    """Send a realistic national workload of grievance and project events (seeded).
+
+    Live mode (the default): a backfill of recent history as fast as Kafka takes it, then
+    events dated now at a real national volume. Paced mode (--rate / --speedup / --start):
+    a fixed wall rate, for benchmarks."""
+    from producers.simulator import LivePlan, RunOptions, SimOptions, run_simulator
     from streams.timeutil import parse_ms
     from streams.topics import Topics
 
     settings = _settings()
+    paced = rate is not None or speedup is not None or start is not None
+    live_flags = backfill_hours is not None or cases_per_day != 1000.0 or load != 1.0
+    if paced and live_flags:
+        typer.echo(
+            "warroom simulate: --backfill-hours, --cases-per-day and --load are for live mode; "
+            "--rate, --speedup and --start run paced: use one or the other",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
+        if duration is not None and duration <= 0:
+            raise ValueError("--duration must be positive")
+        plan = (
+            None
+            if paced
+            else LivePlan(backfill_hours=backfill_hours, cases_per_day=cases_per_day, load=load)
+        )
         sim = SimOptions(
             seed=seed,
             start_ms=parse_ms(start) if start else 0,
-            rate=rate,
+            rate=2000.0 if rate is None else rate,
             speedup=speedup,
             bad_share=bad_share,
             duplicate_share=duplicate_share,
@@ -96,12 +139,18 @@ def simulate(
         typer.echo(f"warroom simulate: {exc}", err=True)
         raise typer.Exit(2) from exc
     if dry_run:
-        _dry_run(sim, duration or 10.0)
+        _dry_run(sim, plan, duration or 10.0)
         return
     bootstrap = _bootstrap(kafka, settings)
     prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
     _ensure_topics(bootstrap, prefix, settings.partitions)
-    options = RunOptions(sim=sim, duration=duration)
+    if plan is not None:
+        typer.echo(
+            f"live mode: backfill of {plan.hours:g} h, then events dated now at "
+            f"{plan.national_cases_per_day:,.0f} new cases a day nationally",
+            err=True,
+        )
+    options = RunOptions(sim=sim, duration=duration, live=plan)
     stats = asyncio.run(run_simulator(bootstrap, Topics(prefix), options, on_progress=_progress))
     _progress(stats, final=True)
     if stats.errors:
@@ -114,23 +163,53 @@ def _progress(stats: Stats, final: bool = False) -> None:
 
     sim_time = format_bangkok(stats.last_ms) if stats.last_ms else "-"
     head = "done:" if final else "sending:"
+    if stats.phase == "backfill":
+        phase = f"; backfill {stats.backfill_progress:.0%}"
+    elif stats.phase == "live":
+        rate = stats.backfill_events / stats.backfill_s if stats.backfill_s else 0.0
+        phase = (
+            f"; live (backfill: {stats.backfill_events:,} events in {stats.backfill_s:.1f} s, "
+            f"{rate:,.0f}/s)"
+        )
+    else:
+        phase = "; following the real clock" if stats.caught_up else ""
     typer.echo(
         f"{head} {stats.sent:,} acknowledged ({stats.rate:,.0f}/s), {stats.errors} errors; "
         f"grievance {stats.by_stream['grievance']:,}, project {stats.by_stream['project']:,}, "
         f"bad {stats.bad:,}, duplicates {stats.duplicates:,}, late {stats.late:,}; "
-        f"simulated time {sim_time}; generation {stats.generate_us_per_event:.1f} µs/event"
-        + ("; following the real clock" if stats.caught_up else ""),
+        f"simulated time {sim_time}; generation {stats.generate_us_per_event:.1f} µs/event" + phase,
         err=not final,
     )
 
 
-def _dry_run(sim: object, seconds: float) -> None:
+def _dry_run(sim: object, plan: object, seconds: float) -> None:
     import itertools
     import time
 
-    from producers.simulator import SimOptions, Simulator, resolve_start
+    from producers.simulator import LivePlan, SimOptions, Simulator, resolve_start
+    from streams.timeutil import format_bangkok
 
     assert isinstance(sim, SimOptions)
+    now_ms = int(time.time() * 1000)
+    if isinstance(plan, LivePlan):
+        # the backfill: every event up to now
+        t0 = time.perf_counter()
+        items = Simulator(plan.sim_options(sim, now_ms)).items()
+        first = next(items)
+        ready = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        n, last = 1, first
+        for item in items:
+            if item.occurred_ms > now_ms:
+                break
+            n, last = n + 1, item
+        spent = time.perf_counter() - t1
+        typer.echo(
+            f"backfill of {plan.hours:g} h: {n:,} events in {spent:.2f} s "
+            f"({spent / n * 1e6:.1f} µs/event, first event after {ready:.2f} s of warm-up); "
+            f"simulated {format_bangkok(first.occurred_ms)} → {format_bangkok(last.occurred_ms)}"
+        )
+        return
     t0 = time.perf_counter()
     items = Simulator(resolve_start(sim, seconds)).items()
     first = next(items)
@@ -141,8 +220,6 @@ def _dry_run(sim: object, seconds: float) -> None:
     for item in itertools.islice(items, n):
         last = item
     spent = time.perf_counter() - t1
-    from streams.timeutil import format_bangkok
-
     typer.echo(
         f"generated {n:,} events in {spent:.2f} s: {spent / n * 1e6:.1f} µs/event "
         f"(first event after {ready:.2f} s of warm-up); simulated "
@@ -242,7 +319,35 @@ def _replay_summary(s: object) -> None:
         )
         for reason, count in t.unmapped.most_common():
             rows = ", ".join(map(str, t.examples[reason]))
-            typer.echo(f"    {reason}: {count:,} rows (first rows: {rows})")
+            why = _TRAFFY_REASONS.get(reason, "")
+            typer.echo(f"    {reason}: {count:,} rows{why} (first rows: {rows})")
+        counted = (
+            (t.be_rows, "be_year", "dates in Buddhist-Era years, read as B.E. (year - 543)"),
+            (
+                t.last_before_timestamp,
+                "last_before_timestamp",
+                "last_activity before timestamp (final step dated a second after receipt)",
+            ),
+            *(
+                (n, kind, f"duplicate rows skipped ({kind})")
+                for kind, n in sorted(t.duplicates.items())
+            ),
+        )
+        for n, key, text in counted:
+            if n:
+                rows = ", ".join(map(str, t.notes.get(key, [])))
+                typer.echo(f"    {text}: {n:,} rows (first rows: {rows})")
+    if s.capped_gaps:
+        typer.echo(
+            f"  pacing: {s.capped_gaps:,} gaps longer than {s.max_gap_s:g} s at --speed were "
+            f"cut to {s.max_gap_s:g} s ({s.capped_s:,.0f} s of waiting skipped)"
+        )
+
+
+_TRAFFY_REASONS = {
+    "impossible_date": " with a date that exists neither in A.D. nor in B.E. (rejected, not "
+    "read as A.D.)",
+}
 
 
 def submit(

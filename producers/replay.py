@@ -18,9 +18,13 @@ from streams.contract import STREAM_OF_SCHEMA, encode
 from streams.timeutil import parse_ms
 from streams.topics import Topics
 
-__all__ = ["Record", "ReplaySummary", "detect_format", "read_jsonl", "replay"]
+__all__ = ["MAX_GAP_S", "Record", "ReplaySummary", "detect_format", "read_jsonl", "replay"]
 
 log = logging.getLogger(__name__)
+
+#: at --speed N, the longest wait between two records: a quiet night (or a misread year) in
+#: the file is shortened to this, never slept through
+MAX_GAP_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,10 @@ class ReplaySummary:
     unrouted_lines: dict[str, list[int]] = field(default_factory=dict)
     traffy: TraffySummary | None = None
     elapsed_s: float = 0.0
+    #: paced replays: gaps between two records longer than max_gap_s (wall) were cut to it
+    capped_gaps: int = 0
+    capped_s: float = 0.0  # wall seconds not waited because of the cap
+    max_gap_s: float = MAX_GAP_S
 
     def note(self, reason: str, line: int) -> None:
         self.unrouted[reason] = self.unrouted.get(reason, 0) + 1
@@ -118,10 +126,14 @@ async def replay(
     fmt: str = "auto",
     speed: float | None = None,
     on_progress: Callable[[ReplaySummary], None] | None = None,
+    max_gap_s: float = MAX_GAP_S,
 ) -> ReplaySummary:
     """Send the file's events; ``speed`` None = as fast as possible, N = real time x N using the
-    gaps between occurred_at times. Every send is acknowledged (acks=all) before returning."""
-    summary = ReplaySummary(format=detect_format(path) if fmt == "auto" else fmt)
+    gaps between occurred_at times, each wait at most ``max_gap_s`` (the summary counts the
+    gaps cut). Every send is acknowledged (acks=all) before returning."""
+    summary = ReplaySummary(
+        format=detect_format(path) if fmt == "auto" else fmt, max_gap_s=max_gap_s
+    )
     if summary.format not in ("jsonl", "traffy"):
         raise ValueError(f"unknown format {fmt!r}: jsonl, traffy or auto")
     records = (read_traffy_records if summary.format == "traffy" else read_jsonl)(path, summary)
@@ -129,14 +141,21 @@ async def replay(
     topic_of = {"grievance": topics.grievance, "project": topics.project}
     await sender.start()
     started = time.monotonic()
-    first_ms: int | None = None
+    prev_ms: int | None = None
+    due = started  # when the current record is due (monotonic)
     last_progress = started
     try:
         for rec in records:
             if speed is not None and rec.occurred_ms is not None:
-                if first_ms is None:
-                    first_ms = rec.occurred_ms
-                wait = (rec.occurred_ms - first_ms) / 1000 / speed - (time.monotonic() - started)
+                if prev_ms is not None:
+                    gap = max(rec.occurred_ms - prev_ms, 0) / 1000 / speed
+                    if gap > max_gap_s:
+                        summary.capped_gaps += 1
+                        summary.capped_s += gap - max_gap_s
+                        gap = max_gap_s
+                    due += gap
+                prev_ms = rec.occurred_ms if prev_ms is None else max(prev_ms, rec.occurred_ms)
+                wait = due - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
             await sender.send_raw(topic_of[rec.stream], rec.payload, rec.key)

@@ -17,6 +17,14 @@ finish             received, resolved          Traffy's "finished" is the agency
 irrelevant         received, rejected          not a matter for the agency
 =================  ==========================  ================================================
 
+Dates: Thai exports often write Buddhist-Era years; a year of 2400 or more is read as B.E.
+(minus 543). A date that exists in neither calendar (31 April, 29 February of a common year,
+a year that is neither a plausible A.D. nor B.E. one: before 2000 or after next year once
+converted) rejects the row as ``impossible_date`` - never read as A.D. A ``last_activity``
+before ``timestamp`` is counted (the final step is then dated a second after receipt).
+Duplicate rows - the same full row, or the same ticket_id + state + timestamp - are counted
+and skipped: their event ids would be the same anyway.
+
 ``count_reopen`` = n adds n ``reopened`` events spread evenly between the two known times (the
 row does not say when they happened). Thai state labels of the export (เสร็จสิ้น,
 กำลังดำเนินการ, รอรับเรื่อง, ส่งต่อ, ติดตาม, ไม่เกี่ยวข้อง) are read too.
@@ -33,7 +41,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -124,6 +132,14 @@ class Mapped:
     event: dict[str, Any]
 
 
+#: a B.E. year is at least this (2400 B.E. = 1857 A.D., long before any export)
+BE_FROM_YEAR: Final = 2400
+BE_OFFSET: Final = 543
+#: plausible A.D. years of a complaint (the contract rejects times before 2000)
+_FIRST_YEAR: Final = 2000
+_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(.*)", re.DOTALL).fullmatch
+
+
 @dataclass
 class TraffySummary:
     rows: int = 0
@@ -132,10 +148,23 @@ class TraffySummary:
     unmapped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[int]] = field(default_factory=dict)  # reason -> first row numbers
     no_subdistrict: int = 0
+    #: rows whose dates were written in Buddhist-Era years (read minus 543)
+    be_rows: int = 0
+    #: rows whose last_activity is before their timestamp (final step dated timestamp + 1 s)
+    last_before_timestamp: int = 0
+    #: duplicate rows skipped: "same row" or "same ticket_id+state+timestamp" -> count
+    duplicates: Counter[str] = field(default_factory=Counter)
+    notes: dict[str, list[int]] = field(default_factory=dict)  # note -> first row numbers
 
     def reject(self, reason: str, row: int) -> None:
         self.unmapped[reason] += 1
         rows = self.examples.setdefault(reason, [])
+        if len(rows) < 5:
+            rows.append(row)
+
+    def note(self, what: str, row: int) -> None:
+        """Remember the first rows of something counted but not rejected."""
+        rows = self.notes.setdefault(what, [])
         if len(rows) < 5:
             rows.append(row)
 
@@ -204,18 +233,36 @@ def _subdistricts_of(district_code: str) -> dict[str, str]:
     return out
 
 
-def _parse_time(text: str) -> int | None:
-    """Epoch ms of a Traffy time; naive times are Bangkok time."""
+class ImpossibleDate(ValueError):
+    """A date that exists neither as an A.D. nor as a Buddhist-Era date."""
+
+
+def _parse_time(text: str, now_year: int | None = None) -> tuple[int, bool] | None:
+    """(epoch ms, written in B.E.) of a Traffy time, None when it is empty or not a date;
+    naive times are Bangkok time. Raises ImpossibleDate for a date that exists in neither
+    calendar (never read as A.D. by accident)."""
     text = text.strip()
-    if not text:
+    m = _DATE(text)
+    if m is None:
         return None
+    year, month, day, rest = int(m[1]), int(m[2]), int(m[3]), m[4]
+    be = year >= BE_FROM_YEAR
+    if be:
+        year -= BE_OFFSET
+    last_year = (now_year or datetime.now(UTC).year) + 1
+    if not _FIRST_YEAR <= year <= last_year:
+        raise ImpossibleDate(text)
     try:
-        dt = datetime.fromisoformat(text)
+        datetime(year, month, day)
+    except ValueError:
+        raise ImpossibleDate(text) from None
+    try:
+        dt = datetime.fromisoformat(f"{year:04d}-{month:02d}-{day:02d}{rest}")
     except ValueError:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=BANGKOK_OFFSET)
-    return int(dt.timestamp() * 1000)
+    return int(dt.timestamp() * 1000), be
 
 
 def _category(types: str) -> str:
@@ -242,15 +289,30 @@ def map_row(row: dict[str, str], number: int, summary: TraffySummary) -> list[Ma
     if state not in STATE_STEPS:
         summary.reject("unknown_state", number)
         return []
-    t0 = _parse_time(row.get("timestamp") or "")
-    if t0 is None:
-        summary.reject("invalid_timestamp", number)
+    try:
+        parsed = _parse_time(row.get("timestamp") or "")
+        if parsed is None:
+            summary.reject("invalid_timestamp", number)
+            return []
+        t0, be = parsed
+        parsed_last = _parse_time(row.get("last_activity") or "")
+    except ImpossibleDate:
+        summary.reject("impossible_date", number)
         return []
     district, why = resolve_district(row.get("district") or "", row.get("province") or "")
     if district is None:
         summary.reject(why, number)
         return []
-    last = _parse_time(row.get("last_activity") or "")
+    last = None
+    if parsed_last is not None:
+        last, be_last = parsed_last
+        be = be or be_last
+    if be:
+        summary.be_rows += 1
+        summary.note("be_year", number)
+    if last is not None and last < t0:
+        summary.last_before_timestamp += 1
+        summary.note("last_before_timestamp", number)
     t_end = max(t0 + 1000, last if last is not None else t0 + 1000)
     reopen_text = (row.get("count_reopen") or "0").strip() or "0"
     try:
@@ -298,8 +360,20 @@ def read_traffy(path: Path, summary: TraffySummary) -> Iterator[Mapped]:
     """Every event of the file in occurred_at order (rows are numbered from 2: line 1 is the
     header). Events are sorted in memory: about 1 KB per event."""
     events: list[Mapped] = []
+    seen_rows: set[tuple[str, ...]] = set()
+    seen_keys: set[tuple[str, str, str]] = set()
     for number, row in _rows(path, summary):
         summary.rows += 1
+        whole = tuple(map(str, row.values()))  # the header's order: the same for every row
+        key = tuple((row.get(c) or "").strip() for c in ("ticket_id", "state", "timestamp"))
+        if whole in seen_rows or (key[0] and key in seen_keys):
+            kind = "same row" if whole in seen_rows else "same ticket_id+state+timestamp"
+            summary.duplicates[kind] += 1
+            summary.note(kind, number)
+            continue
+        seen_rows.add(whole)
+        if key[0]:
+            seen_keys.add((key[0], key[1], key[2]))
         events.extend(map_row(row, number, summary))
     events.sort(key=lambda m: (m.occurred_ms, m.event["event_id"]))
     yield from events

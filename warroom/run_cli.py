@@ -21,13 +21,33 @@ def up(
     duration: float = typer.Option(
         None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
     ),
-    rate: float = typer.Option(2500.0, "--rate", help="Simulator events per second."),
+    backfill_hours: float = typer.Option(
+        None,
+        "--backfill-hours",
+        help="Hours of recent history the simulator sends first, as fast as Kafka takes them "
+        "(default 673: 4 weeks + 1 h, the surge rules' baseline; 25 with --load above 1).",
+    ),
+    cases_per_day: float = typer.Option(
+        None,
+        "--cases-per-day",
+        help="New grievance cases a day nationally once live (default 1,000; each has a "
+        "handful of lifecycle steps, project reports come on top).",
+    ),
+    load: float = typer.Option(
+        None, "--load", help="Multiplier on --cases-per-day for throughput demos (default 1)."
+    ),
+    rate: float = typer.Option(
+        None,
+        "--rate",
+        help="Paced simulator (benchmarks) instead of backfill + live: events per second, "
+        "simulated time running ahead of the clock.",
+    ),
     seed: int = typer.Option(1, "--seed", help="Simulator seed (same seed, same events)."),
     speedup: float = typer.Option(
         None,
         "--speedup",
-        help="Simulated seconds per wall-clock second (default: the simulator's choice, "
-        "about 20 000 new cases a simulated day at --rate).",
+        help="Paced simulator: simulated seconds per wall-clock second (default with --rate: "
+        "about 20 000 new cases a simulated day).",
     ),
     workers: int = typer.Option(
         1,
@@ -51,6 +71,25 @@ def up(
     """Run broker + worker + simulator on this machine with a live summary."""
     from warroom.up import UpOptions, run_up
 
+    live = {"--backfill-hours": backfill_hours, "--cases-per-day": cases_per_day, "--load": load}
+    live_args = [a for flag, v in live.items() if v is not None for a in (flag, str(v))]
+    if live_args and (rate is not None or speedup is not None):
+        typer.echo(
+            "warroom up: --backfill-hours, --cases-per-day and --load are for the live "
+            "simulator; --rate and --speedup run it paced: use one or the other",
+            err=True,
+        )
+        raise typer.Exit(2)
+    for flag, v in (*live.items(), ("--rate", rate), ("--speedup", speedup)):
+        if v is None:
+            continue
+        if flag == "--backfill-hours" and not 0 <= v <= 24 * 366:
+            typer.echo("warroom up: --backfill-hours must be between 0 and 8784 (a year)", err=True)
+            raise typer.Exit(2)
+        if flag != "--backfill-hours" and v <= 0:
+            typer.echo(f"warroom up: {flag} must be positive", err=True)
+            raise typer.Exit(2)
+
     s = _settings(
         kafka=kafka,
         data_dir=data_dir,
@@ -66,6 +105,7 @@ def up(
         seed=seed,
         speedup=speedup,
         workers=workers,
+        extra_sim_args=live_args,
     )
     raise typer.Exit(run_up(s, options))
 

@@ -25,6 +25,7 @@ from rich.text import Text
 
 __all__ = [
     "Poller",
+    "SimulatorSummary",
     "Snapshot",
     "StatusError",
     "Summary",
@@ -176,6 +177,15 @@ class ChannelSummary:
 
 
 @dataclass(frozen=True)
+class SimulatorSummary:
+    phase: str  # backfill, live or paced
+    backfill_progress: float  # 0-1
+    backfill_events: float
+    backfill_s: float
+    event_time_s: float | None  # occurred_at of the newest event sent (Unix s)
+
+
+@dataclass(frozen=True)
 class Summary:
     at: float
     interval_s: float | None
@@ -198,6 +208,7 @@ class Summary:
     latency_top_s: float | None = None
     batch_p99_s: float | None = None  # one poll's processing time (warroom_batch_processing)
     notes: list[str] = field(default_factory=list)
+    simulator: SimulatorSummary | None = None  # None when no simulator reports to this worker
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -308,6 +319,17 @@ def summarize(
         producers.append((d.get("producer", ""), d.get("stream", ""), v, per_s))
     versions = _label_values(cur, "warroom_build_info", "version")
     start = cur.total("process_start_time_seconds")
+    simulator = None
+    on = [dict(k).get("phase", "") for k, v in cur.series("warroom_simulator_phase").items() if v]
+    if on:
+        event_time = cur.total("warroom_simulator_event_time_seconds")
+        simulator = SimulatorSummary(
+            phase=on[0],
+            backfill_progress=cur.total("warroom_simulator_backfill_progress_ratio"),
+            backfill_events=cur.total("warroom_simulator_backfill_events"),
+            backfill_s=cur.total("warroom_simulator_backfill_seconds"),
+            event_time_s=event_time or None,
+        )
     notes = []
     if not cur.samples:
         notes.append("no metrics in the answer")
@@ -332,6 +354,7 @@ def summarize(
         producers=producers,
         top_districts=top_districts,
         notes=notes,
+        simulator=simulator,
     )
 
 
@@ -393,6 +416,8 @@ def render(summary: Summary) -> RenderableType:
             f"batch p99 {_secs(s.batch_p99_s)} · backpressure {_secs(s.backpressure_s)}"
         )
     ]
+    if s.simulator is not None:
+        parts.append(Text(_simulator_line(s.simulator, s.at, sum(s.lag.values()))))
     t = _table("streams", "stream", "events/s", "events", "accepted", "rejected", "dup", "late",
                "too late")  # fmt: skip
     for st in s.streams:
@@ -435,6 +460,31 @@ def render(summary: Summary) -> RenderableType:
     for note in s.notes:
         parts.append(Text(note, style="yellow"))
     return Group(*parts)
+
+
+def _simulator_line(sim: SimulatorSummary, at: float, lag: float) -> str:
+    """One line: which phase the simulator is in, and how far it is."""
+    from streams.timeutil import format_bangkok
+
+    rate = sim.backfill_events / sim.backfill_s if sim.backfill_s > 0 else 0.0
+    done = f"{_n(sim.backfill_events)} events in {_secs(sim.backfill_s)} ({rate:,.0f}/s)"
+    newest = ""
+    if sim.event_time_s is not None:
+        behind = at - sim.event_time_s
+        newest = f"newest event {format_bangkok(int(sim.event_time_s * 1000), '%d/%m/%Y %H:%M:%S')}"
+        if behind >= 2 * 86_400:
+            newest += f", {behind / 86_400:.1f} days behind the clock"
+        elif behind >= 120:
+            newest += f", {_secs(behind)} behind the clock"
+    if sim.phase == "backfill":
+        line = f"simulator: backfill {sim.backfill_progress:.0%} · {done} · {newest}"
+    elif sim.phase == "live":
+        line = f"simulator: live, events dated now · {newest} · backfill done: {done}"
+        if lag >= 1000:
+            line += f" · the worker is still catching up (lag {_n(lag)})"
+    else:
+        line = f"simulator: paced (--rate/--speedup) · {newest}"
+    return line.rstrip(" ·")
 
 
 def _live_alerts(alerts: list[dict[str, Any]], limit: int = 8) -> Table:
@@ -549,6 +599,8 @@ class Poller:
         self.timeout = timeout
         self.districts = districts
         self.previous: Snapshot | None = None
+        #: end-to-end p50/p99 of the latest interval that saw events
+        self._latency: tuple[float | None, float | None] | None = None
 
     def poll(self) -> Summary:
         current = fetch_snapshot(self.base_url, self.timeout)
@@ -559,5 +611,14 @@ class Poller:
             summarize(current, self.previous, top),
             live_alerts=fetch_live_alerts(self.base_url, self.timeout),
         )
+        # at a real national volume (a few events a minute) many intervals see no event: keep
+        # the latest interval's latency rather than falling back to since-start quantiles,
+        # which a backfill's weeks-old events would dominate for good
+        name = "warroom_end_to_end_latency_seconds_count"
+        if self.previous is not None and _increase(current, self.previous, name):
+            self._latency = (summary.latency_p50_s, summary.latency_p99_s)
+        elif self._latency is not None:
+            p50, p99 = self._latency
+            summary = replace(summary, latency_p50_s=p50, latency_p99_s=p99)
         self.previous = current
         return summary

@@ -56,6 +56,7 @@ __all__ = [
     "BoundedLabel",
     "NotifierMetrics",
     "ProducerMetrics",
+    "SimulatorMetrics",
     "SinkMetrics",
     "StreamMetrics",
     "Telemetry",
@@ -390,6 +391,30 @@ class ProducerMetrics:
         self._errors.inc(count)
 
 
+#: the simulator's phases, as the `phase` label of warroom_simulator_phase
+SIMULATOR_PHASES: Final = ("backfill", "live", "paced")
+
+
+class SimulatorMetrics:
+    """Where the simulator is: its phase (1 on the current one), the backfill's progress (share
+    of the simulated span sent, events, wall seconds) and the newest event time sent."""
+
+    def __init__(self, tel: Telemetry) -> None:
+        self._tel = tel
+
+    def set_phase(self, phase: str) -> None:
+        for p in SIMULATOR_PHASES:
+            self._tel.simulator_phase.labels(phase=p).set(1 if p == phase else 0)
+
+    def set_backfill(self, progress: float, events: int, seconds: float) -> None:
+        self._tel.simulator_backfill_progress.set(min(max(progress, 0.0), 1.0))
+        self._tel.simulator_backfill_events.set(events)
+        self._tel.simulator_backfill_seconds.set(seconds)
+
+    def set_event_time(self, ms: int) -> None:
+        self._tel.simulator_event_time.set(ms / 1000)
+
+
 class Telemetry:
     """Every warroom metric on one registry. Most code uses the process-wide `get()`; tests make
     their own on a fresh `CollectorRegistry` (in multiprocess mode the files are shared anyway)."""
@@ -535,6 +560,40 @@ class Telemetry:
             multiprocess_mode="livemax",
         )
         self.build_info.labels(version=version or package_version()).set(1)
+        # the simulator's gauges: one simulator per `warroom up`, so livemax is its value
+        self.simulator_phase = Gauge(
+            "warroom_simulator_phase",
+            "1 on the simulator's current phase: backfill (recent history, unpaced), live "
+            "(events dated now) or paced (--rate/--speedup).",
+            ["phase"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.simulator_backfill_progress = Gauge(
+            "warroom_simulator_backfill_progress_ratio",
+            "Share of the backfill's simulated span sent so far (1 once live).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.simulator_backfill_events = Gauge(
+            "warroom_simulator_backfill_events",
+            "Events the simulator sent in its backfill phase.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.simulator_backfill_seconds = Gauge(
+            "warroom_simulator_backfill_seconds",
+            "Wall seconds the backfill phase took (so far).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.simulator_event_time = Gauge(
+            "warroom_simulator_event_time_seconds",
+            "occurred_at of the newest event the simulator sent (Unix seconds).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.simulator = SimulatorMetrics(self)
         self.notifier = NotifierMetrics(self)
         self._streams: dict[tuple[str, str], StreamMetrics] = {}
         self._sinks: dict[str, SinkMetrics] = {}

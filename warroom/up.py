@@ -27,9 +27,9 @@ __all__ = ["UpOptions", "run_up"]
 class UpOptions:
     duration: float | None = None
     simulate: bool = True
-    rate: float = 2500.0
+    rate: float | None = None  # None: the simulator's live mode (backfill, then events dated now)
     seed: int = 1
-    speedup: float | None = None
+    speedup: float | None = None  # with rate: the paced mode, for benchmarks
     workers: int = 1
     summary_every: float = 5.0
     extra_sim_args: list[str] = field(default_factory=list)
@@ -156,7 +156,9 @@ def run_up(settings: Settings, options: UpOptions, out: IO[str] = sys.stdout) ->
         console.print(f'Query:  warroom query "SELECT ..." --url {url}')
         console.print(f"Logs:   {logs}")
         if options.simulate:
-            sim_args = ["simulate", "--rate", str(options.rate), "--seed", str(options.seed)]
+            sim_args = ["simulate", "--seed", str(options.seed)]
+            if options.rate is not None:
+                sim_args += ["--rate", str(options.rate)]
             if options.speedup is not None:
                 sim_args += ["--speedup", str(options.speedup)]
             sim_args += options.extra_sim_args

@@ -9,7 +9,7 @@ from typing import Final
 
 from producers.simulator.model import DAY_MS, HOUR_MS, event_density
 
-__all__ = ["Pacer", "default_start_ms"]
+__all__ = ["Pacer", "default_start_ms", "wait_for_clock"]
 
 _MAX_BURST_S: Final = 1.0
 
@@ -55,19 +55,35 @@ class Pacer:
     async def wait_clock(self, occurred_ms: int, stop: asyncio.Event, deadline: float) -> bool:
         """Wait until the real clock reaches ``occurred_ms``; False when stopped or past the
         (monotonic) deadline meanwhile."""
-        while True:
-            ahead = occurred_ms - self._wall_ms()
-            if ahead <= 0:
-                return True
+        if occurred_ms > self._wall_ms():
             self.caught_up = True
-            left = deadline - self._monotonic()
-            if left <= 0:
-                return False
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=min(ahead / 1000, 1.0, left))
-                return False
-            except TimeoutError:
-                continue
+        return await wait_for_clock(
+            occurred_ms, stop, deadline, wall_ms=self._wall_ms, monotonic=self._monotonic
+        )
+
+
+async def wait_for_clock(
+    occurred_ms: int,
+    stop: asyncio.Event,
+    deadline: float,
+    *,
+    wall_ms: Callable[[], float] = lambda: time.time() * 1000,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Wait until the wall clock reaches ``occurred_ms``; False when ``stop`` is set or the
+    monotonic ``deadline`` passes first."""
+    while True:
+        ahead = occurred_ms - wall_ms()
+        if ahead <= 0:
+            return True
+        left = deadline - monotonic()
+        if left <= 0:
+            return False
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=min(ahead / 1000, 1.0, left))
+            return False
+        except TimeoutError:
+            continue
 
 
 def default_start_ms(

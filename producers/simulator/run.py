@@ -1,4 +1,4 @@
-"""Run the simulator against Kafka: paced sending, clean stop on SIGINT/SIGTERM, final stats."""
+"""Run the simulator against Kafka: backfill then live, or paced; clean stop on signals; stats."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 
 from producers.kafka import EventSender
 from producers.simulator.generator import Item, SimOptions, Simulator
-from producers.simulator.pacing import Pacer, default_start_ms
+from producers.simulator.live import CAUGHT_UP_MS, LivePlan
+from producers.simulator.pacing import Pacer, default_start_ms, wait_for_clock
 from streams.topics import Topics
+from warroom.telemetry import SimulatorMetrics
+from warroom.telemetry import get as telemetry
 
 __all__ = ["RunOptions", "Stats", "resolve_start", "run_simulator"]
 
@@ -31,6 +34,8 @@ class RunOptions:
     producer: str = "simulator"
     progress_every: float = 5.0  # seconds between progress callbacks
     handle_signals: bool = True  # stop cleanly on SIGINT / SIGTERM
+    #: backfill then live (the default of `warroom up`); None: paced at sim.rate / speedup
+    live: LivePlan | None = None
 
 
 @dataclass
@@ -51,6 +56,12 @@ class Stats:
     first_ms: int = 0
     last_ms: int = 0
     caught_up: bool = False
+    phase: str = ""  # backfill, live (live mode) or paced
+    backfill_progress: float = 0.0  # share of the backfill's simulated span sent
+    backfill_events: int = 0  # acknowledged when the backfill ended (generated until then)
+    backfill_s: float = 0.0  # wall seconds of the backfill phase
+    span_start_ms: int = 0  # the simulation's start (live mode: now - the backfill hours)
+    live_since_ms: int = 0  # wall time the live phase began (every later send is live)
 
     @property
     def rate(self) -> float:
@@ -91,12 +102,23 @@ async def run_simulator(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
                 handled.append(sig)
-    sim_options = resolve_start(options.sim, options.duration)
-    stats = Stats()
+    now_ms = int(time.time() * 1000)
+    if options.live is not None:
+        sim_options = options.live.sim_options(options.sim, now_ms)
+    else:
+        sim_options = resolve_start(options.sim, options.duration, now_ms)
+    stats = Stats(span_start_ms=sim_options.start_ms)
+    metrics = telemetry().simulator
     sender = EventSender(bootstrap, topics, producer=options.producer)
     await sender.start()
     try:
-        await _pump(Simulator(sim_options), sender, topics, options, stop, stats, on_progress)
+        sim = Simulator(sim_options)
+        if options.live is not None:
+            await _pump_live(sim, sender, topics, options, stop, stats, on_progress, metrics)
+        else:
+            stats.phase = "paced"
+            metrics.set_phase("paced")
+            await _pump(sim, sender, topics, options, stop, stats, on_progress)
     finally:
         pumped = time.monotonic()
         await sender.stop()
@@ -175,3 +197,124 @@ async def _pump(
             await asyncio.sleep(0)
     finally:
         stats.elapsed_s = time.monotonic() - started
+
+
+def _count(stats: Stats, item: Item) -> None:
+    stats.generated += 1
+    stats.by_stream[item.stream] += 1
+    if not stats.first_ms:
+        stats.first_ms = item.occurred_ms
+    stats.last_ms = max(stats.last_ms, item.occurred_ms)
+    if item.reason is not None:
+        stats.bad += 1
+    elif item.is_duplicate:
+        stats.duplicates += 1
+    elif item.is_late:
+        stats.late += 1
+
+
+async def _pump_live(
+    sim: Simulator,
+    sender: EventSender,
+    topics: Topics,
+    options: RunOptions,
+    stop: asyncio.Event,
+    stats: Stats,
+    on_progress: Callable[[Stats], None] | None,
+    metrics: SimulatorMetrics,
+) -> None:
+    """Backfill: every event up to the clock, unpaced (the sender bounds what is in flight);
+    then live: each event waits for the wall clock to reach its occurred_at, so it is sent
+    (and dated) now. The phase only moves forward."""
+    items = sim.items()
+    t0 = time.perf_counter()
+    pending: Item | None = next(items)
+    stats.warmup_s = time.perf_counter() - t0
+    span_start = sim.options.start_ms
+    started = time.monotonic()
+    deadline = started + options.duration if options.duration else float("inf")
+    next_publish = started
+    next_progress = started + options.progress_every
+    topic_of = {"grievance": topics.grievance, "project": topics.project}
+    perf = time.perf_counter
+    stats.phase = "backfill"
+    metrics.set_phase("backfill")
+    n = 0
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if now >= next_publish:
+                next_publish = now + 1.0
+                _publish(stats, sender, metrics, span_start, now - started)
+                if on_progress and now >= next_progress:
+                    next_progress = now + options.progress_every
+                    on_progress(stats)
+            if pending is not None:
+                item, pending = pending, None
+            else:
+                t1 = perf()
+                item = next(items)
+                stats.generate_s += perf() - t1
+            wall = time.time() * 1000
+            if stats.phase == "backfill" and item.occurred_ms >= wall - CAUGHT_UP_MS:
+                await _go_live(sender, stats, metrics, started)
+            if item.occurred_ms > wall and not await wait_for_clock(
+                item.occurred_ms, stop, deadline
+            ):
+                return
+            await sender.send_raw(topic_of[item.stream], item.payload, item.key)
+            _count(stats, item)
+            if stats.phase == "live":
+                # the newest time sent (a late re-send is older and must not move it back)
+                metrics.set_event_time(stats.last_ms)
+            n += 1
+            if n & 255 == 0:
+                # let acknowledgements and signals through
+                await asyncio.sleep(0)
+    finally:
+        stats.elapsed_s = time.monotonic() - started
+        if stats.phase == "backfill":
+            stats.backfill_s = stats.elapsed_s
+            stats.backfill_events = stats.generated
+
+
+def _publish(
+    stats: Stats, sender: EventSender, metrics: SimulatorMetrics, span_start: int, elapsed: float
+) -> None:
+    """Progress into stats and the gauges (every second or so)."""
+    stats.sent, stats.errors = sender.sent, sender.errors
+    stats.elapsed_s = elapsed
+    if stats.phase == "backfill":
+        wall = time.time() * 1000
+        span = max(wall - span_start, 1.0)
+        stats.backfill_progress = min(max((stats.last_ms - span_start) / span, 0.0), 1.0)
+        stats.backfill_events, stats.backfill_s = stats.generated, elapsed
+        metrics.set_backfill(stats.backfill_progress, stats.generated, elapsed)
+    if stats.last_ms:
+        metrics.set_event_time(stats.last_ms)
+
+
+async def _go_live(
+    sender: EventSender, stats: Stats, metrics: SimulatorMetrics, started: float
+) -> None:
+    # the backfill ends when Kafka has acknowledged all of it: its rate is a delivered rate
+    await sender.flush()
+    elapsed = time.monotonic() - started
+    stats.live_since_ms = int(time.time() * 1000)
+    stats.phase = "live"
+    stats.caught_up = True
+    stats.backfill_progress = 1.0
+    stats.backfill_events = sender.sent
+    stats.backfill_s = elapsed
+    metrics.set_backfill(1.0, sender.sent, elapsed)
+    # the last second of a backfill covers about an hour of simulated time at a real volume
+    metrics.set_event_time(stats.last_ms)
+    metrics.set_phase("live")
+    log.info(
+        "backfill done: %d events acknowledged in %.1f s (%.0f/s); live from now on",
+        sender.sent,
+        elapsed,
+        sender.sent / elapsed if elapsed > 0 else 0.0,
+    )

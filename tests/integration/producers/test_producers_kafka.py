@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -113,6 +114,66 @@ async def test_replay_traffy_csv_at_real_time_speed(
     assert all(b"0812345678" not in v for _, _, v in got)
 
 
+async def test_replay_pacing_never_waits_more_than_the_cap(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    path = tmp_path / "traffy.csv"
+    header = "ticket_id,type,organization,comment,photo,photo_after,coords,address,subdistrict,"
+    header += "district,province,timestamp,state,star,count_reopen,last_activity"
+    rows = [
+        # a year's gap in event time (B.E. dates): 3.65 days of waiting at --speed 100 uncut
+        "P1,{ถนน},x,ok,,,,,,บางรัก,กรุงเทพมหานคร,2568-06-01 08:00:00,start,,0,",
+        "P2,{ถนน},x,ok,,,,,,บางรัก,กรุงเทพมหานคร,2569-06-01 08:00:00,start,,0,",
+        "P3,{ถนน},x,ok,,,,,,บางรัก,กรุงเทพมหานคร,2569-06-01 08:00:50,start,,0,",
+    ]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    started = time.monotonic()
+    summary = await replay(bootstrap, topics, path, speed=100.0)
+    took = time.monotonic() - started
+    assert summary.sent == 3 and summary.errors == 0
+    # one gap cut to MAX_GAP_S (3 s); the 50 s one is 0.5 s at speed 100
+    assert summary.capped_gaps == 1
+    assert summary.capped_s == pytest.approx(365 * 86_400 / 100 - 3.0, abs=0.01)
+    assert 3.4 <= took <= 15, took
+    assert summary.traffy is not None and summary.traffy.be_rows == 3
+    got = await read_topics(bootstrap, [topics.grievance])
+    assert sorted(orjson.loads(v)["occurred_at"][:10] for _, _, v in got) == [
+        "2025-06-01",
+        "2026-06-01",
+        "2026-06-01",
+    ]
+
+
+def _replay_cli(bootstrap: str, topics: Topics, path: Path) -> str:
+    res = _warroom(
+        "replay", str(path), "--speed", "100", "--kafka", bootstrap,
+        "--topic-prefix", topics.prefix,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_replay_summary_reports_odd_rows(bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    header = "ticket_id,type,organization,comment,photo,photo_after,coords,address,subdistrict,"
+    header += "district,province,timestamp,state,star,count_reopen,last_activity"
+    rows = [
+        "Q1,{ถนน},x,ok,,,,,,บางรัก,กรุงเทพมหานคร,2569-06-01 08:00:00,finish,,0,2569-05-01 08:00:00",
+        "Q1,{ถนน},x,ok,,,,,,บางรัก,กรุงเทพมหานคร,2569-06-01 08:00:00,finish,,0,2569-05-01 08:00:00",
+        "Q2,{ถนน},x,ok,,,,,,บางรัก,กรุงเทพมหานคร,2569-02-30 08:00:00,start,,0,",
+        "Q3,{ถนน},x,ok,,,,,,บางรัก,กรุงเทพมหานคร,2569-06-02 08:00:00,start,,0,",
+    ]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = _replay_cli(bootstrap, topics, path)
+    assert "impossible_date: 1 rows with a date that exists neither in A.D. nor in B.E." in out
+    assert "dates in Buddhist-Era years, read as B.E. (year - 543): 2 rows" in out
+    assert "last_activity before timestamp" in out and ": 1 rows (first rows: 2)" in out
+    assert "duplicate rows skipped (same row): 1 rows (first rows: 3)" in out
+    assert "pacing: 1 gaps longer than 3 s at --speed were cut to 3 s" in out
+    got = asyncio.run(read_topics(bootstrap, [topics.grievance]))
+    assert len(got) == 3  # Q1 received + resolved, Q3 received
+
+
 def _event(district: str, citizen_id: str) -> dict[str, object]:
     return {
         "schema": "grievance.v1",
@@ -187,11 +248,19 @@ def test_simulate_stops_cleanly_on_sigterm(bootstrap: str, topics: Topics) -> No
          "--rate", "1000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
     )  # fmt: skip
+    # stop it once it is sending (a fixed sleep raced the start-up on a loaded machine)
+    watchdog = threading.Timer(180, proc.kill)
+    watchdog.start()
     try:
-        time.sleep(7)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            m = re.match(r"sending: ([\d,]+) acknowledged", line)
+            if m and int(m.group(1).replace(",", "")) > 0:
+                break
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-2000:]

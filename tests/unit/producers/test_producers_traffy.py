@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import geothai
@@ -390,3 +390,112 @@ def test_a_file_that_is_not_a_traffy_export_is_refused(tmp_path: Path) -> None:
     path.write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not a Traffy Fondue export"):
         list(read_traffy(path, TraffySummary()))
+
+
+# --- dates, duplicates and odd rows (issue 10) ------------------------------------------------
+
+BKK = timezone(timedelta(hours=7))
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    """A Traffy export of these rows; columns not given are blank, Bangkok district บางรัก."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({"district": "บางรัก", "province": "กรุงเทพมหานคร", "state": "finish",
+                        "count_reopen": "0", **r})  # fmt: skip
+    return path
+
+
+def times_of(events: list[dict[str, object]], ticket: str) -> list[datetime]:
+    return [
+        datetime.fromisoformat(str(e["occurred_at"]))
+        for e in events
+        if e["grievance_id"] == f"traffy-{ticket}"
+    ]
+
+
+def test_buddhist_era_years_are_read_as_such(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "be.csv", [
+        {"ticket_id": "BE1", "timestamp": "2569-06-01 08:00:00",
+         "last_activity": "2569-06-03 09:30:00"},
+        # 29 Feb 2567 B.E. = 2024 A.D., a leap year (2567 A.D. would not be one)
+        {"ticket_id": "BE2", "timestamp": "2567-02-29 10:00:00", "state": "start"},
+        {"ticket_id": "AD1", "timestamp": "2026-06-01 08:00:00",
+         "last_activity": "2026-06-02 08:00:00"},
+    ])  # fmt: skip
+    summary = TraffySummary()
+    events = [m.event for m in read_traffy(path, summary)]
+    assert times_of(events, "BE1") == [
+        datetime(2026, 6, 1, 8, 0, tzinfo=BKK),
+        datetime(2026, 6, 3, 9, 30, tzinfo=BKK),
+    ]
+    assert times_of(events, "BE2") == [datetime(2024, 2, 29, 10, 0, tzinfo=BKK)]
+    assert times_of(events, "AD1")[0] == datetime(2026, 6, 1, 8, 0, tzinfo=BKK)
+    assert summary.be_rows == 2 and summary.notes["be_year"] == [2, 3]
+    assert summary.mapped_rows == 3 and not summary.unmapped
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "last_activity", "reason"),
+    [
+        ("2569-02-29 08:00:00", "", "impossible_date"),  # 2026 is a common year
+        ("2569-04-31 08:00:00", "", "impossible_date"),  # April has 30 days in any era
+        ("2300-01-01 08:00:00", "", "impossible_date"),  # neither A.D. (future) nor B.E.
+        ("2450-01-01 08:00:00", "", "impossible_date"),  # B.E. 2450 = 1907 A.D.
+        ("1999-12-31 08:00:00", "", "impossible_date"),  # before any Traffy export
+        ("2026-06-01 08:00:00", "2569-13-01 08:00:00", "impossible_date"),
+        ("yesterday", "", "invalid_timestamp"),
+        ("", "", "invalid_timestamp"),
+    ],
+)
+def test_impossible_dates_are_rejected_with_a_reason(
+    tmp_path: Path, timestamp: str, last_activity: str, reason: str
+) -> None:
+    path = write_rows(tmp_path / "bad.csv", [
+        {"ticket_id": "OK1", "timestamp": "2026-06-01 08:00:00"},
+        {"ticket_id": "X1", "timestamp": timestamp, "last_activity": last_activity},
+    ])  # fmt: skip
+    summary = TraffySummary()
+    events = [m.event for m in read_traffy(path, summary)]
+    assert {e["grievance_id"] for e in events} == {"traffy-OK1"}
+    assert dict(summary.unmapped) == {reason: 1}
+    assert summary.examples[reason] == [3]
+
+
+def test_last_activity_before_timestamp_is_counted(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "order.csv", [
+        {"ticket_id": "L1", "timestamp": "2026-06-05 08:00:00",
+         "last_activity": "2026-06-01 08:00:00"},
+        {"ticket_id": "L2", "timestamp": "2026-06-05 08:00:00",
+         "last_activity": "2026-06-06 08:00:00"},
+        {"ticket_id": "L3", "timestamp": "2026-06-05 08:00:00", "last_activity": ""},
+    ])  # fmt: skip
+    summary = TraffySummary()
+    events = [m.event for m in read_traffy(path, summary)]
+    assert summary.last_before_timestamp == 1 and summary.notes["last_before_timestamp"] == [2]
+    received, resolved = times_of(events, "L1")
+    assert resolved - received == timedelta(seconds=1)  # never before receipt
+    assert summary.mapped_rows == 3
+
+
+def test_duplicate_rows_are_counted_and_sent_once(tmp_path: Path) -> None:
+    row = {"ticket_id": "D1", "timestamp": "2026-06-05 08:00:00", "star": "3",
+           "last_activity": "2026-06-06 08:00:00"}  # fmt: skip
+    path = write_rows(tmp_path / "dup.csv", [
+        row,
+        {"ticket_id": "D2", "timestamp": "2026-06-05 09:00:00"},
+        dict(row),  # the same full row
+        {**row, "star": "5"},  # same ticket, state and timestamp; another rating
+        {**row, "state": "inprogress"},  # a later snapshot of the ticket: not a duplicate
+    ])  # fmt: skip
+    summary = TraffySummary()
+    events = [m.event for m in read_traffy(path, summary)]
+    assert dict(summary.duplicates) == {"same row": 1, "same ticket_id+state+timestamp": 1}
+    assert summary.notes["same row"] == [4]
+    assert summary.notes["same ticket_id+state+timestamp"] == [5]
+    assert summary.rows == 5 and summary.mapped_rows == 3
+    d1 = [e for e in events if e["grievance_id"] == "traffy-D1"]
+    # D1 finish (received, resolved) and D1 inprogress (received again, in_progress)
+    assert sorted(str(e["type"]) for e in d1) == ["in_progress", "received", "received", "resolved"]

@@ -41,6 +41,12 @@ CONTRACT = {
     "warroom_producer_events_sent": ("counter", {"producer", "stream"}),
     "warroom_producer_send_errors": ("counter", {"producer"}),
     "warroom_build_info": ("gauge", {"version"}),
+    # issue 10: where the simulator of `warroom up` is (backfill, live, paced)
+    "warroom_simulator_phase": ("gauge", {"phase"}),
+    "warroom_simulator_backfill_progress_ratio": ("gauge", set()),
+    "warroom_simulator_backfill_events": ("gauge", set()),
+    "warroom_simulator_backfill_seconds": ("gauge", set()),
+    "warroom_simulator_event_time_seconds": ("gauge", set()),
 }
 
 
@@ -70,6 +76,9 @@ def populated() -> tuple[CollectorRegistry, Telemetry]:
     tel.notifier.set_queued("line", 4)
     tel.producer("simulator").sent("grievance", 5)
     tel.producer("simulator").error()
+    tel.simulator.set_phase("backfill")
+    tel.simulator.set_backfill(0.5, 1000, 2.0)
+    tel.simulator.set_event_time(1_780_000_000_000)
     return reg, tel
 
 
