@@ -1,0 +1,177 @@
+"""Where a running `warroom up` is: its lock and run.json in the data dir, read by the others."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+__all__ = [
+    "LOCK_NAME",
+    "RUN_NAME",
+    "AlreadyRunning",
+    "Discovery",
+    "RunInfo",
+    "UpLock",
+    "discover",
+    "pid_alive",
+    "read",
+    "remove",
+    "store_holder",
+    "write",
+]
+
+LOCK_NAME = "up.lock"
+RUN_NAME = "run.json"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What `up` records once its children run (pids: child name -> pid)."""
+
+    pid: int
+    kafka: str
+    web: str
+    store: str
+    data_dir: str
+    started_at: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunInfo:
+        return cls(
+            pid=int(raw["pid"]),
+            kafka=str(raw["kafka"]),
+            web=str(raw["web"]),
+            store=str(raw["store"]),
+            data_dir=str(raw["data_dir"]),
+            started_at=str(raw["started_at"]),
+            pids={str(k): int(v) for k, v in dict(raw.get("pids", {})).items()},
+        )
+
+
+class AlreadyRunning(RuntimeError):
+    """Another `up` holds this data dir; the message says where it runs."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, it is someone else's
+        return True
+    return True
+
+
+def read(data_dir: Path) -> RunInfo | None:
+    """The recorded run, or None when there is none (or it cannot be read)."""
+    try:
+        return RunInfo.from_dict(orjson.loads((data_dir / RUN_NAME).read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write(data_dir: Path, info: RunInfo) -> None:
+    """Write run.json atomically: a reader sees the old record or the new one, never half."""
+    path = data_dir / RUN_NAME
+    tmp = path.with_name(f".{RUN_NAME}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(asdict(info), option=orjson.OPT_INDENT_2))
+    os.replace(tmp, path)
+
+
+def remove(data_dir: Path) -> None:
+    (data_dir / RUN_NAME).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The running `up` of a data dir, or why there is none usable (stale: a dead pid)."""
+
+    info: RunInfo | None
+    stale_pid: int | None = None
+
+    def note(self) -> str | None:
+        if self.stale_pid is None:
+            return None
+        return f"ignoring {RUN_NAME}: the `warroom up` that wrote it (pid {self.stale_pid}) is gone"
+
+
+def discover(data_dir: Path) -> Discovery:
+    info = read(data_dir)
+    if info is None:
+        return Discovery(None)
+    if not pid_alive(info.pid):
+        return Discovery(None, stale_pid=info.pid)
+    return Discovery(info)
+
+
+class UpLock:
+    """An exclusive flock on data_dir/up.lock, held for the life of one `up`. The kernel drops
+    it when the process dies, so a crashed `up` never blocks the next one."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / LOCK_NAME
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise AlreadyRunning; writes nothing else in the data dir."""
+        fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            raise AlreadyRunning(self._describe(holder)) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def _describe(self, holder: str) -> str:
+        info = read(self.data_dir)
+        pid = holder or (str(info.pid) if info else "?")
+        if info is not None and str(info.pid) == pid:
+            where = f"web {info.web}, Kafka {info.kafka}"
+        else:
+            where = "web (starting), Kafka (starting)"
+        return (
+            f"already running: pid {pid}, {where} (data dir {self.data_dir}); stop it first "
+            f"or pass another --data-dir"
+        )
+
+    def release(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+
+def store_holder(path: Path) -> int | None:
+    """The pid of the process that has the chdb store at `path` open, or None if none has.
+    ClickHouse keeps an exclusive flock on <path>/status, which holds its pid."""
+    status = path / "status"
+    try:
+        fh = status.open("rb")
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            for line in fh.read().decode("utf-8", "replace").splitlines():
+                if line.startswith("PID:"):
+                    with contextlib.suppress(ValueError):
+                        return int(line.split(":", 1)[1])
+            return -1
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
