@@ -7,15 +7,19 @@ import fcntl
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from warroom.settings import Settings
 
 __all__ = [
     "LOCK_NAME",
     "RUN_NAME",
     "AlreadyRunning",
     "Discovery",
+    "Resolved",
     "RunInfo",
     "UpLock",
     "discover",
@@ -23,6 +27,7 @@ __all__ = [
     "read",
     "remove",
     "store_holder",
+    "worker_url",
     "write",
 ]
 
@@ -175,3 +180,41 @@ def store_holder(path: Path) -> int | None:
             return -1
         fcntl.flock(fh, fcntl.LOCK_UN)
     return None
+
+
+def connect_note(command: str, what: str, address: str, source: str) -> str:
+    """The one line a client prints (on stderr) about what it talks to and why that one."""
+    return f"warroom {command}: {what} {address} ({source})"
+
+
+def from_up(data_dir: Path, notes: list[str]) -> RunInfo | None:
+    """The running `up` of `data_dir`, if any; a stale record adds a note saying it is ignored."""
+    found = discover(data_dir)
+    note = found.note()
+    if note:
+        notes.append(note)
+    return found.info
+
+
+def worker_url(url: str | None, settings: Settings, data_dir: Path | None) -> Resolved:
+    """The worker web server a client talks to: --url, else WARROOM_WEB_HOST/PORT when set,
+    else the worker of the `warroom up` running in the data dir, else the default port."""
+    notes: list[str] = []
+    if url:
+        return Resolved(url, "--url", notes)
+    folder = (data_dir or settings.data_dir).resolve()
+    if not any(os.environ.get(v) for v in ("WARROOM_WEB_HOST", "WARROOM_WEB_PORT")):
+        up = from_up(folder, notes)
+        if up is not None:
+            return Resolved(up.web, f"the warroom up running in {folder}, pid {up.pid}", notes)
+    host = "127.0.0.1" if settings.web_host in ("", "0.0.0.0", "::") else settings.web_host
+    return Resolved(f"http://{host}:{settings.web_port}", "WARROOM_WEB_HOST/PORT", notes)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An address, why that one (for the line a client prints), and notes (stale records)."""
+
+    address: str
+    source: str
+    notes: list[str]
