@@ -79,9 +79,9 @@ def query_command(
     from warroom import runinfo
     from warroom.settings import load
 
-    settings = load()
+    settings = load().replace(data_dir=data_dir)  # its store is the default store
     notes: list[str] = []
-    folder = (data_dir or settings.data_dir).resolve()
+    folder = settings.data_dir.resolve()
     up = runinfo.from_up(folder, notes)
     web_env = any(os.environ.get(v) for v in ("WARROOM_WEB_HOST", "WARROOM_WEB_PORT"))
     if url:
