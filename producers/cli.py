@@ -36,8 +36,7 @@ _DATA_DIR_HELP = (
 def _bootstrap(command: str, kafka: str | None, settings: Settings, data_dir: Path | None) -> str:
     """--kafka, else WARROOM_KAFKA, else the Kafka of the `warroom up` running in the data
     dir; says on stderr which one and why, and checks that it answers before anything is sent."""
-    from streams.broker import BrokerError, wait_ready
-    from warroom import runinfo
+    from warroom import probe, runinfo
 
     notes: list[str] = []
     if kafka:
@@ -60,11 +59,10 @@ def _bootstrap(command: str, kafka: str | None, settings: Settings, data_dir: Pa
         raise typer.Exit(2)
     typer.echo(runinfo.connect_note(command, "Kafka", bootstrap, source), err=True)
     try:
-        asyncio.run(wait_ready(bootstrap, timeout=5.0))
-    except BrokerError:
+        probe.check_kafka(bootstrap)
+    except probe.Unreachable as exc:
         typer.echo(
-            f"warroom {command}: cannot reach Kafka at {bootstrap} ({source}): nothing answers "
-            "there; check the address or start `warroom up`",
+            f"warroom {command}: {exc} ({source}); check the address or start `warroom up`",
             err=True,
         )
         raise typer.Exit(2) from None

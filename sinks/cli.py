@@ -75,7 +75,7 @@ def query_command(
     ] = None,
 ) -> None:
     """Run a read-only query through a running worker, or on the chdb store if none runs."""
-    from sinks.query_client import QueryFailed, ask
+    from sinks.query_client import QueryFailed, StoreUnreachable, ask
     from warroom import runinfo
     from warroom.settings import load
 
@@ -99,7 +99,7 @@ def query_command(
         answer = ask(sql, endpoint=endpoint, fmt=fmt, store=target, store_given=bool(named))
     except QueryFailed as exc:
         typer.echo(f"warroom query: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(2 if isinstance(exc, StoreUnreachable) else 1) from None
     # on stderr, so that stdout stays the query's output
     typer.echo(f"warroom query: answered by {answer.via}", err=True)
     sys.stdout.buffer.write(answer.output)

@@ -14,7 +14,7 @@ from sinks.http_query import QueryError, check_readonly
 from sinks.url import StoreURL, StoreURLError, parse_store_url
 from warroom.runinfo import store_holder
 
-__all__ = ["Answer", "QueryFailed", "ask", "run_query"]
+__all__ = ["Answer", "QueryFailed", "StoreUnreachable", "ask", "run_query"]
 
 #: the data path of the chdb store behind a worker's endpoint
 _SERVED_PATH = "SELECT path FROM system.disks WHERE name = 'default'"
@@ -22,6 +22,10 @@ _SERVED_PATH = "SELECT path FROM system.disks WHERE name = 'default'"
 
 class QueryFailed(RuntimeError):
     """The query could not run; the message says why and what to do."""
+
+
+class StoreUnreachable(QueryFailed):
+    """The named ClickHouse server does not answer (a usage error: wrong address, down)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,12 @@ def _from_named_store(sql: str, endpoint: str, fmt: str, store: str, timeout: fl
         url = f"http://{parsed.host}:{parsed.port}"
         return Answer(_reach(sql, url, fmt, timeout), f"the worker at {url} (its store)")
     if parsed.kind != "chdb":  # a ClickHouse server: ask it directly, read-only
+        from warroom.probe import Unreachable, check_store
+
+        try:
+            check_store(store)
+        except Unreachable as exc:
+            raise StoreUnreachable(str(exc)) from None
         return Answer(_open_and_query(sql, fmt, parsed), f"{parsed.redacted()} directly")
     assert parsed.path is not None
     holder = store_holder(parsed.path)

@@ -20,9 +20,9 @@ from typing import IO, TYPE_CHECKING
 
 import orjson
 
-from streams.broker import BrokerError, EmbeddedBroker, ensure_topics, wait_ready
+from streams.broker import BrokerError, EmbeddedBroker, ensure_topics
 from streams.topics import Topics
-from warroom import runinfo, telemetry
+from warroom import probe, runinfo, telemetry
 from warroom.settings import Settings
 
 if TYPE_CHECKING:
@@ -201,7 +201,6 @@ def _check_port(host: str, port: int) -> None:
 def _check_store(url: str) -> None:
     """Refuse a store that cannot work before anything starts: a bad URL, a chdb folder
     another process holds, a ClickHouse server that does not answer."""
-    from sinks.backends import StoreError, open_backend
     from sinks.url import StoreURLError, parse_store_url
 
     try:
@@ -218,22 +217,17 @@ def _check_store(url: str) -> None:
             )
         return
     try:
-        backend = open_backend(parsed, create_database=False)
-        try:
-            backend.ping()
-        finally:
-            backend.close()
-    except StoreError as exc:
-        raise UsageError(f"cannot reach the store {parsed.redacted()}: {exc}") from None
+        probe.check_store(url)
+    except probe.Unreachable as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_kafka(bootstrap: str) -> None:
     try:
-        asyncio.run(wait_ready(bootstrap, timeout=5.0))
-    except BrokerError:
+        probe.check_kafka(bootstrap)
+    except probe.Unreachable as exc:
         raise UsageError(
-            f"cannot reach Kafka at {bootstrap}: nothing answers there; check --kafka / "
-            f"WARROOM_KAFKA, or leave both unset for the embedded broker"
+            f"{exc}; check --kafka / WARROOM_KAFKA, or leave both unset for the embedded broker"
         ) from None
 
 
