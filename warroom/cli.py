@@ -59,7 +59,7 @@ def main() -> None:
         typer.echo(f"warroom: {exc}", err=True)
         raise SystemExit(2) from exc
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="warroom")
     except click_exc.NoArgsIsHelpError as exc:
         exc.show()  # the help text, as `warroom` alone has always shown it
         raise SystemExit(exc.exit_code) from None

@@ -63,6 +63,7 @@ class _Child:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
+        self.reported = False  # its failure was already shown
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         # its own session: a terminal's Ctrl-C (sent to the foreground process group) reaches
         # only `up`, which then stops the children in order
@@ -143,6 +144,7 @@ def _warroom(*args: str) -> list[str]:
 
 
 def _failed(child: _Child, what: str) -> UpError:
+    child.reported = True
     reason = child.reason() or "no error in its log"
     return UpError(
         f"the {child.name} {what} (code {child.proc.returncode}): {reason} [{child.log_path}]"
@@ -251,7 +253,7 @@ def _stop_children(
             if not forced():
                 out(f"the {child.name} did not stop within {grace:.0f}s; killed it")
                 code = code if producer else 1
-        elif rc not in (0, -signal.SIGTERM) and not forced():
+        elif rc not in (0, -signal.SIGTERM) and not forced() and not child.reported:
             out(f"the {child.name} stopped with code {rc}: {child.reason()} [{child.log_path}]")
             code = 1
         child.close()

@@ -13,11 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -65,7 +62,10 @@ def _simulator_acknowledged(log: Path) -> int | None:
 
 
 def _sending(log: Path) -> bool:
-    return log.exists() and re.search(r"sending: [1-9][\d,]* acknowledged", log.read_text()) is not None
+    return (
+        log.exists()
+        and re.search(r"sending: [1-9][\d,]* acknowledged", log.read_text()) is not None
+    )
 
 
 class _Terminal:
