@@ -264,6 +264,15 @@ def _stop_children(
     return code, checkpointed
 
 
+def _pids(children: list[_Child], broker: EmbeddedBroker | None) -> dict[str, int]:
+    pids = {c.name: c.proc.pid for c in children}
+    # EmbeddedBroker keeps its process private (streams/broker.py is another room's file)
+    broker_proc = getattr(broker, "_proc", None)
+    if broker_proc is not None:
+        pids["broker"] = int(broker_proc.pid)
+    return pids
+
+
 def _tail(path: Path, size: int = 200_000) -> str:
     try:
         with path.open("rb") as fh:
@@ -403,7 +412,7 @@ def _run_locked(
                 store=settings.store_url,
                 data_dir=str(data_dir),
                 started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                pids={c.name: c.proc.pid for c in children},
+                pids=_pids(children, broker),
             ),
         )
         poller = Poller(url)

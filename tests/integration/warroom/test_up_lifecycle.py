@@ -180,3 +180,28 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_second_ctrl_c_forces_the_stop(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    term = _Terminal(
+        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--no-simulator"],
+        _env(WARROOM_LOG_FORMAT="json"),
+    )
+    try:
+        _wait_for("run.json", lambda: (data / "run.json").exists(), 180)
+        run = orjson.loads((data / "run.json").read_bytes())
+        term.ctrl_c()
+        time.sleep(0.3)  # the worker is settling its final checkpoint: do not wait for it
+        term.ctrl_c()
+        t0 = time.monotonic()
+        code = term.wait(30)
+        took = time.monotonic() - t0
+    finally:
+        term.kill()
+    assert code == 130, term.text()[-2000:]
+    assert took < 5, f"a forced stop took {took:.1f}s"
+    assert "forced stop (second Ctrl-C)" in term.text()
+    for name, pid in run["pids"].items():
+        assert not _alive(pid), f"{name} (pid {pid}) still runs"
+    assert not (data / "run.json").exists()
