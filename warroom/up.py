@@ -454,6 +454,6 @@ def _run_locked(
         return 130
     took = time.monotonic() - stop_started
     if checkpointed:
-        console.print(f"worker: {FINAL_CHECKPOINT} (stop took {took:.1f}s)")
+        console.print(f"worker: {FINAL_CHECKPOINT} (stop took {took:.1f}s)", highlight=False)
     console.print("stopped" if code == 0 else "stopped with errors")
     return code

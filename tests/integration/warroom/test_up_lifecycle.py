@@ -139,6 +139,7 @@ def test_ctrl_c_in_a_terminal_stops_in_order_and_loses_no_acknowledged_event(
         code = term.wait(60)
         took = time.monotonic() - t0
         out = term.text()
+        (tmp_path / "terminal.txt").write_text(out)  # for a person reading a failure
         assert code == 0, out[-3000:]
         assert took < 10, f"stopping took {took:.1f}s"
     finally:
@@ -147,6 +148,7 @@ def test_ctrl_c_in_a_terminal_stops_in_order_and_loses_no_acknowledged_event(
     for name, pid in run["pids"].items():
         assert not _alive(pid), f"{name} (pid {pid}) still runs"
     assert "stopped with errors" not in out and "code -9" not in out
+    assert re.search(r"worker: final flush and checkpoint done \(stop took \d+\.\ds\)", out)
     worker_log = (data / "logs" / "worker.log").read_text()
     assert "final flush and checkpoint done" in worker_log
     assert "Unable connect to node" not in worker_log  # the broker outlived the worker
