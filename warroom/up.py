@@ -59,6 +59,16 @@ class _Interrupted(Exception):
     """Ctrl-C or SIGTERM arrived while starting."""
 
 
+def _term_with_parent() -> None:
+    """In the child before exec: SIGTERM when `up` dies without stopping it (SIGKILL, a crash),
+    so that a child in its own session is never left running alone (Linux only)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class _Child:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
@@ -74,6 +84,7 @@ class _Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_term_with_parent,
         )
 
     def alive(self) -> bool:
@@ -338,8 +349,9 @@ def _run_locked(
                 child.kill()
         stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGHUP too: the children have their own sessions, a closed terminal would not reach them
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
 
     try:
         _check_port(settings.web_host, settings.web_port)
@@ -349,6 +361,8 @@ def _run_locked(
     except UsageError as exc:
         error(str(exc))
         return 2
+    if stopping:  # Ctrl-C while the checks ran: nothing was started
+        return 0
 
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -366,6 +380,8 @@ def _run_locked(
             broker = EmbeddedBroker(log_path=logs / "tansu.log")
             bootstrap = broker.start()
             console.print(f"Kafka: {bootstrap} (embedded Tansu, memory storage)")
+        if stopping:
+            raise _Interrupted
         topics = Topics(settings.topic_prefix)
         asyncio.run(ensure_topics(bootstrap, topics.all(), settings.partitions))
         env = {
@@ -439,7 +455,10 @@ def _run_locked(
     finally:
         stop_started = time.monotonic()
         if children:
-            console.print("stopping: simulator, then worker (final checkpoint), then Kafka ...")
+            console.print(
+                "stopping: simulator, then worker (final checkpoint), then Kafka ...",
+                highlight=False,
+            )
         stop_code, checkpointed = _stop_children(
             children, options.stop_timeout, lambda: forced, error
         )

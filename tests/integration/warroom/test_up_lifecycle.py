@@ -207,3 +207,30 @@ def test_a_second_ctrl_c_forces_the_stop(tmp_path: Path) -> None:
     for name, pid in run["pids"].items():
         assert not _alive(pid), f"{name} (pid {pid}) still runs"
     assert not (data / "run.json").exists()
+
+
+def test_children_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
+    """`up` killed outright (no chance to stop anyone): its worker still stops, since the
+    children's own sessions would otherwise keep them running unowned."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--no-simulator"],
+        env=_env(WARROOM_LOG_FORMAT="json"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    broker = None
+    try:
+        _wait_for("run.json", lambda: (data / "run.json").exists(), 180)
+        pids = orjson.loads((data / "run.json").read_bytes())["pids"]
+        broker = pids.pop("broker", None)
+        proc.kill()
+        proc.wait(10)
+        for name, pid in pids.items():
+            _wait_for(f"the {name} (pid {pid}) to exit", lambda pid=pid: not _alive(pid), 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if broker is not None and _alive(broker):  # EmbeddedBroker does not follow its parent
+            os.kill(broker, signal.SIGKILL)
