@@ -80,21 +80,13 @@ def query_command(
     from warroom.settings import load
 
     settings = load().replace(data_dir=data_dir)  # its store is the default store
-    notes: list[str] = []
-    folder = settings.data_dir.resolve()
-    up = runinfo.from_up(folder, notes)
-    web_env = any(os.environ.get(v) for v in ("WARROOM_WEB_HOST", "WARROOM_WEB_PORT"))
-    if url:
-        endpoint = url
-    elif web_env or up is None:
-        host = "127.0.0.1" if settings.web_host in ("", "0.0.0.0", "::") else settings.web_host
-        endpoint = f"http://{host}:{settings.web_port}"
-    else:
-        endpoint = up.web
+    found = runinfo.worker_url(url, settings, None)
+    for note in found.notes:
+        typer.echo(f"warroom query: {note}", err=True)
+    endpoint = found.address
+    up = runinfo.discover(settings.data_dir.resolve()).info
     named = store or os.environ.get("WARROOM_STORE") or ""
     target = named or (up.store if up is not None and endpoint == up.web else settings.store_url)
-    for note in notes:
-        typer.echo(f"warroom query: {note}", err=True)
     try:
         answer = ask(sql, endpoint=endpoint, fmt=fmt, store=target, store_given=bool(named))
     except QueryFailed as exc:

@@ -203,12 +203,14 @@ def worker_url(url: str | None, settings: Settings, data_dir: Path | None) -> Re
     if url:
         return Resolved(url, "--url", notes)
     folder = (data_dir or settings.data_dir).resolve()
-    if not any(os.environ.get(v) for v in ("WARROOM_WEB_HOST", "WARROOM_WEB_PORT")):
-        up = from_up(folder, notes)
-        if up is not None:
-            return Resolved(up.web, f"the warroom up running in {folder}, pid {up.pid}", notes)
     host = "127.0.0.1" if settings.web_host in ("", "0.0.0.0", "::") else settings.web_host
-    return Resolved(f"http://{host}:{settings.web_port}", "WARROOM_WEB_HOST/PORT", notes)
+    default = f"http://{host}:{settings.web_port}"
+    if any(os.environ.get(v) for v in ("WARROOM_WEB_HOST", "WARROOM_WEB_PORT")):
+        return Resolved(default, "WARROOM_WEB_HOST/PORT", notes)
+    up = from_up(folder, notes)
+    if up is not None:
+        return Resolved(up.web, f"the warroom up running in {folder}, pid {up.pid}", notes)
+    return Resolved(default, f"the default; no warroom up runs in {folder}", notes)
 
 
 @dataclass(frozen=True)
