@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from streams.broker import BrokerError, EmbeddedBroker, ensure_topics
 from streams.topics import Topics
@@ -378,7 +379,15 @@ def _run_locked(
             console.print(f"Kafka: {bootstrap} (external)")
         else:
             broker = EmbeddedBroker(log_path=logs / "tansu.log")
-            bootstrap = broker.start()
+            try:
+                bootstrap = broker.start()
+            except BrokerError as exc:
+                reason = log_reason(logs / "tansu.log")
+                raise UpError(
+                    f"the broker could not start: {exc}"
+                    + (f": {reason}" if reason else "")
+                    + f" [{logs / 'tansu.log'}]"
+                ) from None
             console.print(f"Kafka: {bootstrap} (embedded Tansu, memory storage)")
         if stopping:
             raise _Interrupted
@@ -451,6 +460,9 @@ def _run_locked(
         pass
     except (UpError, BrokerError) as exc:
         error(str(exc))
+        code = 1
+    except (KafkaError, OSError) as exc:  # Kafka or the machine failed under us: say it plainly
+        error(f"stopping after an error: {exc!r}")
         code = 1
     finally:
         stop_started = time.monotonic()
