@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from producers.simulator import Stats
     from warroom.settings import Settings
 
-_KAFKA_HELP = "Kafka bootstrap servers HOST:PORT (default: WARROOM_KAFKA)."
+_KAFKA_HELP = (
+    "Kafka bootstrap servers HOST:PORT (default: WARROOM_KAFKA, else the Kafka of the "
+    "`warroom up` running in the data dir)."
+)
 _PREFIX_HELP = "Prefix for the topic names (default: WARROOM_TOPIC_PREFIX)."
 
 
