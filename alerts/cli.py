@@ -72,22 +72,34 @@ def check_command(
 @alerts_app.command("ack")
 def ack_command(
     alert_id: str = typer.Argument(..., help="Alert id as shown in the notification."),
-    url: str = typer.Option(
-        "http://127.0.0.1:6066", "--url", help="The worker's web server (WARROOM_WEB_PORT)."
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="The worker's web server (default: WARROOM_WEB_HOST/PORT when set, else the worker "
+        "of the `warroom up` running in the data dir, else http://127.0.0.1:6066).",
     ),
     by: str | None = typer.Option(None, "--by", help="Who acknowledges (default: login name)."),
     note: str = typer.Option("", "--note", help="Optional note kept with the acknowledgement."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the worker."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Data folder of a running `warroom up` (WARROOM_DATA_DIR)."
+    ),
 ) -> None:
     """Acknowledge an alert: its repeats and its escalation to the governor stop.
 
     Exit status: 0 done, 1 refused (unknown or malformed id), 2 the worker did not answer.
     """
     from alerts.ack import AckError, post_ack
+    from warroom import runinfo
+    from warroom.settings import load
 
+    found = runinfo.worker_url(url, load(), data_dir)
+    for line in found.notes:
+        typer.echo(f"warroom alerts ack: {line}", err=True)
+    typer.echo(runinfo.connect_note("alerts ack", "worker", found.address, found.source), err=True)
     who = by or getpass.getuser()
     try:
-        answer = post_ack(url, alert_id, who, note, timeout=timeout)
+        answer = post_ack(found.address, alert_id, who, note, timeout=timeout)
     except AckError as exc:
         typer.echo(f"warroom alerts ack: {exc}", err=True)
         raise typer.Exit(2 if exc.unreachable else 1) from exc

@@ -8,11 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from warroom.run_cli import positive_seconds
+
 if TYPE_CHECKING:
     from producers.simulator import Stats
     from warroom.settings import Settings
 
-_KAFKA_HELP = "Kafka bootstrap servers HOST:PORT (default: WARROOM_KAFKA)."
+_KAFKA_HELP = (
+    "Kafka bootstrap servers HOST:PORT (default: WARROOM_KAFKA, else the Kafka of the "
+    "`warroom up` running in the data dir)."
+)
 _PREFIX_HELP = "Prefix for the topic names (default: WARROOM_TOPIC_PREFIX)."
 
 
@@ -25,15 +30,45 @@ def _settings() -> Settings:
     return settings
 
 
-def _bootstrap(kafka: str | None, settings: Settings) -> str:
-    bootstrap = kafka or settings.kafka
+_DATA_DIR_HELP = (
+    "Data folder of a running `warroom up`, whose Kafka is used when neither --kafka nor "
+    "WARROOM_KAFKA is set (default: WARROOM_DATA_DIR)."
+)
+
+
+def _bootstrap(command: str, kafka: str | None, settings: Settings, data_dir: Path | None) -> str:
+    """--kafka, else WARROOM_KAFKA, else the Kafka of the `warroom up` running in the data
+    dir; says on stderr which one and why, and checks that it answers before anything is sent."""
+    from warroom import probe, runinfo
+
+    notes: list[str] = []
+    if kafka:
+        bootstrap, source = kafka, "--kafka"
+    elif settings.kafka:
+        bootstrap, source = settings.kafka, "WARROOM_KAFKA"
+    else:
+        folder = (data_dir or settings.data_dir).resolve()
+        up = runinfo.from_up(folder, notes)
+        bootstrap = up.kafka if up else ""
+        source = f"the warroom up running in {folder}, pid {up.pid}" if up else ""
+    for note in notes:
+        typer.echo(f"warroom {command}: {note}", err=True)
     if not bootstrap:
         typer.echo(
-            "warroom: no Kafka to send to: pass --kafka HOST:PORT or set WARROOM_KAFKA "
-            "(`warroom up` starts an embedded broker and its own simulator)",
+            f"warroom {command}: no Kafka to send to: pass --kafka HOST:PORT, set WARROOM_KAFKA, "
+            "or start `warroom up` (or pass --data-dir of the one running)",
             err=True,
         )
         raise typer.Exit(2)
+    typer.echo(runinfo.connect_note(command, "Kafka", bootstrap, source), err=True)
+    try:
+        probe.check_kafka(bootstrap)
+    except probe.Unreachable as exc:
+        typer.echo(
+            f"warroom {command}: {exc} ({source}); check the address or start `warroom up`",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     return bootstrap
 
 
@@ -56,7 +91,8 @@ def simulate(
         int, typer.Option(help="Random seed: the same seed gives the same events.")
     ] = 1,
     duration: Annotated[
-        Optional[float], typer.Option(help="Seconds to run (default: until Ctrl-C).")  # noqa: UP045
+        Optional[float],  # noqa: UP045
+        typer.Option(help="Seconds to run (default: until Ctrl-C).", callback=positive_seconds),
     ] = None,
     backfill_hours: Annotated[
         Optional[float],  # noqa: UP045
@@ -98,6 +134,7 @@ def simulate(
     dry_run: Annotated[
         bool, typer.Option(help="Only generate (no Kafka): print the cost per event.")
     ] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help=_DATA_DIR_HELP)] = None,  # noqa: UP045
 ) -> None:
     """Send a realistic national workload of grievance and project events (seeded).
 
@@ -141,7 +178,7 @@ def simulate(
     if dry_run:
         _dry_run(sim, plan, duration or 10.0)
         return
-    bootstrap = _bootstrap(kafka, settings)
+    bootstrap = _bootstrap("simulate", kafka, settings, data_dir)
     prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
     _ensure_topics(bootstrap, prefix, settings.partitions)
     if plan is not None:
@@ -238,6 +275,7 @@ def replay(
     ] = "max",
     kafka: Annotated[Optional[str], typer.Option(help=_KAFKA_HELP)] = None,  # noqa: UP045
     topic_prefix: Annotated[Optional[str], typer.Option(help=_PREFIX_HELP)] = None,  # noqa: UP045
+    data_dir: Annotated[Optional[Path], typer.Option(help=_DATA_DIR_HELP)] = None,  # noqa: UP045
 ) -> None:
     """Replay a file onto the topics, with a progress bar and a summary of what could not map."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -257,7 +295,7 @@ def replay(
     except ValueError:
         typer.echo("warroom replay: --speed must be 'max' or a positive number", err=True)
         raise typer.Exit(2) from None
-    bootstrap = _bootstrap(kafka, settings)
+    bootstrap = _bootstrap("replay", kafka, settings, data_dir)
     prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
     _ensure_topics(bootstrap, prefix, settings.partitions)
     total = None
@@ -355,6 +393,7 @@ def submit(
     dry_run: Annotated[bool, typer.Option(help="Only validate; send nothing.")] = False,
     kafka: Annotated[Optional[str], typer.Option(help=_KAFKA_HELP)] = None,  # noqa: UP045
     topic_prefix: Annotated[Optional[str], typer.Option(help=_PREFIX_HELP)] = None,  # noqa: UP045
+    data_dir: Annotated[Optional[Path], typer.Option(help=_DATA_DIR_HELP)] = None,  # noqa: UP045
 ) -> None:
     """Validate one event and send it; a rejected event is explained and not sent (exit 1)."""
     from producers.submit import check, send_one
@@ -380,7 +419,7 @@ def submit(
     if dry_run:
         typer.echo(f"valid (not sent, --dry-run): {what}")
         return
-    bootstrap = _bootstrap(kafka, settings)
+    bootstrap = _bootstrap("submit", kafka, settings, data_dir)
     prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
     _ensure_topics(bootstrap, prefix, settings.partitions)
     payload = raw.strip()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,26 +53,46 @@ def query_command(
     sql: Annotated[str, typer.Argument(help="A read-only statement (SELECT, SHOW, ...).")],
     url: Annotated[
         str | None,
-        typer.Option(help="Query endpoint of a running worker (default http://WEB_HOST:PORT)."),
+        typer.Option(
+            help="Query endpoint of a running worker (default: WARROOM_WEB_HOST/PORT when set, "
+            "else the worker of the `warroom up` running in the data dir, else "
+            "http://127.0.0.1:6066)."
+        ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="ClickHouse output format.")] = (
         "PrettyCompact"
     ),
     store: Annotated[
         str | None,
-        typer.Option(help="Store to open directly when no worker answers (chdb only)."),
+        typer.Option(
+            help="Answer from this store only (WARROOM_STORE): read directly when no process "
+            "holds it, through the worker that holds it, else an error naming the holder."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data folder of a running `warroom up` (default: WARROOM_DATA_DIR)."),
     ] = None,
 ) -> None:
     """Run a read-only query through a running worker, or on the chdb store if none runs."""
-    from sinks.query_client import QueryFailed, run_query
+    from sinks.query_client import QueryFailed, StoreUnreachable, ask
+    from warroom import runinfo
     from warroom.settings import load
 
-    settings = load()
-    endpoint = url or f"http://{settings.web_host}:{settings.web_port}"
+    settings = load().replace(data_dir=data_dir)  # its store is the default store
+    found = runinfo.worker_url(url, settings, None)
+    for note in found.notes:
+        typer.echo(f"warroom query: {note}", err=True)
+    endpoint = found.address
+    up = runinfo.discover(settings.data_dir.resolve()).info
+    named = store or os.environ.get("WARROOM_STORE") or ""
+    target = named or (up.store if up is not None and endpoint == up.web else settings.store_url)
     try:
-        output = run_query(sql, endpoint=endpoint, fmt=fmt, store=store or settings.store_url)
+        answer = ask(sql, endpoint=endpoint, fmt=fmt, store=target, store_given=bool(named))
     except QueryFailed as exc:
         typer.echo(f"warroom query: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    sys.stdout.buffer.write(output)
+        raise typer.Exit(2 if isinstance(exc, StoreUnreachable) else 1) from None
+    # on stderr, so that stdout stays the query's output
+    typer.echo(f"warroom query: answered by {answer.via}", err=True)
+    sys.stdout.buffer.write(answer.output)
     sys.stdout.buffer.flush()

@@ -1,29 +1,126 @@
-"""`warroom query`: ask a running worker's endpoint, else open an unlocked chdb store directly."""
+"""`warroom query`: ask a running worker's endpoint, else open an unlocked chdb store directly —
+and never answer from a store other than the one asked for."""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 
 from sinks.backends import StoreError, StoreLockedError, open_backend
 from sinks.http_query import QueryError, check_readonly
-from sinks.url import StoreURLError, parse_store_url
+from sinks.url import StoreURL, StoreURLError, parse_store_url
+from warroom.runinfo import store_holder
 
-__all__ = ["QueryFailed", "run_query"]
+__all__ = ["Answer", "QueryFailed", "StoreUnreachable", "ask", "run_query"]
+
+#: the data path of the chdb store behind a worker's endpoint
+_SERVED_PATH = "SELECT path FROM system.disks WHERE name = 'default'"
 
 
 class QueryFailed(RuntimeError):
     """The query could not run; the message says why and what to do."""
 
 
+class StoreUnreachable(QueryFailed):
+    """The named ClickHouse server does not answer (a usage error: wrong address, down)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    output: bytes
+    via: str  # what answered, for the one line the CLI prints on stderr
+
+
 def run_query(sql: str, *, endpoint: str, fmt: str, store: str, timeout: float = 60.0) -> bytes:
-    """The query's output in `fmt`: from the worker at `endpoint`, or — when nothing listens
-    there — from the chdb store `store` opened read-only in this process."""
+    """The query's output in `fmt` (see `ask`; the store was not named by the person)."""
+    return ask(sql, endpoint=endpoint, fmt=fmt, store=store, timeout=timeout).output
+
+
+def ask(
+    sql: str,
+    *,
+    endpoint: str,
+    fmt: str,
+    store: str,
+    store_given: bool = False,
+    timeout: float = 60.0,
+) -> Answer:
+    """The query's output in `fmt`, and what answered.
+
+    Without `store_given`: from the worker at `endpoint`, or — when nothing listens there —
+    from the chdb store `store` opened read-only here. With `store_given` (the person named the
+    store): from that store only — directly when no process holds it, through `endpoint` only
+    when that endpoint serves exactly this store, else an error naming the holder."""
+    if store_given:
+        return _from_named_store(sql, endpoint, fmt, store, timeout)
+    try:
+        return Answer(_via_endpoint(sql, endpoint, fmt, timeout), f"the worker at {endpoint}")
+    except ConnectionRefusedError as refused:
+        return _direct(sql, fmt, _parse(store), endpoint, refused)
+
+
+def _parse(store: str) -> StoreURL:
+    try:
+        return parse_store_url(store)
+    except StoreURLError as exc:
+        raise QueryFailed(str(exc)) from exc
+
+
+def _from_named_store(sql: str, endpoint: str, fmt: str, store: str, timeout: float) -> Answer:
+    parsed = _parse(store)
+    if parsed.kind == "worker":
+        url = f"http://{parsed.host}:{parsed.port}"
+        return Answer(_reach(sql, url, fmt, timeout), f"the worker at {url} (its store)")
+    if parsed.kind != "chdb":  # a ClickHouse server: ask it directly, read-only
+        from warroom.probe import Unreachable, check_store
+
+        try:
+            check_store(store)
+        except Unreachable as exc:
+            raise StoreUnreachable(str(exc)) from None
+        return Answer(_open_and_query(sql, fmt, parsed), f"{parsed.redacted()} directly")
+    assert parsed.path is not None
+    holder = store_holder(parsed.path)
+    if holder is None:
+        return _direct(sql, fmt, parsed, endpoint, None)
+    served = _served_path(endpoint, timeout)
+    if served is not None and _same(served, parsed.path):
+        return Answer(
+            _via_endpoint(sql, endpoint, fmt, timeout),
+            f"the worker at {endpoint}, which holds {parsed.path}",
+        )
+    elsewhere = (
+        f"the worker at {endpoint} serves another store ({served})"
+        if served is not None
+        else f"no worker answers at {endpoint}"
+    )
+    raise QueryFailed(
+        f"the store {parsed.path} is busy: it is locked by another process (pid {holder}), "
+        f"and {elsewhere}; "
+        f"query through the web endpoint of process {holder} (--url), or stop it"
+    )
+
+
+def _same(a: str, b: Path) -> bool:
+    return Path(a).resolve() == b.resolve()
+
+
+def _served_path(endpoint: str, timeout: float) -> str | None:
+    try:
+        out = _via_endpoint(_SERVED_PATH, endpoint, "TabSeparatedRaw", min(timeout, 10.0))
+    except (ConnectionRefusedError, QueryFailed):
+        return None
+    return out.decode("utf-8", "replace").strip() or None
+
+
+def _reach(sql: str, endpoint: str, fmt: str, timeout: float) -> bytes:
     try:
         return _via_endpoint(sql, endpoint, fmt, timeout)
-    except ConnectionRefusedError as refused:
-        return _direct(sql, fmt, store, endpoint, refused)
+    except ConnectionRefusedError as exc:
+        raise QueryFailed(f"no worker answers at {endpoint}") from exc
 
 
 def _via_endpoint(sql: str, endpoint: str, fmt: str, timeout: float) -> bytes:
@@ -47,34 +144,38 @@ def _via_endpoint(sql: str, endpoint: str, fmt: str, timeout: float) -> bytes:
         raise QueryFailed(f"cannot reach {endpoint}: {exc.reason}") from exc
 
 
-def _direct(sql: str, fmt: str, store: str, endpoint: str, cause: Exception) -> bytes:
-    try:
-        parsed = parse_store_url(store)
-    except StoreURLError as exc:
-        raise QueryFailed(str(exc)) from exc
+def _direct(sql: str, fmt: str, parsed: StoreURL, endpoint: str, cause: Exception | None) -> Answer:
+    nobody = f"no worker answers at {endpoint}" if cause is not None else "nobody holds it"
     if parsed.kind != "chdb":
         raise QueryFailed(
-            f"no worker answers at {endpoint}; for a ClickHouse server use its own clients "
-            f"(clickhouse-client, HTTP port 8123)"
+            f"{nobody}; for a ClickHouse server pass it as --store (read directly) or use "
+            f"its own clients (clickhouse-client, HTTP port 8123)"
         ) from cause
     if parsed.path is None or not parsed.path.exists():
         raise QueryFailed(
-            f"no worker answers at {endpoint} and there is no store at {parsed.path} yet "
-            f"(start one with `warroom up`)"
+            f"{nobody} and there is no store at {parsed.path} yet (start one with `warroom up`)"
         ) from cause
+    try:
+        output = _open_and_query(sql, fmt, parsed)
+    except StoreLockedError as exc:
+        raise QueryFailed(
+            f"{nobody}, and the store {parsed.path} is locked by another process: query "
+            f"through that process's endpoint (--url)"
+        ) from exc
+    return Answer(output, f"the store {parsed.path}, opened directly (no worker holds it)")
+
+
+def _open_and_query(sql: str, fmt: str, parsed: StoreURL) -> bytes:
     try:
         check_readonly(sql)
     except QueryError as exc:
         raise QueryFailed(exc.text().strip()) from exc
     try:
         backend = open_backend(parsed, readonly=True, create_database=False)
-    except StoreLockedError as exc:
-        raise QueryFailed(
-            f"no worker answers at {endpoint}, and the store {parsed.path} is locked by "
-            f"another process: query through that process's endpoint (--url)"
-        ) from exc
+    except StoreLockedError:
+        raise
     except StoreError as exc:
-        raise QueryFailed(f"{parsed.redacted()}: {exc}") from exc
+        raise QueryFailed(f"cannot open {parsed.redacted()}: {exc}") from exc
     try:
         return backend.query_bytes(sql, fmt)
     except StoreError as exc:

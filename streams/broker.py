@@ -61,6 +61,9 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # its own session: a terminal's Ctrl-C must not kill Kafka before the worker's
+            # final checkpoint; whoever started it stops it
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -6,20 +6,44 @@ from pathlib import Path
 
 import typer
 
-from warroom.settings import Settings, load
+from warroom.settings import Settings, SettingsError, check, load
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _settings(**overrides: object) -> Settings:
+def positive_seconds(value: float | None) -> float | None:
+    """Typer callback: a duration must be more than zero (None: no limit)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not a positive number of seconds")
+    return value
+
+
+def log_level_choice(value: str | None) -> str | None:
+    """Typer callback: one of the levels warroom's logging knows (None: WARROOM_LOG_LEVEL)."""
+    if value is not None and value.lower() not in (*_LOG_LEVELS, "warn", "critical"):
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
+    return value
+
+
+def _settings(command: str, **overrides: object) -> Settings:
     from warroom.logs import setup_logging
 
     s = load().replace(**overrides)
+    try:
+        check(s)  # flags are checked like the variables they override
+    except SettingsError as exc:
+        typer.echo(f"warroom {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
     setup_logging(s.log_level, s.log_format)
     return s
 
 
 def up(
     duration: float = typer.Option(
-        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
+        None,
+        "--duration",
+        callback=positive_seconds,
+        help="Stop after this many seconds (default: until Ctrl-C).",
     ),
     backfill_hours: float = typer.Option(
         None,
@@ -64,11 +88,25 @@ def up(
     ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Data folder (WARROOM_DATA_DIR)."),
     store: str = typer.Option(None, "--store", help="Store URL (WARROOM_STORE)."),
-    partitions: int = typer.Option(None, "--partitions", help="Partitions per topic."),
-    web_port: int = typer.Option(None, "--web-port", help="Worker web port (WARROOM_WEB_PORT)."),
-    log_level: str = typer.Option(None, "--log-level", help="debug, info, warning, error."),
+    partitions: int = typer.Option(
+        None, "--partitions", min=1, help="Partitions per topic (WARROOM_PARTITIONS)."
+    ),
+    web_port: int = typer.Option(
+        None,
+        "--web-port",
+        min=0,
+        max=65535,
+        help="Worker web port (WARROOM_WEB_PORT; 0: any free port).",
+    ),
+    log_level: str = typer.Option(
+        None, "--log-level", callback=log_level_choice, help="debug, info, warning, error."
+    ),
 ) -> None:
-    """Run broker + worker + simulator on this machine with a live summary."""
+    """Run broker + worker + simulator on this machine with a live summary.
+
+    Ctrl-C (or SIGTERM) stops the simulator, then the worker (final flush and checkpoint),
+    then the broker; a second Ctrl-C forces. One `up` per data folder.
+    """
     from warroom.up import UpOptions, run_up
 
     live = {"--backfill-hours": backfill_hours, "--cases-per-day": cases_per_day, "--load": load}
@@ -91,6 +129,7 @@ def up(
             raise typer.Exit(2)
 
     s = _settings(
+        "up",
         kafka=kafka,
         data_dir=data_dir,
         store=store,
@@ -113,13 +152,17 @@ def up(
 def worker(
     kafka: str = typer.Option(None, "--kafka", help="Kafka bootstrap servers (WARROOM_KAFKA)."),
     store: str = typer.Option(None, "--store", help="Store URL (WARROOM_STORE)."),
-    web_port: int = typer.Option(None, "--web-port", help="Web port (WARROOM_WEB_PORT)."),
-    log_level: str = typer.Option(None, "--log-level", help="debug, info, warning, error."),
+    web_port: int = typer.Option(
+        None, "--web-port", min=0, max=65535, help="Web port (WARROOM_WEB_PORT)."
+    ),
+    log_level: str = typer.Option(
+        None, "--log-level", callback=log_level_choice, help="debug, info, warning, error."
+    ),
 ) -> None:
     """Run one stream worker (consumes, computes metrics, writes ClickHouse)."""
     from streams.worker import run_worker
 
-    s = _settings(kafka=kafka, store=store, web_port=web_port, log_level=log_level)
+    s = _settings("worker", kafka=kafka, store=store, web_port=web_port, log_level=log_level)
     if not s.kafka:
         typer.echo("warroom worker: set --kafka or WARROOM_KAFKA", err=True)
         raise typer.Exit(2)
@@ -127,7 +170,9 @@ def worker(
 
 
 def broker(
-    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: a free one)."),
+    port: int = typer.Option(
+        0, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: a free one)."
+    ),
 ) -> None:
     """Run the embedded Tansu broker alone, with the warroom topics, until Ctrl-C."""
     import asyncio
@@ -137,7 +182,7 @@ def broker(
     from streams.broker import BrokerError, EmbeddedBroker, ensure_topics
     from streams.topics import Topics
 
-    s = _settings()
+    s = _settings("broker")
     b = EmbeddedBroker(port=port)
     try:
         bootstrap = b.start()

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import typer
 
 
-def _default_url() -> str:
+def _worker_url(url: str, data_dir: Path | None) -> str:
+    from warroom import runinfo
     from warroom.settings import load
 
-    s = load()
-    host = "127.0.0.1" if s.web_host in ("", "0.0.0.0", "::") else s.web_host
-    return f"http://{host}:{s.web_port}"
+    found = runinfo.worker_url(url or None, load(), data_dir)
+    for note in found.notes:
+        typer.echo(f"warroom status: {note}", err=True)
+    typer.echo(runinfo.connect_note("status", "worker", found.address, found.source), err=True)
+    return found.address
 
 
 def status(
     url: str = typer.Option(
         "",
         "--url",
-        help="Worker web server, e.g. http://127.0.0.1:6066 (default: WARROOM_WEB_HOST/PORT).",
+        help="Worker web server, e.g. http://127.0.0.1:6066 (default: WARROOM_WEB_HOST/PORT "
+        "when set, else the worker of the `warroom up` running in the data dir).",
     ),
     interval: float = typer.Option(
         2.0, "--interval", min=0.0, help="Seconds between the two scrapes rates come from."
     ),
     watch: bool = typer.Option(False, "--watch", help="Keep refreshing until Ctrl-C."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Data folder of a running `warroom up` (WARROOM_DATA_DIR)."
+    ),
 ) -> None:
     """Throughput, rejections, lag, store writes, alerts and notifications of a running worker."""
     import orjson
@@ -34,7 +42,7 @@ def status(
 
     from warroom.status import Poller, StatusError, Summary, render
 
-    base = url or _default_url()
+    base = _worker_url(url, data_dir)
     poller = Poller(base)
     console = Console()
 
