@@ -118,15 +118,20 @@ async def replay(
     fmt: str = "auto",
     speed: float | None = None,
     on_progress: Callable[[ReplaySummary], None] | None = None,
+    backfill: bool = False,
 ) -> ReplaySummary:
     """Send the file's events; ``speed`` None = as fast as possible, N = real time x N using the
-    gaps between occurred_at times. Every send is acknowledged (acks=all) before returning."""
+    gaps between occurred_at times. Every send is acknowledged (acks=all) before returning.
+    ``backfill``: to the backfill topics (history on its own clocks, streams/backfill.py)."""
     summary = ReplaySummary(format=detect_format(path) if fmt == "auto" else fmt)
     if summary.format not in ("jsonl", "traffy"):
         raise ValueError(f"unknown format {fmt!r}: jsonl, traffy or auto")
     records = (read_traffy_records if summary.format == "traffy" else read_jsonl)(path, summary)
     sender = EventSender(bootstrap, topics, producer="replay")
-    topic_of = {"grievance": topics.grievance, "project": topics.project}
+    if backfill:
+        topic_of = {s: topics.backfill_for(s) for s in ("grievance", "project")}
+    else:
+        topic_of = {"grievance": topics.grievance, "project": topics.project}
     await sender.start()
     started = time.monotonic()
     first_ms: int | None = None

@@ -14,6 +14,7 @@ from mode import Service
 from sinks.writer import Writer
 from streams import geography
 from streams.app import StreamApp
+from streams.backfill import BackfillProcessor
 from streams.pdpa import DEV_KEY, Pseudonymizer
 from streams.processor import Checkpoint, PartitionProcessor, ProcessorConfig
 from streams.transport import register_batch_topic
@@ -116,12 +117,26 @@ class Pipeline(Service):
             late_ms=settings.late_seconds * 1000,
             dedup_window=settings.dedup_window,
             stale_ms=settings.stale_days * 86_400_000,
+            max_jump_ms=settings.clock_max_jump_seconds * 1000,
         )
+        #: live partitions only: the stream clocks, gauges and alerts are theirs
         self.processors: dict[TP, PartitionProcessor] = {}
         self.stream_of_topic = {t.get_topic_name(): s for s, t in self.sa.source_topics.items()}
+        #: backfill partitions (streams/backfill.py): history on clocks of their own
+        self.backfill: dict[TP, BackfillProcessor] = {}
+        self.backfill_of_topic = {t.get_topic_name(): s for s, t in self.sa.backfill_topics.items()}
+        self._table_of_topic = {
+            **{t: self.sa.state_tables[s] for t, s in self.stream_of_topic.items()},
+            **{t: self.sa.backfill_tables[s] for t, s in self.backfill_of_topic.items()},
+        }
         self._metrics = {
             s: StreamMetrics(telemetry, s, t.get_topic_name())
             for s, t in self.sa.source_topics.items()
+        }
+        # backfill counts under their own stream label: live lateness counters stay live
+        self._backfill_metrics = {
+            s: StreamMetrics(telemetry, f"{s}-backfill", t.get_topic_name())
+            for s, t in self.sa.backfill_topics.items()
         }
         self._cycle_lock = asyncio.Lock()
         self._last_checkpoint = time.monotonic()
@@ -136,6 +151,8 @@ class Pipeline(Service):
         self.last_write_error = ""
         for topic in self.stream_of_topic:
             register_batch_topic(self.app, topic, self._on_batch)
+        for topic in self.backfill_of_topic:
+            register_batch_topic(self.app, topic, self._on_backfill_batch)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self._ready_generation = -1
@@ -172,11 +189,18 @@ class Pipeline(Service):
             self.processors[tp] = proc
         started = time.perf_counter()
         proc.process(records, self._sink)
+        self._record_stats(self._metrics[proc.stream], proc, started)
+        if self.writer.over_capacity:
+            self._pause(tp)
+
+    def _record_stats(
+        self, metrics: StreamMetrics, proc: PartitionProcessor, started: float
+    ) -> None:
         stats = proc.take_stats()
         if not self._record:  # only the consumed count, which bench/pipeline.py reads
-            self._metrics[proc.stream].record_batch(consumed=stats.consumed)
+            metrics.record_batch(consumed=stats.consumed)
         else:
-            self._metrics[proc.stream].record_batch(
+            metrics.record_batch(
                 accepted_by_source=stats.accepted,
                 rejected_by_reason_source=stats.rejected,
                 duplicates=stats.duplicate,
@@ -185,8 +209,69 @@ class Pipeline(Service):
                 consumed=stats.consumed,
                 seconds=time.perf_counter() - started,
             )
+
+    async def _on_backfill_batch(self, tp: TP, records: Sequence[Any]) -> None:
+        """A backfill batch: check, read back the evicted buckets it needs, apply. Rows go
+        to the writer directly: the alert engine never sees history."""
+        generation = self.app.consumer_generation_id
+        if self._ready_generation != generation:
+            await self._rewind(tp, records[0].offset)
+            return
+        proc = self.backfill.get(tp)
+        if proc is None:
+            restored = await self._restore(tp)
+            if generation != self.app.consumer_generation_id:
+                return
+            assert isinstance(restored, BackfillProcessor)
+            proc = self.backfill[tp] = restored
+        started = time.perf_counter()
+        checked = proc.check(records)
+        proc.busy = True  # no eviction between finding what is in memory and applying
+        try:
+            metric_keys, quality_keys = proc.wanted(checked)
+            if metric_keys or quality_keys:
+                buckets, quality = await self._read_back(proc, metric_keys, quality_keys)
+                if generation != self.app.consumer_generation_id or tp not in self.backfill:
+                    return  # revoked meanwhile: the next owner starts from the commit
+                proc.adopt(buckets, quality)
+            proc.apply(checked, self.writer)
+        finally:
+            proc.busy = False
+        self._record_stats(self._backfill_metrics[proc.stream], proc, started)
         if self.writer.over_capacity:
             self._pause(tp)
+
+    async def _read_back(
+        self,
+        proc: BackfillProcessor,
+        metric_keys: set[tuple[str, str, str, str, int]],
+        quality_keys: set[tuple[str, str, str, str, int]],
+    ) -> tuple[list[Any], list[Any]]:
+        """The stored rows of evicted backfill buckets, in chunks (ClickHouse's query size)."""
+        buckets: list[Any] = []
+        quality: list[Any] = []
+        lane = proc.lane
+        for chunk in _chunks(sorted(metric_keys), 500):
+            keys = ", ".join(
+                f"({_lit(d)}, {_lit(m)}, {_lit(a)}, {_lit(b)}, {t * 60})" for d, m, a, b, t in chunk
+            )
+            buckets += await self.writer.query_rows(
+                "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
+                "value, version FROM metric_buckets FINAL "
+                f"WHERE kafka_partition = {lane} "
+                f"AND (district_code, metric, dim1, dim2, toUInt32(bucket)) IN ({keys})"
+            )
+        for chunk in _chunks(sorted(quality_keys), 500):
+            keys = ", ".join(
+                f"({_lit(d)}, {_lit(o)}, {_lit(r)}, {_lit(s)}, {t * 60})" for d, o, r, s, t in chunk
+            )
+            quality += await self.writer.query_rows(
+                "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
+                "count, version FROM quality_buckets FINAL "
+                f"WHERE stream = '{proc.stream}' AND kafka_partition = {lane} "
+                f"AND (district_code, outcome, reason, source, toUInt32(bucket)) IN ({keys})"
+            )
+        return buckets, quality
 
     async def _rewind(self, tp: TP, offset: int) -> None:
         consumer: Any = self.app.consumer
@@ -225,9 +310,17 @@ class Pipeline(Service):
         """State for a newly assigned partition: changelog books + checkpoint, then buckets,
         quality counts and recent event ids from the store (only when a checkpoint exists: a
         partition without one is replayed from its start, which rebuilds everything)."""
-        stream = self.stream_of_topic[tp.topic]
-        proc = PartitionProcessor(stream, tp.topic, tp.partition, self.cfg)
-        table = self.sa.state_tables[stream]
+        backfill = tp.topic in self.backfill_of_topic
+        proc: PartitionProcessor
+        if backfill:
+            stream = self.backfill_of_topic[tp.topic]
+            hold_ms = self.settings.backfill_hold_seconds * 1000
+            proc = BackfillProcessor(stream, tp.topic, tp.partition, self.cfg, hold_ms)
+        else:
+            stream = self.stream_of_topic[tp.topic]
+            proc = PartitionProcessor(stream, tp.topic, tp.partition, self.cfg)
+        table = self._table_of_topic[tp.topic]
+        lane = proc.lane
         suffix = f":{tp.partition}".encode()
         books: dict[str, bytes] = {}
         checkpoint: Checkpoint | None = None
@@ -243,34 +336,41 @@ class Pipeline(Service):
         quality: list[Any] = []
         dedup: list[Any] = []
         if checkpoint is not None:
-            floor_s = max(0, (checkpoint.watermark_ms - self.cfg.grace_ms) // 60_000 * 60)
+            keep_ms = proc.hold_ms if isinstance(proc, BackfillProcessor) else self.cfg.grace_ms
+            floor_s = max(0, (checkpoint.watermark_ms - keep_ms) // 60_000 * 60)
             metrics = ", ".join(f"'{m}'" for m in _BUCKET_METRICS[stream])
             buckets = await self.writer.query_rows(
                 "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
                 "value, version FROM metric_buckets FINAL "
-                f"WHERE kafka_partition = {tp.partition} AND metric IN ({metrics}) "
+                f"WHERE kafka_partition = {lane} AND metric IN ({metrics}) "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
             quality = await self.writer.query_rows(
                 "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
                 "count, version FROM quality_buckets FINAL "
-                f"WHERE stream = '{stream}' AND kafka_partition = {tp.partition} "
+                f"WHERE stream = '{stream}' AND kafka_partition = {lane} "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
             low = max(0, checkpoint.offset - self.cfg.dedup_window)
             dedup = await self.writer.query_rows(
                 f"SELECT toString(event_id), kafka_offset FROM {_RAW_TABLE[stream]} "
-                f"WHERE kafka_partition = {tp.partition} AND kafka_offset > {low}"
+                f"WHERE kafka_partition = {lane} AND kafka_offset > {low}"
             )
+            if isinstance(proc, BackfillProcessor):
+                proc.restored_floor(floor_s // 60)
         # the keys of each district's latest gauge snapshot: the first snapshot after this
         # writes 0 for those that dropped, so "latest row per key" readers stay right too
         family = _PROJECT_GAUGE if stream == "project" else f"NOT {_PROJECT_GAUGE}"
-        gauge_keys = await self.writer.query_rows(
-            "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
-            f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
-            "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
-            "(SELECT district_code, max(bucket) AS b FROM g GROUP BY district_code) AS l "
-            "ON g.district_code = l.district_code AND g.bucket = l.b WHERE g.value != 0"
+        gauge_keys = (
+            []
+            if backfill
+            else await self.writer.query_rows(
+                "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
+                f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
+                "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
+                "(SELECT district_code, max(bucket) AS b FROM g GROUP BY district_code) AS l "
+                "ON g.district_code = l.district_code AND g.bucket = l.b WHERE g.value != 0"
+            )
         )
         proc.restore(checkpoint, books, buckets, quality, dedup, gauge_keys)
         log.info(
@@ -318,9 +418,16 @@ class Pipeline(Service):
 
     async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
         async with self._cycle_lock:
-            procs = {tp: p for tp, p in self.processors.items() if only is None or tp in only}
+            procs = {
+                tp: p
+                for tp, p in (*self.processors.items(), *self.backfill.items())
+                if only is None or tp in only
+            }
             for proc in procs.values():
-                proc.take_bucket_rows(self._sink)
+                # backfill rows bypass the tap: the alert engine sees live rows only
+                proc.take_bucket_rows(
+                    self.writer if isinstance(proc, BackfillProcessor) else self._sink
+                )
             for proc in procs.values():
                 messages, proc.dead_letters = proc.dead_letters, []
                 for key, value in messages:
@@ -366,7 +473,7 @@ class Pipeline(Service):
         for tp, (ckpt, books) in taken.items():
             if ckpt.offset < 0:
                 continue
-            table = self.sa.state_tables[self.stream_of_topic[tp.topic]]
+            table = self._table_of_topic[tp.topic]
             changelog = table.changelog_topic.get_topic_name()
             for district, raw in books.items():
                 key = f"{district}:{tp.partition}".encode()
@@ -392,7 +499,7 @@ class Pipeline(Service):
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         """Before partitions move: make their rows durable, checkpoint, commit, forget them."""
-        mine = {tp for tp in revoked if tp in self.processors}
+        mine = {tp for tp in revoked if tp in self.processors or tp in self.backfill}
         if not mine:
             return
         try:
@@ -400,6 +507,7 @@ class Pipeline(Service):
         finally:
             for tp in mine:
                 self.processors.pop(tp, None)
+                self.backfill.pop(tp, None)
                 self._paused.discard(tp)
 
     async def on_start(self) -> None:
@@ -411,7 +519,7 @@ class Pipeline(Service):
         group membership are still alive, so rows, changelog and offsets can all be settled."""
         self._shutting_down = True
         try:
-            if self.processors:
+            if self.processors or self.backfill:
                 await self.cycle(checkpoint=True)
                 log.info("final flush and checkpoint done")
         except Exception:
@@ -449,18 +557,22 @@ class Pipeline(Service):
         (/readyz): end offset - committed offset."""
         consumer = self.app.consumer
         lags: dict[tuple[str, int], int] = {}
+        live = 0
         try:
             assignment = consumer.assignment()
         except Exception:  # consumer stopping or not started: keep the last values
             return
         for tp in assignment:
-            if tp.topic not in self.stream_of_topic:
+            if tp.topic not in self.stream_of_topic and tp.topic not in self.backfill_of_topic:
                 continue
             end = consumer.highwater(tp)
             if end is not None:
-                lags[(tp.topic, tp.partition)] = max(0, end - self.committed.get(tp, 0))
+                lag = lags[(tp.topic, tp.partition)] = max(0, end - self.committed.get(tp, 0))
+                if tp.topic in self.stream_of_topic:
+                    live += lag
         self.tel.set_lag(lags)
-        self.lag_total = float(sum(lags.values())) if lags else None
+        # a backfill in progress is not a reason to call the worker unready
+        self.lag_total = float(live) if lags else None
 
     # -- views for the web endpoints ----------------------------------------------------------
 
@@ -483,3 +595,12 @@ class Pipeline(Service):
                 }
             )
         return out
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _lit(text: str) -> str:
+    """A ClickHouse string literal (sources are free text from the events)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
