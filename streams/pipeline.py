@@ -117,7 +117,8 @@ class Pipeline(Service):
             late_ms=settings.late_seconds * 1000,
             dedup_window=settings.dedup_window,
             stale_ms=settings.stale_days * 86_400_000,
-            max_jump_ms=settings.clock_max_jump_seconds * 1000,
+            # at most the grace: one record may never push a stream's events into too late
+            max_jump_ms=min(settings.clock_max_jump_seconds, settings.grace_seconds) * 1000,
         )
         #: live partitions only: the stream clocks, gauges and alerts are theirs
         self.processors: dict[TP, PartitionProcessor] = {}
@@ -234,6 +235,15 @@ class Pipeline(Service):
                 if generation != self.app.consumer_generation_id or tp not in self.backfill:
                     return  # revoked meanwhile: the next owner starts from the commit
                 proc.adopt(buckets, quality)
+                log.info(
+                    "backfill buckets read back",
+                    extra={
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "wanted": len(metric_keys) + len(quality_keys),
+                        "stored": len(buckets) + len(quality),
+                    },
+                )
             proc.apply(checked, self.writer)
         finally:
             proc.busy = False

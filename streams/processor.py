@@ -71,9 +71,10 @@ class ProcessorConfig:
     #: a partition whose watermark is within this of the wall clock is live: its clock
     #: follows wall time between events, so overdue and stale counts advance on their own
     live_ms: int = 15 * 60_000
-    #: an accepted event more than this ahead of the partition's watermark moves it by at
-    #: most this much unless the partition's next accepted event confirms the jump (0 = no
-    #: bound): one stray record cannot turn a lagging partition's stream into "too late"
+    #: an accepted event more than this ahead of the partition's watermark, and dated no
+    #: earlier than this before its own Kafka timestamp (a current event on a lagging
+    #: partition), moves the watermark only once the next accepted event confirms the jump
+    #: (0 = no bound): one stray record cannot turn a lagging stream into "too late"
     max_jump_ms: int = 0
 
 
@@ -269,11 +270,12 @@ class PartitionProcessor:
                     max_jump
                     and wm
                     and ms - wm > max_jump
+                    and ms >= rec.timestamp - max_jump
                     and not (ahead_ms and -max_jump <= ms - ahead_ms <= max_jump)
                 ):
-                    # far ahead, and not confirmed by the event before: the clock moves by
-                    # the bound only; the event itself is in the window (it is ahead of it)
-                    wm += max_jump
+                    # a current (or future) event far ahead of a lagging clock, and the event
+                    # before did not say the same: the clock stays until the next one confirms
+                    # the jump. The event itself is ahead of the window: it gets its bucket.
                     ahead_ms = ms
                     stats.ahead += 1
                     qbump(("", "ahead", "", source, qminute), o)
