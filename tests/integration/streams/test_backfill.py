@@ -102,10 +102,11 @@ def _alerts(w: WorkerProcess) -> list[tuple[Any, ...]]:
 
     with urllib.request.urlopen(w.url + "/status/alerts", timeout=10) as r:
         body = orjson.loads(r.read())
-    return [body["clock_ms"]] + sorted(
+    alerts = sorted(
         (a["alert_id"], a["rule_id"], a["district_code"], a["state"], a["value"])
         for a in body["alerts"]
     )
+    return [body["clock_ms"], *alerts]
 
 
 def _settled_alerts(w: WorkerProcess) -> list[Any]:
@@ -388,7 +389,7 @@ def test_one_current_event_on_a_lagging_partition_sets_off_no_storm(
     }
     assert compare.diff(dict(quality), got_q) == []
     assert compare.diff(dict(buckets), _buckets(worker, "1")) == []
-    totals = defaultdict(int)
+    totals: dict[str, int] = defaultdict(int)
     for (_, outcome, _), n in quality.items():
         totals[outcome] += n
     assert totals["too_late"] == 0 and totals["ahead"] == 1 and totals["accepted"] == 3001
