@@ -268,7 +268,7 @@ class Pipeline(Service):
             buckets += await self.writer.query_rows(
                 "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
                 "value, version FROM metric_buckets FINAL "
-                f"WHERE kafka_partition = {lane} "
+                f"WHERE kafka_partition = {lane} AND {_narrowing(chunk)} "
                 f"AND (district_code, metric, dim1, dim2, toUInt32(bucket)) IN ({keys})"
             )
         for chunk in _chunks(sorted(quality_keys), 500):
@@ -279,6 +279,7 @@ class Pipeline(Service):
                 "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
                 "count, version FROM quality_buckets FINAL "
                 f"WHERE stream = '{proc.stream}' AND kafka_partition = {lane} "
+                f"AND {_narrowing(chunk)} "
                 f"AND (district_code, outcome, reason, source, toUInt32(bucket)) IN ({keys})"
             )
         return buckets, quality
@@ -609,6 +610,17 @@ class Pipeline(Service):
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _narrowing(keys: list[tuple[str, str, str, str, int]]) -> str:
+    """Conditions the store can prune by (monthly partitions, district key) before FINAL."""
+    lo = min(k[4] for k in keys) * 60
+    hi = max(k[4] for k in keys) * 60
+    districts = ", ".join(_lit(d) for d in sorted({k[0] for k in keys}))
+    return (
+        f"bucket BETWEEN toDateTime({lo}, 'UTC') AND toDateTime({hi}, 'UTC') "
+        f"AND district_code IN ({districts})"
+    )
 
 
 def _lit(text: str) -> str:

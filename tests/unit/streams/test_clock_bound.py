@@ -160,3 +160,12 @@ def test_backfill_counts_every_old_event_and_reads_back_evicted_buckets() -> Non
     assert {r[5] for r in sink.rows["metric_buckets"]} == {BACKFILL_LANE + 1}
     assert {r[-2] for r in sink.rows["grievance_events"]} == {BACKFILL_LANE + 1}
     assert proc.gauge_rows(sink, NOW, 1) == 0
+
+
+def test_read_back_literals_are_quoted() -> None:
+    from streams.pipeline import _lit, _narrowing
+
+    assert _lit("it's a \\ source") == "'it\\'s a \\\\ source'"
+    cond = _narrowing([("1004", "accepted", "", "x", 10), ("", "accepted", "", "y", 12)])
+    assert "BETWEEN toDateTime(600, 'UTC') AND toDateTime(720, 'UTC')" in cond
+    assert "district_code IN ('', '1004')" in cond
