@@ -157,6 +157,9 @@ class Pipeline(Service):
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self._ready_generation = -1
+        #: backfill partitions waiting for buckets read back from the store, and those tasks
+        self._reading_back: set[TP] = set()
+        self._read_back_tasks: set[asyncio.Task[None]] = set()
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -214,6 +217,8 @@ class Pipeline(Service):
     async def _on_backfill_batch(self, tp: TP, records: Sequence[Any]) -> None:
         """A backfill batch: check, read back the evicted buckets it needs, apply. Rows go
         to the writer directly: the alert engine never sees history."""
+        if tp in self._reading_back:
+            return  # fetched while its partition waits for the store: fetched again after
         generation = self.app.consumer_generation_id
         if self._ready_generation != generation:
             await self._rewind(tp, records[0].offset)
@@ -227,27 +232,64 @@ class Pipeline(Service):
             proc = self.backfill[tp] = restored
         started = time.perf_counter()
         checked = proc.check(records)
-        proc.busy = True  # no eviction between finding what is in memory and applying
+        metric_keys, quality_keys = proc.wanted(checked)
+        if metric_keys or quality_keys:
+            # the store answers in its own time: off the fetch loop, so live partitions keep
+            # flowing; this partition is paused and sought back when its batch is applied
+            proc.busy = True  # no eviction between finding what is in memory and applying
+            self._reading_back.add(tp)
+            self.app.consumer.pause_partitions([tp])
+            task = asyncio.create_task(
+                self._read_back_then_apply(tp, proc, checked, metric_keys, quality_keys)
+            )
+            self._read_back_tasks.add(task)
+            task.add_done_callback(self._read_back_tasks.discard)
+            return
+        proc.apply(checked, self.writer)
+        self._record_stats(self._backfill_metrics[proc.stream], proc, started)
+        if self.writer.over_capacity:
+            self._pause(tp)
+
+    async def _read_back_then_apply(
+        self,
+        tp: TP,
+        proc: BackfillProcessor,
+        checked: list[Any],
+        metric_keys: set[tuple[str, str, str, str, int]],
+        quality_keys: set[tuple[str, str, str, str, int]],
+    ) -> None:
+        generation = self.app.consumer_generation_id
+        started = time.perf_counter()
         try:
-            metric_keys, quality_keys = proc.wanted(checked)
-            if metric_keys or quality_keys:
-                buckets, quality = await self._read_back(proc, metric_keys, quality_keys)
-                if generation != self.app.consumer_generation_id or tp not in self.backfill:
-                    return  # revoked meanwhile: the next owner starts from the commit
-                proc.adopt(buckets, quality)
-                log.info(
-                    "backfill buckets read back",
-                    extra={
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "wanted": len(metric_keys) + len(quality_keys),
-                        "stored": len(buckets) + len(quality),
-                    },
-                )
+            buckets, quality = await self._read_back(proc, metric_keys, quality_keys)
+            if generation != self.app.consumer_generation_id or self.backfill.get(tp) is not proc:
+                return  # revoked meanwhile: the next owner starts from the commit
+            proc.adopt(buckets, quality)
+            log.info(
+                "backfill buckets read back",
+                extra={
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "wanted": len(metric_keys) + len(quality_keys),
+                    "stored": len(buckets) + len(quality),
+                },
+            )
             proc.apply(checked, self.writer)
+            self._record_stats(self._backfill_metrics[proc.stream], proc, started)
+        except Exception as exc:  # the store is down or slow: the batch is fetched again
+            log.warning(
+                "backfill read-back failed; retrying",
+                extra={"topic": tp.topic, "partition": tp.partition, "error": str(exc)},
+            )
+            await asyncio.sleep(1.0)
         finally:
             proc.busy = False
-        self._record_stats(self._backfill_metrics[proc.stream], proc, started)
+            self._reading_back.discard(tp)
+            if not self._shutting_down and generation == self.app.consumer_generation_id:
+                # whatever was fetched for it meanwhile was skipped: from the next unapplied
+                await self._rewind(tp, proc.offset + 1)
+                if tp not in self._paused and tp in self.app.consumer.assignment():
+                    self.app.consumer.resume_partitions([tp])
         if self.writer.over_capacity:
             self._pause(tp)
 
@@ -529,6 +571,8 @@ class Pipeline(Service):
         """Clean shutdown: Faust has stopped fetching but the producer and the consumer's
         group membership are still alive, so rows, changelog and offsets can all be settled."""
         self._shutting_down = True
+        for task in list(self._read_back_tasks):
+            task.cancel()  # its batch is not applied: the next start fetches it again
         try:
             if self.processors or self.backfill:
                 await self.cycle(checkpoint=True)
