@@ -169,3 +169,16 @@ def test_read_back_literals_are_quoted() -> None:
     cond = _narrowing([("1004", "accepted", "", "x", 10), ("", "accepted", "", "y", 12)])
     assert "BETWEEN toDateTime(600, 'UTC') AND toDateTime(720, 'UTC')" in cond
     assert "district_code IN ('', '1004')" in cond
+
+
+def test_settings_of_the_bound_and_the_backfill_hold() -> None:
+    import pytest
+
+    from warroom.settings import SettingsError, load
+
+    s = load({"WARROOM_CLOCK_MAX_JUMP_SECONDS": "0", "WARROOM_BACKFILL_HOLD_SECONDS": "600"})
+    assert (s.clock_max_jump_seconds, s.backfill_hold_seconds) == (0, 600)
+    with pytest.raises(SettingsError, match="WARROOM_CLOCK_MAX_JUMP_SECONDS"):
+        load({"WARROOM_CLOCK_MAX_JUMP_SECONDS": "-1"})
+    with pytest.raises(SettingsError, match="WARROOM_BACKFILL_HOLD_SECONDS"):
+        load({"WARROOM_BACKFILL_HOLD_SECONDS": "10"})
