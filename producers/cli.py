@@ -276,6 +276,14 @@ def replay(
     kafka: Annotated[Optional[str], typer.Option(help=_KAFKA_HELP)] = None,  # noqa: UP045
     topic_prefix: Annotated[Optional[str], typer.Option(help=_PREFIX_HELP)] = None,  # noqa: UP045
     data_dir: Annotated[Optional[Path], typer.Option(help=_DATA_DIR_HELP)] = None,  # noqa: UP045
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill",
+            help="History beside live: send to the backfill topics, where old events reach "
+            "their minute buckets on clocks of their own (never too late, no live alerts).",
+        ),
+    ] = False,
 ) -> None:
     """Replay a file onto the topics, with a progress bar and a summary of what could not map."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -319,7 +327,15 @@ def replay(
 
         try:
             summary = asyncio.run(
-                run_replay(bootstrap, Topics(prefix), file, fmt=fmt, speed=factor, on_progress=show)
+                run_replay(
+                    bootstrap,
+                    Topics(prefix),
+                    file,
+                    fmt=fmt,
+                    speed=factor,
+                    on_progress=show,
+                    backfill=backfill,
+                )
             )
         except (ValueError, UnicodeDecodeError) as exc:
             typer.echo(f"warroom replay: {exc}", err=True)

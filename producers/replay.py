@@ -127,10 +127,12 @@ async def replay(
     speed: float | None = None,
     on_progress: Callable[[ReplaySummary], None] | None = None,
     max_gap_s: float = MAX_GAP_S,
+    backfill: bool = False,
 ) -> ReplaySummary:
     """Send the file's events; ``speed`` None = as fast as possible, N = real time x N using the
     gaps between occurred_at times, each wait at most ``max_gap_s`` (the summary counts the
-    gaps cut). Every send is acknowledged (acks=all) before returning."""
+    gaps cut). Every send is acknowledged (acks=all) before returning.
+    ``backfill``: to the backfill topics (history on its own clocks, streams/backfill.py)."""
     summary = ReplaySummary(
         format=detect_format(path) if fmt == "auto" else fmt, max_gap_s=max_gap_s
     )
@@ -138,7 +140,10 @@ async def replay(
         raise ValueError(f"unknown format {fmt!r}: jsonl, traffy or auto")
     records = (read_traffy_records if summary.format == "traffy" else read_jsonl)(path, summary)
     sender = EventSender(bootstrap, topics, producer="replay")
-    topic_of = {"grievance": topics.grievance, "project": topics.project}
+    if backfill:
+        topic_of = {s: topics.backfill_for(s) for s in ("grievance", "project")}
+    else:
+        topic_of = {"grievance": topics.grievance, "project": topics.project}
     await sender.start()
     started = time.monotonic()
     prev_ms: int | None = None

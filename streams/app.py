@@ -21,6 +21,9 @@ class StreamApp:
     topics: Topics
     source_topics: dict[str, Any]  # stream -> faust Topic
     state_tables: dict[str, Any]  # stream -> faust Table (raw bytes, changelog-backed)
+    #: history beside live (streams/backfill.py): stream -> backfill topic / its own table
+    backfill_topics: dict[str, Any]
+    backfill_tables: dict[str, Any]
 
 
 def create_app(settings: Settings, bootstrap: str, topics: Topics) -> StreamApp:
@@ -56,7 +59,13 @@ def create_app(settings: Settings, bootstrap: str, topics: Topics) -> StreamApp:
         )
         for stream in ("grievance", "project")
     }
-    for topic in source_topics.values():
+    backfill_topics = {
+        stream: app.topic(
+            topics.backfill_for(stream), key_serializer="raw", value_serializer="raw", acks=False
+        )
+        for stream in ("grievance", "project")
+    }
+    for topic in (*source_topics.values(), *backfill_topics.values()):
         app.topics.add(topic)  # subscribe: the batch consumer reads them, no agent needed
     state_tables = {
         stream: app.Table(
@@ -68,4 +77,14 @@ def create_app(settings: Settings, bootstrap: str, topics: Topics) -> StreamApp:
         )
         for stream in ("grievance", "project")
     }
-    return StreamApp(app, topics, source_topics, state_tables)
+    backfill_tables = {
+        stream: app.Table(
+            f"{stream}-backfill-state",
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            help=f"{stream} backfill: checkpoints and case books of its own clock (backfill.py).",
+        )
+        for stream in ("grievance", "project")
+    }
+    return StreamApp(app, topics, source_topics, state_tables, backfill_topics, backfill_tables)

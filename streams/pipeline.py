@@ -14,6 +14,7 @@ from mode import Service
 from sinks.writer import Writer
 from streams import geography
 from streams.app import StreamApp
+from streams.backfill import BackfillProcessor
 from streams.pdpa import DEV_KEY, Pseudonymizer
 from streams.processor import Checkpoint, PartitionProcessor, ProcessorConfig
 from streams.transport import register_batch_topic
@@ -116,12 +117,27 @@ class Pipeline(Service):
             late_ms=settings.late_seconds * 1000,
             dedup_window=settings.dedup_window,
             stale_ms=settings.stale_days * 86_400_000,
+            # at most the grace: one record may never push a stream's events into too late
+            max_jump_ms=min(settings.clock_max_jump_seconds, settings.grace_seconds) * 1000,
         )
+        #: live partitions only: the stream clocks, gauges and alerts are theirs
         self.processors: dict[TP, PartitionProcessor] = {}
         self.stream_of_topic = {t.get_topic_name(): s for s, t in self.sa.source_topics.items()}
+        #: backfill partitions (streams/backfill.py): history on clocks of their own
+        self.backfill: dict[TP, BackfillProcessor] = {}
+        self.backfill_of_topic = {t.get_topic_name(): s for s, t in self.sa.backfill_topics.items()}
+        self._table_of_topic = {
+            **{t: self.sa.state_tables[s] for t, s in self.stream_of_topic.items()},
+            **{t: self.sa.backfill_tables[s] for t, s in self.backfill_of_topic.items()},
+        }
         self._metrics = {
             s: StreamMetrics(telemetry, s, t.get_topic_name())
             for s, t in self.sa.source_topics.items()
+        }
+        # backfill counts under their own stream label: live lateness counters stay live
+        self._backfill_metrics = {
+            s: StreamMetrics(telemetry, f"{s}-backfill", t.get_topic_name())
+            for s, t in self.sa.backfill_topics.items()
         }
         self._cycle_lock = asyncio.Lock()
         self._last_checkpoint = time.monotonic()
@@ -136,9 +152,14 @@ class Pipeline(Service):
         self.last_write_error = ""
         for topic in self.stream_of_topic:
             register_batch_topic(self.app, topic, self._on_batch)
+        for topic in self.backfill_of_topic:
+            register_batch_topic(self.app, topic, self._on_backfill_batch)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self._ready_generation = -1
+        #: backfill partitions waiting for buckets read back from the store, and those tasks
+        self._reading_back: set[TP] = set()
+        self._read_back_tasks: set[asyncio.Task[None]] = set()
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -172,11 +193,18 @@ class Pipeline(Service):
             self.processors[tp] = proc
         started = time.perf_counter()
         proc.process(records, self._sink)
+        self._record_stats(self._metrics[proc.stream], proc, started)
+        if self.writer.over_capacity:
+            self._pause(tp)
+
+    def _record_stats(
+        self, metrics: StreamMetrics, proc: PartitionProcessor, started: float
+    ) -> None:
         stats = proc.take_stats()
         if not self._record:  # only the consumed count, which bench/pipeline.py reads
-            self._metrics[proc.stream].record_batch(consumed=stats.consumed)
+            metrics.record_batch(consumed=stats.consumed)
         else:
-            self._metrics[proc.stream].record_batch(
+            metrics.record_batch(
                 accepted_by_source=stats.accepted,
                 rejected_by_reason_source=stats.rejected,
                 duplicates=stats.duplicate,
@@ -185,8 +213,118 @@ class Pipeline(Service):
                 consumed=stats.consumed,
                 seconds=time.perf_counter() - started,
             )
+
+    async def _on_backfill_batch(self, tp: TP, records: Sequence[Any]) -> None:
+        """A backfill batch: check, read back the evicted buckets it needs, apply. Rows go
+        to the writer directly: the alert engine never sees history."""
+        if tp in self._reading_back:
+            return  # fetched while its partition waits for the store: fetched again after
+        generation = self.app.consumer_generation_id
+        if self._ready_generation != generation:
+            await self._rewind(tp, records[0].offset)
+            return
+        proc = self.backfill.get(tp)
+        if proc is None:
+            restored = await self._restore(tp)
+            if generation != self.app.consumer_generation_id:
+                return
+            assert isinstance(restored, BackfillProcessor)
+            proc = self.backfill[tp] = restored
+        started = time.perf_counter()
+        checked = proc.check(records)
+        metric_keys, quality_keys = proc.wanted(checked)
+        if metric_keys or quality_keys:
+            # the store answers in its own time: off the fetch loop, so live partitions keep
+            # flowing; this partition is paused and sought back when its batch is applied
+            proc.busy = True  # no eviction between finding what is in memory and applying
+            self._reading_back.add(tp)
+            self.app.consumer.pause_partitions([tp])
+            task = asyncio.create_task(
+                self._read_back_then_apply(tp, proc, checked, metric_keys, quality_keys)
+            )
+            self._read_back_tasks.add(task)
+            task.add_done_callback(self._read_back_tasks.discard)
+            return
+        proc.apply(checked, self.writer)
+        self._record_stats(self._backfill_metrics[proc.stream], proc, started)
         if self.writer.over_capacity:
             self._pause(tp)
+
+    async def _read_back_then_apply(
+        self,
+        tp: TP,
+        proc: BackfillProcessor,
+        checked: list[Any],
+        metric_keys: set[tuple[str, str, str, str, int]],
+        quality_keys: set[tuple[str, str, str, str, int]],
+    ) -> None:
+        generation = self.app.consumer_generation_id
+        started = time.perf_counter()
+        try:
+            buckets, quality = await self._read_back(proc, metric_keys, quality_keys)
+            if generation != self.app.consumer_generation_id or self.backfill.get(tp) is not proc:
+                return  # revoked meanwhile: the next owner starts from the commit
+            proc.adopt(buckets, quality)
+            log.info(
+                "backfill buckets read back",
+                extra={
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "wanted": len(metric_keys) + len(quality_keys),
+                    "stored": len(buckets) + len(quality),
+                },
+            )
+            proc.apply(checked, self.writer)
+            self._record_stats(self._backfill_metrics[proc.stream], proc, started)
+        except Exception as exc:  # the store is down or slow: the batch is fetched again
+            log.warning(
+                "backfill read-back failed; retrying",
+                extra={"topic": tp.topic, "partition": tp.partition, "error": str(exc)},
+            )
+            await asyncio.sleep(1.0)
+        finally:
+            proc.busy = False
+            self._reading_back.discard(tp)
+            if not self._shutting_down and generation == self.app.consumer_generation_id:
+                # whatever was fetched for it meanwhile was skipped: from the next unapplied
+                await self._rewind(tp, proc.offset + 1)
+                if tp not in self._paused and tp in self.app.consumer.assignment():
+                    self.app.consumer.resume_partitions([tp])
+        if self.writer.over_capacity:
+            self._pause(tp)
+
+    async def _read_back(
+        self,
+        proc: BackfillProcessor,
+        metric_keys: set[tuple[str, str, str, str, int]],
+        quality_keys: set[tuple[str, str, str, str, int]],
+    ) -> tuple[list[Any], list[Any]]:
+        """The stored rows of evicted backfill buckets, in chunks (ClickHouse's query size)."""
+        buckets: list[Any] = []
+        quality: list[Any] = []
+        lane = proc.lane
+        for chunk in _chunks(sorted(metric_keys), 500):
+            keys = ", ".join(
+                f"({_lit(d)}, {_lit(m)}, {_lit(a)}, {_lit(b)}, {t * 60})" for d, m, a, b, t in chunk
+            )
+            buckets += await self.writer.query_rows(
+                "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
+                "value, version FROM metric_buckets FINAL "
+                f"WHERE kafka_partition = {lane} AND {_narrowing(chunk)} "
+                f"AND (district_code, metric, dim1, dim2, toUInt32(bucket)) IN ({keys})"
+            )
+        for chunk in _chunks(sorted(quality_keys), 500):
+            keys = ", ".join(
+                f"({_lit(d)}, {_lit(o)}, {_lit(r)}, {_lit(s)}, {t * 60})" for d, o, r, s, t in chunk
+            )
+            quality += await self.writer.query_rows(
+                "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
+                "count, version FROM quality_buckets FINAL "
+                f"WHERE stream = '{proc.stream}' AND kafka_partition = {lane} "
+                f"AND {_narrowing(chunk)} "
+                f"AND (district_code, outcome, reason, source, toUInt32(bucket)) IN ({keys})"
+            )
+        return buckets, quality
 
     async def _rewind(self, tp: TP, offset: int) -> None:
         consumer: Any = self.app.consumer
@@ -225,9 +363,17 @@ class Pipeline(Service):
         """State for a newly assigned partition: changelog books + checkpoint, then buckets,
         quality counts and recent event ids from the store (only when a checkpoint exists: a
         partition without one is replayed from its start, which rebuilds everything)."""
-        stream = self.stream_of_topic[tp.topic]
-        proc = PartitionProcessor(stream, tp.topic, tp.partition, self.cfg)
-        table = self.sa.state_tables[stream]
+        backfill = tp.topic in self.backfill_of_topic
+        proc: PartitionProcessor
+        if backfill:
+            stream = self.backfill_of_topic[tp.topic]
+            hold_ms = self.settings.backfill_hold_seconds * 1000
+            proc = BackfillProcessor(stream, tp.topic, tp.partition, self.cfg, hold_ms)
+        else:
+            stream = self.stream_of_topic[tp.topic]
+            proc = PartitionProcessor(stream, tp.topic, tp.partition, self.cfg)
+        table = self._table_of_topic[tp.topic]
+        lane = proc.lane
         suffix = f":{tp.partition}".encode()
         books: dict[str, bytes] = {}
         checkpoint: Checkpoint | None = None
@@ -243,34 +389,41 @@ class Pipeline(Service):
         quality: list[Any] = []
         dedup: list[Any] = []
         if checkpoint is not None:
-            floor_s = max(0, (checkpoint.watermark_ms - self.cfg.grace_ms) // 60_000 * 60)
+            keep_ms = proc.hold_ms if isinstance(proc, BackfillProcessor) else self.cfg.grace_ms
+            floor_s = max(0, (checkpoint.watermark_ms - keep_ms) // 60_000 * 60)
             metrics = ", ".join(f"'{m}'" for m in _BUCKET_METRICS[stream])
             buckets = await self.writer.query_rows(
                 "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
                 "value, version FROM metric_buckets FINAL "
-                f"WHERE kafka_partition = {tp.partition} AND metric IN ({metrics}) "
+                f"WHERE kafka_partition = {lane} AND metric IN ({metrics}) "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
             quality = await self.writer.query_rows(
                 "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
                 "count, version FROM quality_buckets FINAL "
-                f"WHERE stream = '{stream}' AND kafka_partition = {tp.partition} "
+                f"WHERE stream = '{stream}' AND kafka_partition = {lane} "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
             low = max(0, checkpoint.offset - self.cfg.dedup_window)
             dedup = await self.writer.query_rows(
                 f"SELECT toString(event_id), kafka_offset FROM {_RAW_TABLE[stream]} "
-                f"WHERE kafka_partition = {tp.partition} AND kafka_offset > {low}"
+                f"WHERE kafka_partition = {lane} AND kafka_offset > {low}"
             )
+            if isinstance(proc, BackfillProcessor):
+                proc.restored_floor(floor_s // 60)
         # the keys of each district's latest gauge snapshot: the first snapshot after this
         # writes 0 for those that dropped, so "latest row per key" readers stay right too
         family = _PROJECT_GAUGE if stream == "project" else f"NOT {_PROJECT_GAUGE}"
-        gauge_keys = await self.writer.query_rows(
-            "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
-            f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
-            "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
-            "(SELECT district_code, max(bucket) AS b FROM g GROUP BY district_code) AS l "
-            "ON g.district_code = l.district_code AND g.bucket = l.b WHERE g.value != 0"
+        gauge_keys = (
+            []
+            if backfill
+            else await self.writer.query_rows(
+                "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
+                f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
+                "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
+                "(SELECT district_code, max(bucket) AS b FROM g GROUP BY district_code) AS l "
+                "ON g.district_code = l.district_code AND g.bucket = l.b WHERE g.value != 0"
+            )
         )
         proc.restore(checkpoint, books, buckets, quality, dedup, gauge_keys)
         log.info(
@@ -318,9 +471,16 @@ class Pipeline(Service):
 
     async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
         async with self._cycle_lock:
-            procs = {tp: p for tp, p in self.processors.items() if only is None or tp in only}
+            procs = {
+                tp: p
+                for tp, p in (*self.processors.items(), *self.backfill.items())
+                if only is None or tp in only
+            }
             for proc in procs.values():
-                proc.take_bucket_rows(self._sink)
+                # backfill rows bypass the tap: the alert engine sees live rows only
+                proc.take_bucket_rows(
+                    self.writer if isinstance(proc, BackfillProcessor) else self._sink
+                )
             for proc in procs.values():
                 messages, proc.dead_letters = proc.dead_letters, []
                 for key, value in messages:
@@ -366,7 +526,7 @@ class Pipeline(Service):
         for tp, (ckpt, books) in taken.items():
             if ckpt.offset < 0:
                 continue
-            table = self.sa.state_tables[self.stream_of_topic[tp.topic]]
+            table = self._table_of_topic[tp.topic]
             changelog = table.changelog_topic.get_topic_name()
             for district, raw in books.items():
                 key = f"{district}:{tp.partition}".encode()
@@ -392,7 +552,7 @@ class Pipeline(Service):
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         """Before partitions move: make their rows durable, checkpoint, commit, forget them."""
-        mine = {tp for tp in revoked if tp in self.processors}
+        mine = {tp for tp in revoked if tp in self.processors or tp in self.backfill}
         if not mine:
             return
         try:
@@ -400,6 +560,7 @@ class Pipeline(Service):
         finally:
             for tp in mine:
                 self.processors.pop(tp, None)
+                self.backfill.pop(tp, None)
                 self._paused.discard(tp)
 
     async def on_start(self) -> None:
@@ -410,8 +571,10 @@ class Pipeline(Service):
         """Clean shutdown: Faust has stopped fetching but the producer and the consumer's
         group membership are still alive, so rows, changelog and offsets can all be settled."""
         self._shutting_down = True
+        for task in list(self._read_back_tasks):
+            task.cancel()  # its batch is not applied: the next start fetches it again
         try:
-            if self.processors:
+            if self.processors or self.backfill:
                 await self.cycle(checkpoint=True)
                 log.info("final flush and checkpoint done")
         except Exception:
@@ -449,18 +612,22 @@ class Pipeline(Service):
         (/readyz): end offset - committed offset."""
         consumer = self.app.consumer
         lags: dict[tuple[str, int], int] = {}
+        live = 0
         try:
             assignment = consumer.assignment()
         except Exception:  # consumer stopping or not started: keep the last values
             return
         for tp in assignment:
-            if tp.topic not in self.stream_of_topic:
+            if tp.topic not in self.stream_of_topic and tp.topic not in self.backfill_of_topic:
                 continue
             end = consumer.highwater(tp)
             if end is not None:
-                lags[(tp.topic, tp.partition)] = max(0, end - self.committed.get(tp, 0))
+                lag = lags[(tp.topic, tp.partition)] = max(0, end - self.committed.get(tp, 0))
+                if tp.topic in self.stream_of_topic:
+                    live += lag
         self.tel.set_lag(lags)
-        self.lag_total = float(sum(lags.values())) if lags else None
+        # a backfill in progress is not a reason to call the worker unready
+        self.lag_total = float(live) if lags else None
 
     # -- views for the web endpoints ----------------------------------------------------------
 
@@ -483,3 +650,23 @@ class Pipeline(Service):
                 }
             )
         return out
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _narrowing(keys: list[tuple[str, str, str, str, int]]) -> str:
+    """Conditions the store can prune by (monthly partitions, district key) before FINAL."""
+    lo = min(k[4] for k in keys) * 60
+    hi = max(k[4] for k in keys) * 60
+    districts = ", ".join(_lit(d) for d in sorted({k[0] for k in keys}))
+    return (
+        f"bucket BETWEEN toDateTime({lo}, 'UTC') AND toDateTime({hi}, 'UTC') "
+        f"AND district_code IN ({districts})"
+    )
+
+
+def _lit(text: str) -> str:
+    """A ClickHouse string literal (sources are free text from the events)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

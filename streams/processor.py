@@ -71,6 +71,11 @@ class ProcessorConfig:
     #: a partition whose watermark is within this of the wall clock is live: its clock
     #: follows wall time between events, so overdue and stale counts advance on their own
     live_ms: int = 15 * 60_000
+    #: an accepted event more than this ahead of the partition's watermark, and dated no
+    #: earlier than this before its own Kafka timestamp (a current event on a lagging
+    #: partition), moves the watermark only once the next accepted event confirms the jump
+    #: (0 = no bound): one stray record cannot turn a lagging stream into "too late"
+    max_jump_ms: int = 0
 
 
 @dataclass
@@ -79,14 +84,18 @@ class Checkpoint:
 
     offset: int = -1
     watermark_ms: int = 0
+    #: occurred_at of the last event whose jump was bounded, while unconfirmed (else 0)
+    ahead_ms: int = 0
 
     def dumps(self) -> bytes:
-        return orjson.dumps({"offset": self.offset, "wm": self.watermark_ms})
+        return orjson.dumps(
+            {"offset": self.offset, "wm": self.watermark_ms, "ahead": self.ahead_ms}
+        )
 
     @classmethod
     def loads(cls, raw: bytes) -> Checkpoint:
         d = orjson.loads(raw)
-        return cls(d["offset"], d["wm"])
+        return cls(d["offset"], d["wm"], d.get("ahead", 0))
 
 
 @dataclass
@@ -99,6 +108,7 @@ class BatchStats:
     duplicate: int = 0
     late: int = 0
     too_late: int = 0
+    ahead: int = 0  # events whose jump ahead of the watermark was bounded
     skipped_replay: int = 0
 
 
@@ -109,10 +119,13 @@ class PartitionProcessor:
         self.stream = stream
         self.topic = topic
         self.partition = partition
+        #: the kafka_partition written on metric, quality and raw rows (backfill: its own lane)
+        self.lane = partition
         self.cfg = cfg
         self.checkpoint = Checkpoint()
         self.offset = -1  # last offset processed
         self.watermark_ms = 0
+        self.ahead_ms = 0  # see Checkpoint.ahead_ms
         self.books: dict[str, Any] = {}  # district -> CaseBook | ProjectBook
         self.dirty_books: set[str] = set()
         self.buckets: dict[tuple[str, str, str, str, int], list[Any]] = {}
@@ -143,9 +156,10 @@ class PartitionProcessor:
             self.checkpoint = checkpoint
             self.offset = checkpoint.offset
             self.watermark_ms = checkpoint.watermark_ms
+            self.ahead_ms = checkpoint.ahead_ms
         loads = CaseBook.loads if self.stream == "grievance" else ProjectBook.loads
         self.books = {district: loads(raw) for district, raw in books.items()}
-        p = self.partition
+        p = self.lane
         for district, metric, dim1, dim2, minute, value, version in buckets:
             self.buckets[(district, metric, dim1, dim2, minute)] = [
                 district,
@@ -195,7 +209,9 @@ class PartitionProcessor:
         book_type: type[CaseBook] | type[ProjectBook] = CaseBook if grievance else ProjectBook
         event_type: Any = GrievanceEvent if grievance else ProjectEvent
         wm = self.watermark_ms
-        partition = self.partition
+        max_jump = cfg.max_jump_ms
+        ahead_ms = self.ahead_ms
+        partition = self.lane
         raw_rows: list[tuple[Any, ...]] = []
         event_ms = self.event_ms
         bump = self._bump
@@ -250,15 +266,32 @@ class PartitionProcessor:
                 dirty_quality_add(qkey)
             in_window = True
             if ms > wm:
-                wm = ms
-            elif wm - ms > late_ms:
-                if ms < floor:
-                    in_window = False
-                    stats.too_late += 1
-                    qbump(("", "too_late", "", source, qminute), o)
+                if (
+                    max_jump
+                    and wm
+                    and ms - wm > max_jump
+                    and ms >= rec.timestamp - max_jump
+                    and not (ahead_ms and -max_jump <= ms - ahead_ms <= max_jump)
+                ):
+                    # a current (or future) event far ahead of a lagging clock, and the event
+                    # before did not say the same: the clock stays until the next one confirms
+                    # the jump. The event itself is ahead of the window: it gets its bucket.
+                    ahead_ms = ms
+                    stats.ahead += 1
+                    qbump(("", "ahead", "", source, qminute), o)
                 else:
-                    stats.late += 1
-                    qbump(("", "late", "", source, qminute), o)
+                    wm = ms
+                    ahead_ms = 0
+            else:
+                ahead_ms = 0
+                if wm - ms > late_ms:
+                    if ms < floor:
+                        in_window = False
+                        stats.too_late += 1
+                        qbump(("", "too_late", "", source, qminute), o)
+                    else:
+                        stats.late += 1
+                        qbump(("", "late", "", source, qminute), o)
             book: Any = books.get(district)
             if book is None:
                 book = books[district] = book_type()
@@ -344,6 +377,7 @@ class PartitionProcessor:
                 )
         self.offset = last
         self.watermark_ms = wm
+        self.ahead_ms = ahead_ms
         if len(dedup) > 2 * window:
             # forget event ids that fell out of the window (lookups check the window anyway)
             self._dedup = {k: v for k, v in dedup.items() if v > last - window}
@@ -358,7 +392,7 @@ class PartitionProcessor:
         b = self.buckets.get(key)
         if b is None:
             district, metric, dim1, dim2, minute = key
-            self.buckets[key] = [district, metric, dim1, dim2, minute * 60, self.partition, v, o]
+            self.buckets[key] = [district, metric, dim1, dim2, minute * 60, self.lane, v, o]
         elif o > b[7]:
             b[6] += v
             b[7] = o
@@ -377,7 +411,7 @@ class PartitionProcessor:
                 outcome,
                 reason,
                 minute * 60,
-                self.partition,
+                self.lane,
                 1,
                 o,
             ]
@@ -413,20 +447,8 @@ class PartitionProcessor:
         bump((district, "grievance_resolved_sla", cat, sla, minute), 1.0, o)
 
     def _reject(self, rec: Record, rej: Rejection, wm: int, sink: RowSink) -> None:
-        obj: Any = None
-        if rec.value is not None and rej.reason not in (Reason.MALFORMED_JSON, Reason.OVERSIZED):
-            try:
-                obj = orjson.loads(rec.value)
-            except orjson.JSONDecodeError:
-                obj = None
+        obj, claimed, district, source, event_id = rejected_claims(rec, rej)
         fields = obj if isinstance(obj, dict) else {}
-        claimed = fields.get("district_code")
-        claimed = claimed if isinstance(claimed, str) and len(claimed) <= 8 else ""
-        district = claimed if claimed in _DISTRICTS else ""
-        source = fields.get("source")
-        source = source[:64] if isinstance(source, str) else ""
-        event_id = fields.get("event_id")
-        event_id = event_id[:64] if isinstance(event_id, str) else ""
         if obj is not None:
             payload = orjson.dumps(
                 redact_event({k: v for k, v in fields.items() if not str(k).startswith("_")})
@@ -556,8 +578,28 @@ class PartitionProcessor:
         """The checkpoint as of now and the books changed since the last call, serialised."""
         books = {d: self.books[d].dumps() for d in self.dirty_books}
         self.dirty_books.clear()
-        return Checkpoint(self.offset, self.watermark_ms), books
+        return Checkpoint(self.offset, self.watermark_ms, self.ahead_ms), books
 
     def take_stats(self) -> BatchStats:
         stats, self.stats = self.stats, BatchStats()
         return stats
+
+
+def rejected_claims(rec: Record, rej: Rejection) -> tuple[Any, str, str, str, str]:
+    """What a rejected record says of itself: (parsed JSON or None, claimed district, known
+    district or "", source, event_id), each cut to a safe length."""
+    obj: Any = None
+    if rec.value is not None and rej.reason not in (Reason.MALFORMED_JSON, Reason.OVERSIZED):
+        try:
+            obj = orjson.loads(rec.value)
+        except orjson.JSONDecodeError:
+            obj = None
+    fields = obj if isinstance(obj, dict) else {}
+    claimed = fields.get("district_code")
+    claimed = claimed if isinstance(claimed, str) and len(claimed) <= 8 else ""
+    district = claimed if claimed in _DISTRICTS else ""
+    source = fields.get("source")
+    source = source[:64] if isinstance(source, str) else ""
+    event_id = fields.get("event_id")
+    event_id = event_id[:64] if isinstance(event_id, str) else ""
+    return obj, claimed, district, source, event_id

@@ -15,6 +15,9 @@ TOPIC_CONFIGS: Final[dict[str, dict[str, str]]] = {
     "project-events": {"retention.ms": str(14 * _DAY_MS), "cleanup.policy": "delete"},
     "dead-letter": {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"},
     "alerts": {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"},
+    # history loaded beside live (`warroom replay --backfill`): own topics, own clocks
+    "grievance-backfill": {"retention.ms": str(7 * _DAY_MS), "cleanup.policy": "delete"},
+    "project-backfill": {"retention.ms": str(7 * _DAY_MS), "cleanup.policy": "delete"},
 }
 
 
@@ -42,6 +45,10 @@ class Topics:
 
     def for_stream(self, stream: str) -> str:
         return self.grievance if stream == "grievance" else self.project
+
+    def backfill_for(self, stream: str) -> str:
+        """The backfill topic of a stream: old events processed on clocks of their own."""
+        return f"{self.prefix}{stream}-backfill"
 
     def all(self) -> dict[str, dict[str, str]]:
         """topic name -> creation configs."""

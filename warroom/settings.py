@@ -180,6 +180,22 @@ class Settings:
         "A critical alert not acknowledged for this long is escalated to the governor "
         "(rules may set their own).",
     )
+    # -- event-time clocks beside live: history backfill and the bound on one record's jump --
+    clock_max_jump_seconds: int = _setting(
+        "WARROOM_CLOCK_MAX_JUMP_SECONDS",
+        3600,
+        "A current event (dated within this of when it was sent) more than this far ahead of "
+        "its live partition's clock moves the clock only when the partition's next event "
+        "confirms the jump; alone it is counted as quality outcome 'ahead' (docs/contract.md). "
+        "0 = no bound; used as at most WARROOM_GRACE_SECONDS.",
+    )
+    backfill_hold_seconds: int = _setting(
+        "WARROOM_BACKFILL_HOLD_SECONDS",
+        86400,
+        "Backfill (`warroom replay --backfill`) keeps minute buckets this far behind its own "
+        "clock in memory; older ones are re-read from the store when an event needs them "
+        "(memory against store reads, never exactness).",
+    )
     dashboard_url: str = _setting(
         "WARROOM_DASHBOARD_URL",
         "http://localhost:3000",
@@ -252,6 +268,10 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_PARTITIONS must be at least 1")
     if settings.late_seconds > settings.grace_seconds:
         raise SettingsError("WARROOM_LATE_SECONDS cannot exceed WARROOM_GRACE_SECONDS")
+    if settings.clock_max_jump_seconds < 0:
+        raise SettingsError("WARROOM_CLOCK_MAX_JUMP_SECONDS must be 0 (no bound) or more")
+    if settings.backfill_hold_seconds < 60:
+        raise SettingsError("WARROOM_BACKFILL_HOLD_SECONDS must be at least 60")
     if settings.log_format not in ("auto", "text", "json"):
         raise SettingsError("WARROOM_LOG_FORMAT must be auto, text or json")
     if settings.log_level.lower() not in ("debug", "info", "warning", "warn", "error", "critical"):
