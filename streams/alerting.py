@@ -32,11 +32,12 @@ from aiohttp import web
 from mode import Service
 
 from alerts.ack import handle_ack
+from alerts.catchup import split_stale
 from alerts.channels.email import SmtpConfig
 from alerts.directory import Directory, DirectoryError, default_directory, load_directory
 from alerts.engine import Engine
 from alerts.messages import MessageRenderer, place_of
-from alerts.model import AlertState, Severity
+from alerts.model import AlertState, Notification, Severity
 from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
 from alerts.outbox import Outbox
 from alerts.rules import DEFAULT_RULES_PATH, RulesError, RuleSet, parse_rules
@@ -173,6 +174,8 @@ class AlertService(Service):
         self._read_buckets = frozenset(self.engine.layout.bucket_metrics)
         self._evaluated: Counter[str] = Counter()
         self._last_meta = 0.0
+        self._held_back = 0  # notifications held back since the last log line
+        self._held_logged = 0.0
         self._notifier_task: asyncio.Task[None] | None = None
         self.dropped_rows = 0  # rows of partitions this worker does not hold (for tests)
         pipeline.add_metric_listener(self._on_rows)
@@ -402,11 +405,20 @@ class AlertService(Service):
         sent = []
         # one outbox transaction (one fsync) for the tick's notifications; on the loop, so the
         # evaluation stays one step that nothing else interleaves with
-        routed = self.notifier.submit_many(result.notifications) if result.notifications else []
-        for n, recipients in zip(result.notifications, routed, strict=True):
-            key = n.district_code.encode()
+        fresh, held = split_stale(
+            result.notifications,
+            time.time() * 1000,
+            self.settings.alert_notify_max_age_seconds * 1000,
+        )
+        routed = self.notifier.submit_many(fresh) if fresh else []
+        for n, recipients in zip(fresh, routed, strict=True):
             record = notification_record(n, recipients, self.renderer)
-            sent.append(await send(self.topic, key, record, None, None, None))
+            sent.append(await send(self.topic, n.district_code.encode(), record, None, None, None))
+        for n in held:
+            record = notification_record(n, [], self.renderer, held_back=True)
+            sent.append(await send(self.topic, n.district_code.encode(), record, None, None, None))
+        if held:
+            self._note_held(held)
         rows = transition_rows(result.transitions)
         if rows:
             self.writer.add_many("alerts_history", rows)
@@ -414,6 +426,22 @@ class AlertService(Service):
                 key = row[_DISTRICT].encode()
                 sent.append(await send(self.topic, key, state_record(row), None, None, None))
         await asyncio.gather(*sent)
+
+    def _note_held(self, held: list[Notification]) -> None:
+        self.tel.notifier.held_back(len(held))
+        self._held_back += len(held)
+        now = time.monotonic()
+        if now - self._held_logged >= 60:  # one line a minute while catching up, not one a tick
+            self._held_logged = now
+            log.info(
+                "notifications recorded but not sent: the stream is catching up on the past",
+                extra={
+                    "held_back": self._held_back,
+                    "newest_stream_time_ms": max(n.created_at_ms for n in held),
+                    "max_age_s": self.settings.alert_notify_max_age_seconds,
+                },
+            )
+            self._held_back = 0
 
     async def _store(self, codes: Any, *, with_meta: bool = False) -> None:
         """Write the districts whose alerts changed since they were last stored."""

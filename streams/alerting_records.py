@@ -98,9 +98,14 @@ def state_record(
 
 
 def notification_record(
-    n: Notification, recipients: Iterable[Recipient], renderer: MessageRenderer
+    n: Notification,
+    recipients: Iterable[Recipient],
+    renderer: MessageRenderer,
+    *,
+    held_back: bool = False,
 ) -> bytes:
-    """The `alerts` topic record of one notification (published when it is queued)."""
+    """The `alerts` topic record of one notification (published when it is queued, or when it
+    is held back because it speaks of the past: alerts/catchup.py)."""
     return orjson.dumps(
         {
             "schema": SCHEMA,
@@ -115,5 +120,6 @@ def notification_record(
                 {"role": r.role, "name": r.name, "channel": r.channel} for r in recipients
             ],
             "text": renderer.text(n, limit=None),
+            "held_back": held_back,
         }
     )

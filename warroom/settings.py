@@ -196,6 +196,13 @@ class Settings:
         "clock in memory; older ones are re-read from the store when an event needs them "
         "(memory against store reads, never exactness).",
     )
+    alert_notify_max_age_seconds: float = _setting(
+        "WARROOM_ALERT_NOTIFY_MAX_AGE_SECONDS",
+        21600.0,
+        "Notifications whose stream time is further behind the wall clock than this are recorded "
+        "(alerts history, alerts topic) but not sent: the worker is catching up on the past. A "
+        "still-firing alert goes out with its next repeat. 0 = send all.",
+    )
     dashboard_url: str = _setting(
         "WARROOM_DASHBOARD_URL",
         "http://localhost:3000",

@@ -369,6 +369,9 @@ class NotifierMetrics:
     def set_queued(self, channel: str, count: int) -> None:
         self._tel.notifications_queued.labels(channel=channel).set(count)
 
+    def held_back(self, count: int) -> None:
+        self._tel.notifications_held_back.inc(count)
+
 
 class ProducerMetrics:
     """Send-side metrics of one producer (simulator, replay, intake, ...)."""
@@ -531,6 +534,12 @@ class Telemetry:
             "warroom_notifications_failed",
             "Notifications that failed after their retries.",
             ["channel"],
+            registry=r,
+        )
+        self.notifications_held_back = Counter(
+            "warroom_notifications_held_back",
+            "Notifications recorded but not sent: their stream time was older than "
+            "WARROOM_ALERT_NOTIFY_MAX_AGE_SECONDS (the worker was catching up).",
             registry=r,
         )
         self.notifications_queued = Gauge(

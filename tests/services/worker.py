@@ -39,6 +39,9 @@ class WorkerProcess:
             "WARROOM_LOG_FORMAT": "json",
             "WARROOM_LOG_LEVEL": "info",
             "WARROOM_REBALANCE_TIMEOUT": "2",
+            # the tests date their events days back on purpose: send what they raise
+            # (tests/integration/alerts/test_alert_catchup.py checks the hold itself)
+            "WARROOM_ALERT_NOTIFY_MAX_AGE_SECONDS": "0",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
