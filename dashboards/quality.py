@@ -33,6 +33,7 @@ OUTCOME_TH = {
     "duplicate": "ซ้ำ",
     "late": "มาช้า",
     "too_late": "ช้าเกินรับ",
+    "ahead": "ล้ำหน้านาฬิกา",  # a current event far ahead of a lagging clock (docs/contract.md)
 }
 STREAM = in_variable("stream", "stream")
 QUALITY = f"quality_buckets FINAL WHERE $__timeFilter(bucket) AND {STREAM}"

@@ -80,9 +80,11 @@ def test_limits_are_in_force(profile: dict[str, str]) -> None:
         [
             *checks,
             f"SELECT number FROM numbers({rows + 1})",
-            f"SELECT count() FROM (SELECT number FROM numbers({rows + 1}))",
         ]
     )
+    # its own session: after a result-size error chdb 4.4 sometimes hands the refused rows to
+    # the session's next query
+    (aggregated,) = _as_grafana([f"SELECT count() FROM (SELECT number FROM numbers({rows + 1}))"])
     got = [str(o.rows[0][0]) if o.rows else o.error for o in outcomes[: len(checks)]]
     assert got == [
         profile["max_execution_time"],
@@ -92,4 +94,4 @@ def test_limits_are_in_force(profile: dict[str, str]) -> None:
     ]
     too_many = outcomes[len(checks)]
     assert not too_many.ok and "TOO_MANY_ROWS_OR_BYTES" in (too_many.error or "")
-    assert outcomes[-1].rows == [[rows + 1]], "aggregating many rows is fine"
+    assert aggregated.rows == [[rows + 1]], "aggregating many rows is fine"
