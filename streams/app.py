@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from streams.topics import Topics
+from streams.topics import COMPRESSION, Topics
 from warroom.settings import Settings
 
 __all__ = ["StreamApp", "create_app"]
@@ -46,6 +46,7 @@ def create_app(settings: Settings, bootstrap: str, topics: Topics) -> StreamApp:
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_linger=0.05,
         producer_max_batch_size=1 << 20,
+        producer_compression_type=COMPRESSION,  # changelogs too: the embedded broker keeps them all
         producer_acks=-1,
         table_standby_replicas=1,
         stream_wait_empty=False,

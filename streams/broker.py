@@ -84,6 +84,11 @@ class EmbeddedBroker:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (bench/memory.py samples its memory)."""
+        return self._proc.pid if self.alive() and self._proc is not None else None
+
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:

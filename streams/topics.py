@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["TOPIC_CONFIGS", "Topics"]
+__all__ = ["COMPRESSION", "TOPIC_CONFIGS", "Topics"]
 
 _DAY_MS: Final = 86_400_000
+
+#: Every warroom producer compresses its batches. The embedded broker (Tansu, memory storage)
+#: keeps every batch as sent and frees nothing but deleted topics: retention.ms, retention.bytes,
+#: compaction and DeleteRecords all do nothing there (bench/memory.py --probe measures it), so
+#: compression is what bounds its growth per event. gzip, because aiokafka's lz4/zstd/snappy
+#: codecs need cramjam, which is not installed; on simulated events it stores 5.7 times less.
+COMPRESSION: Final = "gzip"
 
 #: Tansu reports only configs set at creation, so every topic gets explicit ones.
 TOPIC_CONFIGS: Final[dict[str, dict[str, str]]] = {
