@@ -217,7 +217,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--every", type=float, default=30.0, help="seconds between samples")
-    ap.add_argument("--rate", type=float, default=2500.0)
+    ap.add_argument(
+        "--rate", type=float, default=2500.0, help="simulator events/s; 0: up's default live mode"
+    )
     ap.add_argument("--speedup", type=float, default=None)
     ap.add_argument("--budget-mb", type=float, default=1024.0)
     ap.add_argument("--keep", action="store_true", help="keep the data dir (logs) afterwards")
@@ -229,7 +231,8 @@ def main() -> int:
 
     data_dir = Path(tempfile.mkdtemp(prefix="broker-mem-", dir="/tmp"))
     args = [str(VENV_WARROOM), "up", "--data-dir", str(data_dir), "--web-port", "0"]
-    args += ["--rate", str(a.rate)]
+    if a.rate > 0:  # --rate 0: up's default live mode (history backfill, then real volume)
+        args += ["--rate", str(a.rate)]
     if a.speedup is not None:
         args += ["--speedup", str(a.speedup)]
     args += a.extra
