@@ -38,6 +38,7 @@ CONTRACT = {
     "warroom_notifications_sent": ("counter", {"channel"}),
     "warroom_notifications_failed": ("counter", {"channel"}),
     "warroom_notifications_queued": ("gauge", {"channel"}),
+    "warroom_notifications_held_back": ("counter", set()),
     "warroom_producer_events_sent": ("counter", {"producer", "stream"}),
     "warroom_producer_send_errors": ("counter", {"producer"}),
     "warroom_build_info": ("gauge", {"version"}),
