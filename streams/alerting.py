@@ -562,6 +562,7 @@ class AlertService(Service):
             )
         )
         metric_of = {r.id: r.metric for r in self.engine.rules}
+        kind_of = {r.id: str(r.kind) for r in self.engine.rules}
         live = []
         for a in alerts:
             place = place_of(a.district_code)
@@ -570,6 +571,7 @@ class AlertService(Service):
                     "alert_id": a.alert_id,
                     "rule_id": a.rule_id,
                     "metric": metric_of.get(a.rule_id, ""),
+                    "kind": kind_of.get(a.rule_id, ""),
                     "title_th": a.title_th,
                     "district_code": a.district_code,
                     "district_th": place.district_th,

@@ -501,7 +501,9 @@ def _live_alerts(alerts: list[dict[str, Any]], limit: int = 8) -> Table:
         threshold = a.get("threshold")
         shown = ""
         if isinstance(value, int | float) and isinstance(threshold, int | float):
-            if str(a.get("metric", "")).endswith("_seconds"):  # ages: hours read better
+            if a.get("kind") == "silent":  # the engine counts silence in office hours
+                shown = f"{value:.1f} / {threshold:g} office h"
+            elif str(a.get("metric", "")).endswith("_seconds"):  # ages: hours read better
                 shown = f"{value / 3600:.1f} h / {threshold / 3600:g} h"
             else:
                 shown = f"{value:g} / {threshold:g}"

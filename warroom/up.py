@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["UpOptions", "run_up"]
 
+#: under `up`, notifications older than this are recorded, not sent (alerts/catchup.py)
+UP_NOTIFY_MAX_AGE_S = 900
+
 #: the worker logs this once its rows, changelog and offsets are settled at a clean stop
 FINAL_CHECKPOINT = "final flush and checkpoint done"
 
@@ -401,6 +404,11 @@ def _run_locked(
             "WARROOM_PARTITIONS": str(settings.partitions),
             "WARROOM_WEB_PORT": str(settings.web_port),
             "WARROOM_LOG_FORMAT": "json",
+            # the simulator starts with weeks of generated history: page nobody about it (a
+            # setting in the environment still wins)
+            "WARROOM_ALERT_NOTIFY_MAX_AGE_SECONDS": os.environ.get(
+                "WARROOM_ALERT_NOTIFY_MAX_AGE_SECONDS", str(UP_NOTIFY_MAX_AGE_S)
+            ),
         }
         worker = _Child("worker", _warroom("worker"), env, logs / "worker.log")
         children.append(worker)

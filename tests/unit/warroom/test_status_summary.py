@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import replace
 
 import pytest
+from rich.console import Console
 
 from warroom.status import (
     bucket_quantile,
@@ -294,3 +296,30 @@ def test_live_alert_ids_survive_a_narrow_terminal() -> None:
     assert alert_id in text, text
     assert "firing/critical" in text and "14.68 / 4" in text, text
     assert "4.6 h / 4 h" in text, text  # an age in seconds reads in hours
+
+
+def _shown_values(alerts: list[dict[str, object]]) -> list[str]:
+    from warroom.status import _live_alerts
+
+    console = Console(file=io.StringIO(), width=200)
+    console.print(_live_alerts(alerts))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    return [line for line in out.splitlines() if "firing" in line]
+
+
+def test_live_alerts_show_each_rule_in_its_own_unit() -> None:
+    base = {"alert_id": "a1", "state": "firing", "severity": "warning", "title_th": "t"}
+    silent, age, count = _shown_values(
+        [
+            # silence is counted in office hours, not seconds
+            {**base, "kind": "silent", "metric": "last_event_age_seconds", "value": 4.5,
+             "threshold": 4},
+            {**base, "kind": "age", "metric": "oldest_unassigned_seconds", "value": 16_560,
+             "threshold": 14_400},
+            {**base, "kind": "threshold", "metric": "grievance_received", "value": 12,
+             "threshold": 8},
+        ]
+    )  # fmt: skip
+    assert "4.5 / 4 office h" in silent
+    assert "4.6 h / 4 h" in age
+    assert "12 / 8" in count
