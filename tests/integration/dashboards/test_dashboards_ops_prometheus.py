@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from dashboards.ops import JOB
 from streams.broker import free_port
-from tests.services.prometheus import PrometheusServer, available
+from tests.services.prometheus import PrometheusError, PrometheusServer, available
 from warroom.telemetry import Telemetry, metrics_handler
 
 pytestmark = [
@@ -207,15 +207,31 @@ def test_real_worker_counters_match_the_store(
     assert consumed == accepted + rejected + duplicate  # type: ignore[operator]
     # the restarted worker consumed what was produced after the restart, once
     assert consumed == len(warehouse.items) - warehouse.phase1_items
-    firing = prometheus.value(f"sum(warroom_alerts_firing{sel})")
-    _, rows = warehouse.query(
-        "SELECT count() FROM (SELECT alert_id, argMax(state, (at, indexOf("
-        "['pending', 'firing', 'escalated', 'acknowledged', 'resolved'], state))) AS s "
-        "FROM alerts_history FINAL WHERE state IN "
-        "('pending', 'firing', 'escalated', 'acknowledged', 'resolved') GROUP BY alert_id) "
-        "WHERE s IN ('firing', 'escalated', 'acknowledged')"
-    )
-    assert firing == rows[0][0] > 0
+
+    def firing_pair() -> tuple[float | None, int]:
+        firing = prometheus.value(f"sum(warroom_alerts_firing{sel})")
+        _, rows = warehouse.query(
+            "SELECT count() FROM (SELECT alert_id, argMax(state, (at, indexOf("
+            "['pending', 'firing', 'escalated', 'acknowledged', 'resolved'], state))) AS s "
+            "FROM alerts_history FINAL WHERE state IN "
+            "('pending', 'firing', 'escalated', 'acknowledged', 'resolved') GROUP BY alert_id) "
+            "WHERE s IN ('firing', 'escalated', 'acknowledged')"
+        )
+        return firing, int(rows[0][0])
+
+    # the worker keeps evaluating while the wall clock moves (its partitions are live), so an
+    # alert may change between Prometheus's last scrape and the store query: the two must
+    # agree once a scrape catches up, not at an arbitrary instant
+    pairs: list[tuple[float | None, int]] = []
+
+    def agree() -> bool:
+        pairs.append(firing_pair())
+        return pairs[-1][0] == pairs[-1][1] > 0
+
+    try:
+        prometheus.wait_for(agree, timeout=30, interval=0.5)
+    except PrometheusError:
+        pytest.fail(f"firing gauge vs store never agreed (last readings: {pairs[-5:]})")
 
 
 def test_promtool_accepts_the_production_config_and_rules() -> None:
