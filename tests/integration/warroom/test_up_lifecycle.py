@@ -120,12 +120,6 @@ class _Terminal:
         os.close(self.fd)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: in 1 of 4 full runs 6 of 2,185 acknowledged events were not in "
-    "the store after Ctrl-C (the worker is stopped before it has read the topics' ends); "
-    "up must drain to the end offsets before stopping the worker",
-)
 def test_ctrl_c_in_a_terminal_stops_in_order_and_loses_no_acknowledged_event(
     tmp_path: Path,
 ) -> None:
