@@ -126,15 +126,17 @@ def run_readonly(
     `tag` goes into log_comment: the service kills the query by it when its client leaves."""
     chosen = session_settings(settings, limits)
     backend.execute(f"USE {quote_identifier(database)}")
-    for name, value in chosen:
-        backend.execute(f"SET {name} = {value}")
-    backend.execute(f"SET log_comment = {_quoted(tag)}")
-    backend.execute("SET readonly = 1")
 
     def text(query: str, qparams: Mapping[str, str] | None) -> str:
         return backend.query_bytes(query, "TabSeparatedRaw", qparams).decode("utf-8", "replace")
 
+    # vetting first, under no client setting (a tiny max_result_rows would refuse the AST);
+    # it only formats and parses: the reader's statement does not run yet
     vetted = vet(text, sql, params, database, denied)
+    for name, value in chosen:
+        backend.execute(f"SET {name} = {value}")
+    backend.execute(f"SET log_comment = {_quoted(tag)}")
+    backend.execute("SET readonly = 1")
     return backend.query_bytes(vetted.statement, fmt, params or None)
 
 
