@@ -269,3 +269,40 @@ async def test_a_password_guards_the_endpoint(chdb_backend: Backend, chdb_url: s
                     assert (r.status, await r.text()) == (200, "1\n")
     finally:
         await runner.cleanup()
+
+
+def _own_address() -> str | None:
+    """A non-loopback address of this machine, to be another machine's client."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: it only picks the interface
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+async def test_without_a_password_only_this_machine_gets_in(
+    chdb_backend: Backend, chdb_url: str
+) -> None:
+    address = _own_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address")
+    migrate(chdb_backend)
+    runner = web.AppRunner(make_app(QueryService(chdb_url)))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # bound beyond loopback
+    try:
+        async with ClientSession() as http:
+            async with http.post(f"http://{address}:{port}/", data="SELECT 1") as resp:
+                assert resp.status == 403
+                assert "WARROOM_WEB_PASSWORD" in await resp.text()
+            async with http.get(f"http://{address}:{port}/ping") as resp:
+                assert resp.status == 200  # probes stay open
+            async with http.post(f"http://127.0.0.1:{port}/", data="SELECT 1") as resp:
+                assert (resp.status, await resp.text()) == (200, "1\n")
+    finally:
+        await runner.cleanup()
