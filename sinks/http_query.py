@@ -253,24 +253,26 @@ class QueryService:
         self._slots = asyncio.Semaphore(connections)
         self._control: ChdbBackend | None = None
         self._control_lock = threading.Lock()
+        self._starting = asyncio.Lock()
         self._denied: frozenset[str] = frozenset()
         self.running = 0  # queries on the engine now (tests watch it drain)
         self.cancelled = 0  # queries killed because their client left
 
     async def start(self) -> None:
-        if self._control is not None:
-            return
-        assert self.url.path is not None
-        control = await asyncio.to_thread(open_reader, self.url.path, self.default_database)
-        try:
-            self._denied = await asyncio.to_thread(
-                denied_functions,
-                lambda sql, _params: control.query_bytes(sql, "TabSeparatedRaw").decode(),
-            )
-        except BaseException:
-            await asyncio.to_thread(control.close)
-            raise
-        self._control = control
+        async with self._starting:  # the first requests may arrive together
+            if self._control is not None:
+                return
+            assert self.url.path is not None
+            control = await asyncio.to_thread(open_reader, self.url.path, self.default_database)
+            try:
+                self._denied = await asyncio.to_thread(
+                    denied_functions,
+                    lambda sql, _params: control.query_bytes(sql, "TabSeparatedRaw").decode(),
+                )
+            except BaseException:
+                await asyncio.to_thread(control.close)
+                raise
+            self._control = control
 
     async def close(self) -> None:
         control, self._control = self._control, None
