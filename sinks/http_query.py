@@ -11,8 +11,9 @@ through this endpoint on the worker's web server (loopback by default):
 
 What it honours, as ClickHouse does: the query in `?query=`, in the body, or both (joined by
 a newline); the FORMAT clause, else `default_format`, else TabSeparated; `database`;
-`param_<name>` for `{name:Type}` placeholders; every other unknown parameter is a setting
-(applied for this query only, e.g. Grafana's max_execution_time); HTTP response compression
+`param_<name>` for `{name:Type}` placeholders; every other parameter is a setting for this
+query only: output settings, and limits lower than the endpoint's (e.g. Grafana's
+max_execution_time); any other setting is refused as readonly=1 would. HTTP response compression
 with `enable_http_compression=1` and Accept-Encoding gzip, deflate, zstd or lz4. Errors come
 back as ClickHouse writes them ("Code: N. DB::Exception: ... (NAME)") with the
 X-ClickHouse-Exception-Code header and ClickHouse's HTTP status for that code.
