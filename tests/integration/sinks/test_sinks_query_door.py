@@ -148,6 +148,11 @@ async def test_every_bypass_is_refused_and_nothing_leaks(door: Door) -> None:
         assert status >= 400, (sql, body)
         assert code in ("164", "497", "62"), (sql, body)
         assert SECRET_FILE_TEXT not in body, sql
+    # a table named through a query parameter is vetted with the parameter substituted
+    status, code, body = await _post(
+        door, "SELECT * FROM {t:Identifier}", param_t="system.stack_trace"
+    )
+    assert (status, code) == (403, "497"), body
     assert door.hits == []  # the worker fetched nothing
     assert list(door.outdir.iterdir()) == []  # and wrote nothing
     # the same words as data are fine, and harmless generators still work
