@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 
 from streams.broker import BrokerError, EmbeddedBroker, ensure_topics
 from streams.topics import Topics
-from warroom import probe, runinfo, telemetry
+from warroom import drain, probe, runinfo, telemetry
 from warroom.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ __all__ = ["UpOptions", "run_up"]
 
 #: under `up`, notifications older than this are recorded, not sent (alerts/catchup.py)
 UP_NOTIFY_MAX_AGE_S = 900
+#: how long a stop waits for the worker to read what the embedded broker holds
+DRAIN_TIMEOUT_S = 6.0
 
 #: the worker logs this once its rows, changelog and offsets are settled at a clean stop
 FINAL_CHECKPOINT = "final flush and checkpoint done"
@@ -249,15 +251,25 @@ def _check_kafka(bootstrap: str) -> None:
 
 
 def _stop_children(
-    children: list[_Child], timeout: float, forced: Callable[[], bool], out: Callable[[str], None]
+    children: list[_Child],
+    timeout: float,
+    forced: Callable[[], bool],
+    out: Callable[[str], None],
+    drain: Callable[[], None] | None = None,
 ) -> tuple[int, bool]:
-    """Stop in order — producers, then the helper workers, then the store-owning worker — each
-    stage after the previous one has exited. Returns (exit code, worker checkpointed)."""
+    """Stop in order — producers, then (after `drain`) the helper workers, then the
+    store-owning worker — each stage after the previous one has exited. Returns (exit code,
+    worker checkpointed)."""
     code = 0
     producers = [c for c in children if c.name == "simulator"]
     workers = [c for c in reversed(children) if c.name != "simulator"]
+    drained = drain is None
     for child in [*producers, *workers]:
         producer = child in producers
+        if not producer and drain is not None and not drained:
+            drained = True
+            if not forced() and all(w.alive() for w in workers):
+                drain()
         child.terminate()
         # a producer that does not stop in time loses only what it never got acknowledged
         grace = 0.5 if forced() else min(timeout, 4.0) if producer else timeout
@@ -277,6 +289,22 @@ def _stop_children(
         c.name == "worker" and FINAL_CHECKPOINT in _tail(c.log_path) for c in children
     )
     return code, checkpointed
+
+
+def _drain(
+    settings: Settings, bootstrap: str, forced: Callable[[], bool], out: Callable[[str], None]
+) -> None:
+    """Let the worker read and commit what the simulator had acknowledged, bounded."""
+    topics = Topics(settings.topic_prefix)
+    inputs = [topics.grievance, topics.project]
+    inputs += [topics.backfill_for(s) for s in ("grievance", "project")]
+    group = f"{settings.topic_prefix}{settings.group_id}"
+    unread = drain.unread_after_drain(bootstrap, group, inputs, DRAIN_TIMEOUT_S, forced)
+    if unread > 0 and not forced():
+        out(
+            f"the worker had not read {unread:,} events after {DRAIN_TIMEOUT_S:.0f}s; "
+            "stopping without them (the embedded broker keeps its log in memory only)"
+        )
 
 
 def _pids(children: list[_Child], broker: EmbeddedBroker | None) -> dict[str, int]:
@@ -375,6 +403,7 @@ def _run_locked(
     telemetry.prepare_multiprocess_dir(data_dir / "metrics")
 
     broker: EmbeddedBroker | None = None
+    bootstrap = ""
     code = 0
     try:
         if settings.kafka:
@@ -482,7 +511,14 @@ def _run_locked(
                 highlight=False,
             )
         stop_code, checkpointed = _stop_children(
-            children, options.stop_timeout, lambda: forced, error
+            children,
+            options.stop_timeout,
+            lambda: forced,
+            error,
+            # the embedded broker's log is memory: what the worker has not read is lost
+            (lambda: _drain(settings, bootstrap, lambda: forced, error))
+            if broker is not None and bootstrap
+            else None,
         )
         code = code or stop_code
         if broker is not None:
