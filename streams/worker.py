@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import time
+from typing import Any
 
 import faust
 
@@ -36,7 +37,12 @@ log = logging.getLogger(__name__)
 
 class _Worker(faust.Worker):
     """Faust's worker without its logging setup: warroom.logs configured logging already
-    (Faust would set the root logger to DEBUG even at "warn")."""
+    (Faust would set the root logger to DEBUG even at "warn") — and without its terminal
+    spinner, whose cursor codes on stdout glued themselves to the next JSON log line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
     def _setup_logging(self) -> None:
         return None
