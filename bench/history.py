@@ -53,9 +53,11 @@ SHORT = ("24h", "7d", "30d")
 LONG = ("365d", "fiscal year")
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS, or RssAnon (the process's own memory; RssFile is mostly chdb's ~230 MB shared
+    library, mapped once however many processes use it)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -141,11 +143,11 @@ def fill(data: Path, days: float, cases_per_day: float, seed: int) -> dict[str, 
             raise SystemExit(f"history: the worker did not read {unread} events in time")
         time.sleep(settings.commit_interval * 2 + settings.gauge_interval)  # last snapshot
         stored = time.monotonic() - started
-        rss = rss_mb(worker.pid)
+        rss, anon = rss_mb(worker.pid), rss_mb(worker.pid, "RssAnon")
         worker.send_signal(signal.SIGTERM)
         if worker.wait(120) != 0:
             raise SystemExit(f"history: the worker stopped with {worker.returncode}")
-        return {"send_s": sent, "store_s": stored, "worker_rss_mb": rss}
+        return {"send_s": sent, "store_s": stored, "worker_rss_mb": rss, "worker_anon_mb": anon}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -401,7 +403,8 @@ def main() -> int:
         rss = facts["worker_rss_mb"]
         print(
             f"# filled in {facts['store_s']:.0f} s (simulator {facts['send_s']:.0f} s); "
-            f"worker RSS {rss:.0f} MB with the history behind it",
+            f"worker RSS {rss:.0f} MB ({facts['worker_anon_mb']:.0f} MB anonymous) with the "
+            "history behind it",
             flush=True,
         )
     store = Store(data / "clickhouse")
