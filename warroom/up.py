@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -35,6 +35,11 @@ __all__ = ["UpOptions", "run_up"]
 UP_NOTIFY_MAX_AGE_S = 900
 #: how long a stop waits for the worker to read what the embedded broker holds
 DRAIN_TIMEOUT_S = 6.0
+#: a worker that dies is restarted after 1, 2, 4 … s (at most this), up to MAX_RESTARTS times
+#: within RESTART_WINDOW_S; more than that and `up` stops with the reason
+RESTART_MAX_DELAY_S = 30.0
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 300.0
 
 #: the worker logs this once its rows, changelog and offsets are settled at a clean stop
 FINAL_CHECKPOINT = "final flush and checkpoint done"
@@ -78,20 +83,34 @@ def _term_with_parent() -> None:
 class _Child:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
+        self.args = args
+        self.env = env
         self.log_path = log_path
         self.reported = False  # its failure was already shown
+        #: monotonic times of its restarts, and when the next one is due (None: running)
+        self.restarts: list[float] = []
+        self.restart_at: float | None = None
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         # its own session: a terminal's Ctrl-C (sent to the foreground process group) reaches
         # only `up`, which then stops the children in order
-        self.proc = subprocess.Popen(
-            args,
-            env=env,
+        return subprocess.Popen(
+            self.args,
+            env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_term_with_parent,
         )
+
+    def respawn(self) -> None:
+        """Start it again (same command, environment and log)."""
+        self.restart_at = None
+        self.restarts.append(time.monotonic())
+        self.proc = self._spawn()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -266,6 +285,9 @@ def _stop_children(
     drained = drain is None
     for child in [*producers, *workers]:
         producer = child in producers
+        if child.restart_at is not None:  # died and waits for its restart: nothing to stop
+            child.close()
+            continue
         if not producer and drain is not None and not drained:
             drained = True
             if not forced() and all(w.alive() for w in workers):
@@ -289,6 +311,58 @@ def _stop_children(
         c.name == "worker" and FINAL_CHECKPOINT in _tail(c.log_path) for c in children
     )
     return code, checkpointed
+
+
+def _supervise(children: list[_Child], console: Console) -> bool:
+    """Restart a worker that died, with backoff; let a finished or crashed simulator go.
+    Raises UpError when a worker keeps crashing. Returns whether a process was started."""
+    now = time.monotonic()
+    started = False
+    for child in list(children):
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.respawn()
+                console.print(
+                    f"{child.name}: restarted (pid {child.proc.pid})",
+                    style="yellow",
+                    highlight=False,
+                )
+                started = True
+            continue
+        if child.alive():
+            continue
+        rc = child.proc.returncode
+        telemetry.mark_process_dead(child.proc.pid)
+        if child.name == "simulator":
+            children.remove(child)
+            child.close()
+            what = "finished" if rc == 0 else f"stopped with code {rc}: {child.reason()}"
+            console.print(
+                f"the simulator {what} [{child.log_path}]; the worker keeps running "
+                "(`warroom simulate` sends more)",
+                style="yellow" if rc else None,
+                markup=False,
+                highlight=False,
+            )
+            continue
+        recent = [t for t in child.restarts if now - t < RESTART_WINDOW_S]
+        how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"code {rc}"
+        if len(recent) >= MAX_RESTARTS:
+            raise _failed(
+                child,
+                f"keeps crashing ({len(recent)} restarts in {RESTART_WINDOW_S / 60:.0f} min)",
+            )
+        delay = min(RESTART_MAX_DELAY_S, 2.0 ** len(recent))
+        child.restart_at = now + delay
+        console.print(
+            f"the {child.name} exited unexpectedly ({how}): "
+            f"{child.reason() or 'no error in its log'} [{child.log_path}]; "
+            f"restarting it in {delay:.0f}s",
+            style="yellow",
+            markup=False,
+            highlight=False,
+        )
+    return started
 
 
 def _drain(
@@ -442,6 +516,8 @@ def _run_locked(
         worker = _Child("worker", _warroom("worker"), env, logs / "worker.log")
         children.append(worker)
         url = _wait_worker(data_dir, worker, 90, lambda: stopping)
+        # a restarted store owner listens where the helpers and run.json expect it
+        worker.env = {**env, "WARROOM_WEB_PORT": url.rsplit(":", 1)[1]}
         for i in range(1, options.workers):
             # more workers share the partitions; chdb is one process's, so they write
             # through the first worker's store
@@ -467,27 +543,24 @@ def _run_locked(
                 sim_args += ["--speedup", str(options.speedup)]
             sim_args += options.extra_sim_args
             children.append(_Child("simulator", _warroom(*sim_args), env, logs / "simulator.log"))
-        runinfo.write(
-            data_dir,
-            runinfo.RunInfo(
-                pid=os.getpid(),
-                kafka=bootstrap,
-                web=url,
-                store=settings.store_url,
-                data_dir=str(data_dir),
-                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                pids=_pids(children, broker),
-            ),
+        info = runinfo.RunInfo(
+            pid=os.getpid(),
+            kafka=bootstrap,
+            web=url,
+            store=settings.store_url,
+            data_dir=str(data_dir),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            pids=_pids(children, broker),
         )
+        runinfo.write(data_dir, info)
         poller = Poller(url)
         started = time.monotonic()
         next_summary = started + min(options.summary_every, 3.0)
         while not stopping:
             if options.duration is not None and time.monotonic() - started >= options.duration:
                 break
-            for child in children:
-                if not child.alive():
-                    raise _failed(child, "exited unexpectedly")
+            if _supervise(children, console):
+                runinfo.write(data_dir, replace(info, pids=_pids(children, broker)))
             if time.monotonic() >= next_summary:
                 next_summary += options.summary_every
                 try:
@@ -506,10 +579,11 @@ def _run_locked(
     finally:
         stop_started = time.monotonic()
         if children:
-            console.print(
-                "stopping: simulator, then worker (final checkpoint), then Kafka ...",
-                highlight=False,
-            )
+            order = ["simulator"] if any(c.name == "simulator" for c in children) else []
+            order.append("worker (final checkpoint)")
+            if broker is not None:
+                order.append("Kafka")
+            console.print(f"stopping: {', then '.join(order)} ...", highlight=False)
         stop_code, checkpointed = _stop_children(
             children,
             options.stop_timeout,

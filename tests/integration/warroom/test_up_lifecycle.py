@@ -125,7 +125,7 @@ def test_ctrl_c_in_a_terminal_stops_in_order_and_loses_no_acknowledged_event(
 ) -> None:
     data = tmp_path / "data"
     term = _Terminal(
-        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--rate", "3000"],
+        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--rate", "300"],
         _env(WARROOM_LOG_FORMAT="json"),
     )
     try:
