@@ -131,7 +131,9 @@ class AlertService(Service):
         except (RulesError, DirectoryError) as exc:
             raise SystemExit(f"warroom worker: alerting cannot start: {exc}") from exc
         self.engine = Engine(rules)
-        self.renderer = MessageRenderer(settings.dashboard_url)
+        # no Grafana configured: link to the worker's own wall page (same /d/<uid>/ paths)
+        links = settings.dashboard_url or f"http://{settings.web_host}:{settings.web_port}"
+        self.renderer = MessageRenderer(links)
         smtp = (
             SmtpConfig(
                 host=settings.smtp_host,
@@ -145,7 +147,7 @@ class AlertService(Service):
             else None
         )
         channels = build_channels(
-            settings.dashboard_url,
+            links,
             line_token=settings.line_channel_token,
             line_api_url=settings.line_api_url,
             smtp=smtp,
