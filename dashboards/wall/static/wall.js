@@ -190,7 +190,17 @@ const PLOT_LAYOUT = {
 };
 const PLOT_CONFIG = { displayModeBar: false, responsive: true };
 
-function plot(body, traces, layout) {
+// plotly.js is 4.8 MB of script: loaded beside the data, so stats and tables need not wait
+const plotlyReady = new Promise((resolve, reject) => {
+  const script = document.createElement("script");
+  script.src = "/wall/static/plotly.min.js";
+  script.onload = resolve;
+  script.onerror = () => reject(new Error("plotly.min.js"));
+  document.head.appendChild(script);
+});
+
+async function plot(body, traces, layout) {
+  await plotlyReady;
   let div = body.querySelector(".chart");
   if (!div) {
     body.replaceChildren();
@@ -198,7 +208,7 @@ function plot(body, traces, layout) {
     div.className = "chart";
     body.appendChild(div);
   }
-  Plotly.react(div, traces, { ...PLOT_LAYOUT, ...layout }, PLOT_CONFIG);
+  await Plotly.react(div, traces, { ...PLOT_LAYOUT, ...layout }, PLOT_CONFIG);
 }
 
 function timeTicks(fromMs, toMs) {
@@ -236,7 +246,7 @@ function renderTimeseries(p, frames, body, range) {
       }
     });
   }
-  plot(body, traces, { xaxis: { ...PLOT_LAYOUT.xaxis, type: "date",
+  return plot(body, traces, { xaxis: { ...PLOT_LAYOUT.xaxis, type: "date",
     range: [bkkString(range.from), bkkString(range.to)], ...timeTicks(range.from, range.to) } });
 }
 
@@ -253,15 +263,16 @@ function renderBar(p, frames, body) {
       marker: { color: PALETTE[traces.length % PALETTE.length] } });
   });
   const stacked = p.options?.stacking && p.options.stacking !== "none";
-  plot(body, traces, { barmode: stacked ? "stack" : "group",
-    xaxis: { ...PLOT_LAYOUT.xaxis, tickangle: p.options?.xTickLabelRotation || 0 } });
+  return plot(body, traces, { barmode: stacked ? "stack" : "group",
+    // Grafana thins crowded labels; here they slant instead
+    xaxis: { ...PLOT_LAYOUT.xaxis, tickangle: p.options?.xTickLabelRotation || (f.rows.length > 8 ? -35 : 0) } });
 }
 
 function renderPie(p, frames, body) {
   const f = frames[0];
   const l = f.columns.findIndex((c) => !isNumber(c));
   const v = f.columns.findIndex(isNumber);
-  plot(body, [{ type: "pie", hole: p.options?.pieType === "donut" ? 0.45 : 0,
+  return plot(body, [{ type: "pie", hole: p.options?.pieType === "donut" ? 0.45 : 0,
     labels: f.rows.map((r) => r[l]), values: f.rows.map((r) => r[v]), sort: false,
     marker: { colors: PALETTE }, textinfo: "percent" }], { legend: { orientation: "v" } });
 }
@@ -287,17 +298,24 @@ async function getJSON(url) {
   return body;
 }
 
+// this round's answers by panel id: the alerts column reuses its dashboard's own alerts panel
+let answers = new Map();
+const panelData = (id) => {
+  if (!answers.has(id)) answers.set(id, getJSON(`/wall/api/d/${state.uid}/panel/${id}?${query()}`));
+  return answers.get(id);
+};
+
 async function loadPanel(item) {
   const { panel, el, body } = item;
   try {
-    const data = await getJSON(`/wall/api/d/${state.uid}/panel/${panel.id}?${query()}`);
+    const data = await panelData(panel.id);
     if (data.notice) {
       el.dataset.state = "notice";
       if (!body.querySelector(".notice")) body.innerHTML = '<div class="notice"></div>';
       body.querySelector(".notice").textContent = data.notice;
       return;
     }
-    (RENDER[panel.type] || renderTable)(panel, data.frames, body, data.range);
+    await (RENDER[panel.type] || renderTable)(panel, data.frames, body, data.range);
     el.classList.remove("error");
     el.dataset.state = "ok";
   } catch (err) {
@@ -312,7 +330,9 @@ async function loadAlerts() {
   const list = document.getElementById("alert-list");
   try {
     const src = await alertsPanel();
-    const data = await getJSON(`/wall/api/d/${src.uid}/panel/${src.id}?${query({}, src.vars)}`);
+    const data = await (src.uid === state.uid
+      ? panelData(src.id)
+      : getJSON(`/wall/api/d/${src.uid}/panel/${src.id}?${query({}, src.vars)}`));
     const f = data.frames[0];
     const col = (name) => f.columns.findIndex((c) => c.name === name);
     const [at, title, dname, prov, st, code] = ["fired_at", "title", "district", "province", "state", "district_code"].map(col);
@@ -352,6 +372,7 @@ let busy = false;
 async function refresh() {
   if (busy) return; // a slow store: skip a beat rather than pile up requests
   busy = true;
+  answers = new Map();
   try {
     await Promise.all([...state.panels.map(loadPanel), loadAlerts()]);
     state.refreshes += 1;
@@ -364,7 +385,16 @@ async function refresh() {
 
 // --- controls --------------------------------------------------------------------------------
 
+function showSelection() {
+  // what the page is narrowed to, in words (a phone hides the controls)
+  const picked = [...document.querySelectorAll("#variables select")]
+    .filter((sel) => sel.value && sel.value !== "$__all" && sel.selectedOptions[0])
+    .map((sel) => sel.selectedOptions[0].text);
+  document.getElementById("selection").textContent = picked.join(" · ");
+}
+
 function syncURL() {
+  showSelection();
   const q = query();
   if (params.has("kiosk")) q.set("kiosk", "");
   history.replaceState(null, "", `${location.pathname}?${q}`);
@@ -495,6 +525,9 @@ function tick() {
 }
 
 async function main() {
+  document.getElementById("filters").addEventListener("click", () => {
+    document.body.classList.toggle("show-controls");
+  });
   tick();
   setInterval(tick, 1000);
   state.model = await getJSON(`/wall/api/d/${state.uid}`);

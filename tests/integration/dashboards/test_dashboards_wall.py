@@ -25,6 +25,7 @@ from dash_oracle import total
 
 from dashboards.wall.catalog import catalog
 from producers.simulator.generator import Item
+from streams import geography
 from streams.timeutil import BANGKOK
 from streams.topics import Topics
 from tests.kafka_io import produce_items
@@ -125,6 +126,34 @@ def test_picking_a_district_shows_that_districts_oracle_values(
         ), (district, title)
     # the URL carries the selection: an alert's link opens the same view
     assert f"var-district={district}" in browser.current_url
+    assert console_errors(browser) == []
+
+
+def _options(driver: Any, name: str) -> list[str]:
+    values: list[str] = driver.execute_script(
+        "return [...document.getElementById('var-' + arguments[0]).options].map(o => o.value)",
+        name,
+    )
+    return [v for v in values if v != "$__all"]
+
+
+def test_variables_chain_and_the_time_picker(warehouse: Any, browser: Any) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, f"{warehouse.url}/d/warroom-district/")
+    assert len(_options(browser, "province")) == 77
+    before = _refreshes(browser)
+    Select(browser.find_element("id", "var-region")).select_by_value("north")
+    wait_until(lambda: _refreshes(browser) > before, what="the page to refresh")
+    north = geography.REGIONS["north"][2]
+    assert set(_options(browser, "province")) == set(north)
+    districts = _options(browser, "district")
+    assert districts and all(d[:2] in north for d in districts)
+    # the time picker: the last hour, in the URL and in what the panels were asked for
+    before = _refreshes(browser)
+    Select(browser.find_element("id", "range")).select_by_value("now-1h")
+    wait_until(lambda: _refreshes(browser) > before, what="the page to refresh")
+    assert "from=now-1h" in browser.current_url
     assert console_errors(browser) == []
 
 
