@@ -185,6 +185,9 @@ def test_bad_variable_values_and_unknown_panels_are_refused(warehouse: Any) -> N
     # a district outside the chosen province is not one of the district's options
     code, body = _get(f"{api}/warroom-district/panel/3?var-province=10&var-district=5001")
     assert code == 400 and "5001" in body["error"]
+    # an alert's link (Grafana's path shape) opens the page
+    with urllib.request.urlopen(f"{warehouse.url}/d/warroom-district/?var-district=5001") as r:
+        assert r.status == 200 and "text/html" in r.headers["Content-Type"]
     # the browser is never handed SQL
     code, body = _get(f"{api}/warroom-district")
     assert code == 200 and "SELECT" not in json.dumps(body)

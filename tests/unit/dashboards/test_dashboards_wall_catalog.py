@@ -61,3 +61,16 @@ def test_plotly_ships_inside_the_installed_package() -> None:
     bundle = plotly_bundle()
     assert len(bundle) > 1_000_000
     assert b"plotly.js" in bundle[:2000]
+
+
+def test_alert_links_go_to_the_wall_page_when_no_grafana_is_configured() -> None:
+    from alerts.messages import dashboard_link
+    from streams.alerting import dashboard_base
+    from warroom.settings import load
+
+    wall = load({"WARROOM_WEB_HOST": "10.1.2.3", "WARROOM_WEB_PORT": "6066"})
+    assert dashboard_link(dashboard_base(wall), "5001") == (
+        "http://10.1.2.3:6066/d/warroom-district/?var-district=5001"
+    )
+    grafana = load({"WARROOM_DASHBOARD_URL": "https://grafana.example.go.th"})
+    assert dashboard_base(grafana) == "https://grafana.example.go.th"
