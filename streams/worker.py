@@ -13,6 +13,7 @@ import faust
 
 from alerts.directory import DirectoryError
 from alerts.rules import RulesError
+from dashboards.wall.server import add_routes as add_wall_routes
 from sinks.backends import Backend, StoreError, open_backend
 from sinks.http_insert import add_insert_route
 from sinks.http_query import QueryService
@@ -125,6 +126,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     if owner:
         queries = QueryService(settings.store_url)
         add_query_routes(web.web_app, queries)
+        add_wall_routes(web.web_app, queries)
         add_insert_route(web.web_app, writer)
         web.on_close(queries.close)
     web.add_json("/status/top-districts", lambda: pipeline.top_districts(10))

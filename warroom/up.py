@@ -531,6 +531,7 @@ def _run_locked(
             helper = _Child(f"worker-{i}", _warroom("worker"), helper_env, logs / f"worker-{i}.log")
             children.append(helper)
             _wait_worker(helper_dir, helper, 90, lambda: stopping)
+        console.print(f"War room: {url}/d/warroom-national/  (wall screen: add ?kiosk)")
         console.print(f"Worker: {url}  (/metrics /healthz /readyz; ClickHouse HTTP at {url}/)")
         console.print(f"Store:  {settings.store_url}")
         console.print(f'Query:  warroom query "SELECT ..." --data-dir {data_dir}')
