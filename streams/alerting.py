@@ -57,7 +57,7 @@ from streams.pipeline import Pipeline
 from warroom.settings import Settings
 from warroom.telemetry import Telemetry
 
-__all__ = ["AlertService", "load_alert_directory", "load_alert_rules"]
+__all__ = ["AlertService", "dashboard_base", "load_alert_directory", "load_alert_rules"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,12 @@ def load_alert_directory(settings: Settings) -> Directory:
     )
 
 
+def dashboard_base(settings: Settings) -> str:
+    """Where alert links point: the configured Grafana, else this worker's own wall page,
+    which serves the same /d/<uid>/?var-district= paths (dashboards/wall)."""
+    return settings.dashboard_url or f"http://{settings.web_host}:{settings.web_port}"
+
+
 class AlertService(Service):
     """Runs the alert engine inside the worker (see the module docstring)."""
 
@@ -131,7 +137,8 @@ class AlertService(Service):
         except (RulesError, DirectoryError) as exc:
             raise SystemExit(f"warroom worker: alerting cannot start: {exc}") from exc
         self.engine = Engine(rules)
-        self.renderer = MessageRenderer(settings.dashboard_url)
+        links = dashboard_base(settings)
+        self.renderer = MessageRenderer(links)
         smtp = (
             SmtpConfig(
                 host=settings.smtp_host,
@@ -145,7 +152,7 @@ class AlertService(Service):
             else None
         )
         channels = build_channels(
-            settings.dashboard_url,
+            links,
             line_token=settings.line_channel_token,
             line_api_url=settings.line_api_url,
             smtp=smtp,

@@ -7,11 +7,13 @@ import gc
 import logging
 import os
 import time
+from typing import Any
 
 import faust
 
 from alerts.directory import DirectoryError
 from alerts.rules import RulesError
+from dashboards.wall.server import add_routes as add_wall_routes
 from sinks.backends import Backend, StoreError, open_backend
 from sinks.http_insert import add_insert_route
 from sinks.http_query import QueryLimits, QueryService
@@ -36,7 +38,12 @@ log = logging.getLogger(__name__)
 
 class _Worker(faust.Worker):
     """Faust's worker without its logging setup: warroom.logs configured logging already
-    (Faust would set the root logger to DEBUG even at "warn")."""
+    (Faust would set the root logger to DEBUG even at "warn") — and without its terminal
+    spinner, whose cursor codes on stdout glued themselves to the next JSON log line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
     def _setup_logging(self) -> None:
         return None
@@ -132,6 +139,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         # interface and accounts (Grafana reads it with a read-only one)
         queries = QueryService(store, limits=query_limits(settings))
         add_query_routes(web.web_app, queries)
+        add_wall_routes(web.web_app, queries)
         web.on_close(queries.close)
         if settings.store_token:  # other workers write through this one
             add_insert_route(web.web_app, writer, settings.store_token)

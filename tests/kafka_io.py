@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -17,15 +17,22 @@ from tests.oracle import Rec
 
 
 async def produce_items(
-    bootstrap: str, topics: Topics, items: Iterable[Item], *, rate: float | None = None
+    bootstrap: str,
+    topics: Topics,
+    items: Iterable[Item],
+    *,
+    rate: float | None = None,
+    topic_of: Callable[[str], str] | None = None,
 ) -> int:
-    """Send items in order (at about ``rate`` per second when given) and wait for the acks."""
+    """Send items in order (at about ``rate`` per second when given) and wait for the acks;
+    to each stream's live topic, or to ``topic_of(stream)`` (e.g. ``topics.backfill_for``)."""
+    topic_of = topic_of or topics.for_stream
     sender = EventSender(bootstrap, topics)
     await sender.start()
     started = time.monotonic()
     try:
         for n, it in enumerate(items, 1):
-            await sender.send_raw(topics.for_stream(it.stream), it.payload, it.key)
+            await sender.send_raw(topic_of(it.stream), it.payload, it.key)
             if rate and n % 200 == 0:
                 ahead = n / rate - (time.monotonic() - started)
                 if ahead > 0:

@@ -240,8 +240,10 @@ class Settings:
     )
     dashboard_url: str = _setting(
         "WARROOM_DASHBOARD_URL",
-        "http://localhost:3000",
-        "Grafana base URL used for links in alert messages.",
+        "",
+        "Base URL of the dashboards linked from alert messages (Grafana's, e.g. "
+        "http://localhost:3000). Empty: the worker's own wall page (http://WARROOM_WEB_HOST:"
+        "WARROOM_WEB_PORT/d/warroom-district/...), which serves the same paths.",
     )
     # --- ClickHouse server credentials, apart from WARROOM_STORE (issue 12) ------------------
     # read by sinks.url.parse_store_url: taken literally, so a password may hold / # ? % @ :

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from streams.broker import BrokerError, EmbeddedBroker, ensure_topics
 from streams.topics import Topics
-from warroom import probe, runinfo, telemetry
+from warroom import drain, probe, runinfo, telemetry
 from warroom.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,6 +34,13 @@ __all__ = ["UpOptions", "run_up"]
 
 #: under `up`, notifications older than this are recorded, not sent (alerts/catchup.py)
 UP_NOTIFY_MAX_AGE_S = 900
+#: how long a stop waits for the worker to read what the embedded broker holds
+DRAIN_TIMEOUT_S = 6.0
+#: a worker that dies is restarted after 1, 2, 4 … s (at most this), up to MAX_RESTARTS times
+#: within RESTART_WINDOW_S; more than that and `up` stops with the reason
+RESTART_MAX_DELAY_S = 30.0
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 300.0
 
 #: the worker logs this once its rows, changelog and offsets are settled at a clean stop
 FINAL_CHECKPOINT = "final flush and checkpoint done"
@@ -77,20 +84,34 @@ def _term_with_parent() -> None:
 class _Child:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
+        self.args = args
+        self.env = env
         self.log_path = log_path
         self.reported = False  # its failure was already shown
+        #: monotonic times of its restarts, and when the next one is due (None: running)
+        self.restarts: list[float] = []
+        self.restart_at: float | None = None
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         # its own session: a terminal's Ctrl-C (sent to the foreground process group) reaches
         # only `up`, which then stops the children in order
-        self.proc = subprocess.Popen(
-            args,
-            env=env,
+        return subprocess.Popen(
+            self.args,
+            env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_term_with_parent,
         )
+
+    def respawn(self) -> None:
+        """Start it again (same command, environment and log)."""
+        self.restart_at = None
+        self.restarts.append(time.monotonic())
+        self.proc = self._spawn()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -250,15 +271,28 @@ def _check_kafka(bootstrap: str) -> None:
 
 
 def _stop_children(
-    children: list[_Child], timeout: float, forced: Callable[[], bool], out: Callable[[str], None]
+    children: list[_Child],
+    timeout: float,
+    forced: Callable[[], bool],
+    out: Callable[[str], None],
+    drain: Callable[[], None] | None = None,
 ) -> tuple[int, bool]:
-    """Stop in order — producers, then the helper workers, then the store-owning worker — each
-    stage after the previous one has exited. Returns (exit code, worker checkpointed)."""
+    """Stop in order — producers, then (after `drain`) the helper workers, then the
+    store-owning worker — each stage after the previous one has exited. Returns (exit code,
+    worker checkpointed)."""
     code = 0
     producers = [c for c in children if c.name == "simulator"]
     workers = [c for c in reversed(children) if c.name != "simulator"]
+    drained = drain is None
     for child in [*producers, *workers]:
         producer = child in producers
+        if child.restart_at is not None:  # died and waits for its restart: nothing to stop
+            child.close()
+            continue
+        if not producer and drain is not None and not drained:
+            drained = True
+            if not forced() and all(w.alive() for w in workers):
+                drain()
         child.terminate()
         # a producer that does not stop in time loses only what it never got acknowledged
         grace = 0.5 if forced() else min(timeout, 4.0) if producer else timeout
@@ -278,6 +312,74 @@ def _stop_children(
         c.name == "worker" and FINAL_CHECKPOINT in _tail(c.log_path) for c in children
     )
     return code, checkpointed
+
+
+def _supervise(children: list[_Child], console: Console) -> bool:
+    """Restart a worker that died, with backoff; let a finished or crashed simulator go.
+    Raises UpError when a worker keeps crashing. Returns whether a process was started."""
+    now = time.monotonic()
+    started = False
+    for child in list(children):
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.respawn()
+                console.print(
+                    f"{child.name}: restarted (pid {child.proc.pid})",
+                    style="yellow",
+                    highlight=False,
+                )
+                started = True
+            continue
+        if child.alive():
+            continue
+        rc = child.proc.returncode
+        telemetry.mark_process_dead(child.proc.pid)
+        if child.name == "simulator":
+            children.remove(child)
+            child.close()
+            what = "finished" if rc == 0 else f"stopped with code {rc}: {child.reason()}"
+            console.print(
+                f"the simulator {what} [{child.log_path}]; the worker keeps running "
+                "(`warroom simulate` sends more)",
+                style="yellow" if rc else None,
+                markup=False,
+                highlight=False,
+            )
+            continue
+        recent = [t for t in child.restarts if now - t < RESTART_WINDOW_S]
+        how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"code {rc}"
+        if len(recent) >= MAX_RESTARTS:
+            raise _failed(
+                child,
+                f"keeps crashing ({len(recent)} restarts in {RESTART_WINDOW_S / 60:.0f} min)",
+            )
+        delay = min(RESTART_MAX_DELAY_S, 2.0 ** len(recent))
+        child.restart_at = now + delay
+        console.print(
+            f"the {child.name} exited unexpectedly ({how}): "
+            f"{child.reason() or 'no error in its log'} [{child.log_path}]; "
+            f"restarting it in {delay:.0f}s",
+            style="yellow",
+            markup=False,
+            highlight=False,
+        )
+    return started
+
+
+def _drain(
+    settings: Settings, bootstrap: str, forced: Callable[[], bool], out: Callable[[str], None]
+) -> None:
+    """Let the worker read and commit what the simulator had acknowledged, bounded."""
+    topics = Topics(settings.topic_prefix)
+    inputs = [topics.grievance, topics.project]
+    inputs += [topics.backfill_for(s) for s in ("grievance", "project")]
+    group = f"{settings.topic_prefix}{settings.group_id}"
+    unread = drain.unread_after_drain(bootstrap, group, inputs, DRAIN_TIMEOUT_S, forced)
+    if unread > 0 and not forced():
+        out(
+            f"the worker had not read {unread:,} events after {DRAIN_TIMEOUT_S:.0f}s; "
+            "stopping without them (the embedded broker keeps its log in memory only)"
+        )
 
 
 def _pids(children: list[_Child], broker: EmbeddedBroker | None) -> dict[str, int]:
@@ -376,6 +478,7 @@ def _run_locked(
     telemetry.prepare_multiprocess_dir(data_dir / "metrics")
 
     broker: EmbeddedBroker | None = None
+    bootstrap = ""
     code = 0
     try:
         if settings.kafka:
@@ -417,6 +520,8 @@ def _run_locked(
         worker = _Child("worker", _warroom("worker"), env, logs / "worker.log")
         children.append(worker)
         url = _wait_worker(data_dir, worker, 90, lambda: stopping)
+        # a restarted store owner listens where the helpers and run.json expect it
+        worker.env = {**env, "WARROOM_WEB_PORT": url.rsplit(":", 1)[1]}
         for i in range(1, options.workers):
             # more workers share the partitions; chdb is one process's, so they write
             # through the first worker's store
@@ -430,6 +535,7 @@ def _run_locked(
             helper = _Child(f"worker-{i}", _warroom("worker"), helper_env, logs / f"worker-{i}.log")
             children.append(helper)
             _wait_worker(helper_dir, helper, 90, lambda: stopping)
+        console.print(f"War room: {url}/d/warroom-national/  (wall screen: add ?kiosk)")
         console.print(f"Worker: {url}  (/metrics /healthz /readyz; ClickHouse HTTP at {url}/)")
         console.print(f"Store:  {settings.store_url}")
         console.print(f'Query:  warroom query "SELECT ..." --data-dir {data_dir}')
@@ -442,27 +548,24 @@ def _run_locked(
                 sim_args += ["--speedup", str(options.speedup)]
             sim_args += options.extra_sim_args
             children.append(_Child("simulator", _warroom(*sim_args), env, logs / "simulator.log"))
-        runinfo.write(
-            data_dir,
-            runinfo.RunInfo(
-                pid=os.getpid(),
-                kafka=bootstrap,
-                web=url,
-                store=settings.store_url,
-                data_dir=str(data_dir),
-                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                pids=_pids(children, broker),
-            ),
+        info = runinfo.RunInfo(
+            pid=os.getpid(),
+            kafka=bootstrap,
+            web=url,
+            store=settings.store_url,
+            data_dir=str(data_dir),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            pids=_pids(children, broker),
         )
+        runinfo.write(data_dir, info)
         poller = Poller(url)
         started = time.monotonic()
         next_summary = started + min(options.summary_every, 3.0)
         while not stopping:
             if options.duration is not None and time.monotonic() - started >= options.duration:
                 break
-            for child in children:
-                if not child.alive():
-                    raise _failed(child, "exited unexpectedly")
+            if _supervise(children, console):
+                runinfo.write(data_dir, replace(info, pids=_pids(children, broker)))
             if time.monotonic() >= next_summary:
                 next_summary += options.summary_every
                 try:
@@ -481,12 +584,20 @@ def _run_locked(
     finally:
         stop_started = time.monotonic()
         if children:
-            console.print(
-                "stopping: simulator, then worker (final checkpoint), then Kafka ...",
-                highlight=False,
-            )
+            order = ["simulator"] if any(c.name == "simulator" for c in children) else []
+            order.append("worker (final checkpoint)")
+            if broker is not None:
+                order.append("Kafka")
+            console.print(f"stopping: {', then '.join(order)} ...", highlight=False)
         stop_code, checkpointed = _stop_children(
-            children, options.stop_timeout, lambda: forced, error
+            children,
+            options.stop_timeout,
+            lambda: forced,
+            error,
+            # the embedded broker's log is memory: what the worker has not read is lost
+            (lambda: _drain(settings, bootstrap, lambda: forced, error))
+            if broker is not None and bootstrap
+            else None,
         )
         code = code or stop_code
         if broker is not None:

@@ -26,6 +26,7 @@ from aiohttp import web
 from streams.broker import EmbeddedBroker, ensure_topics
 from streams.topics import Topics
 from tests.integration.alerts.scenario import (
+    CLOCKS,
     MIN_COUNT,
     MINUTE_MS,
     RULES_YAML,
@@ -39,7 +40,6 @@ from tests.integration.alerts.scenario import (
 from tests.services.webhook_receiver import WebhookReceiver
 from tests.services.worker import WorkerProcess
 
-CLOCKS = ("9002", "9004", "9001", "9003")
 DISTRICTS = ["5001", "1001", "3001", "4001", "1002", "5002", "9005", "9006", "1003", "1004"]
 
 

@@ -32,6 +32,9 @@ MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 _NS = uuid.UUID("1c3a63c2-7f55-4d8e-8a1e-3d4f4f0c9b21")
 
+#: clock districts, one per partition of the test topics (murmur2 of the code mod 4: 0, 1, 2, 3)
+CLOCKS = ("9002", "9004", "9001", "9003")
+
 #: the rule every scenario runs (a critical surge with short stream-time durations)
 RULE_ID = "test_surge"
 FOR_MS = 2 * MINUTE_MS

@@ -9,6 +9,7 @@ import pytest
 
 from streams.topics import Topics
 from tests.integration.alerts.scenario import (
+    CLOCKS,
     FOR_MS,
     MINUTE_MS,
     RULE_ID,
@@ -30,7 +31,6 @@ from tests.services.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-CLOCKS = ("9002", "9004", "9001", "9003")  # one per partition of the test topics
 A = "5001"
 
 

@@ -23,6 +23,7 @@ from streams.alerting_state import source_partition
 from streams.topics import Topics
 from tests.integration.alerts.conftest import LINE_TOKEN
 from tests.integration.alerts.scenario import (
+    CLOCKS,
     ESCALATE_MS,
     FOR_MS,
     MIN_COUNT,
@@ -50,8 +51,6 @@ from tests.services.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-#: clock districts, one per partition of the test topics (murmur2 of the code mod 4: 0, 1, 2, 3)
-CLOCKS = ("9002", "9004", "9001", "9003")
 A, B, QUIET = "5001", "1001", "3001"  # เมืองเชียงใหม่, เขตพระนคร, เมืองนครราชสีมา
 
 

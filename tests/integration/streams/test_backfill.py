@@ -3,7 +3,6 @@ live clock, against the independent oracle, on the real broker, worker and chdb 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -281,22 +280,7 @@ def test_backfill_reaches_every_minute_once_beside_an_untouched_live_stream(
 async def _send_backfill(
     bootstrap: str, topics: Topics, items: list[Item], rate: float | None = None
 ) -> None:
-    from producers.kafka import EventSender
-
-    sender = EventSender(bootstrap, topics)
-    await sender.start()
-    started = time.monotonic()
-    try:
-        for n, it in enumerate(items, 1):
-            await sender.send_raw(topics.backfill_for(it.stream), it.payload, it.key)
-            if rate and n % 200 == 0:
-                ahead = n / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    await sender.flush()
-                    await asyncio.sleep(ahead)
-    finally:
-        await sender.stop()
-    assert sender.errors == 0
+    await produce_items(bootstrap, topics, items, rate=rate, topic_of=topics.backfill_for)
 
 
 def test_killed_worker_mid_backfill_restarts_to_the_same_tables(
