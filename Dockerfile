@@ -25,9 +25,12 @@ RUN touch README.md && pip install . && rm -rf /root/.cache
 USER warroom
 ENV WARROOM_MODE=production \
     WARROOM_DATA_DIR=/var/lib/warroom \
-    WARROOM_WEB_HOST=0.0.0.0 \
+    WARROOM_WEB_HOST=127.0.0.1 \
     WARROOM_WEB_PORT=6066 \
     WARROOM_LOG_FORMAT=json
+# loopback unless told otherwise: beyond it, production mode wants WARROOM_WEB_PASSWORD
+# (docker-compose.yml binds the workers' 6066 on their network, for Prometheus, and publishes
+# it nowhere)
 EXPOSE 6066
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \

@@ -15,6 +15,7 @@ The worker mounts `handle_ack` on its web server; `warroom alerts ack` calls `po
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -98,19 +99,24 @@ def handle_ack(
 
 
 def post_ack(
-    base_url: str, alert_id: str, by: str, note: str = "", timeout: float = 10.0
+    base_url: str,
+    alert_id: str,
+    by: str,
+    note: str = "",
+    timeout: float = 10.0,
+    password: str = "",
 ) -> dict[str, Any]:
-    """Client side: acknowledge `alert_id` at the worker; returns its JSON answer."""
+    """Client side: acknowledge `alert_id` at the worker; returns its JSON answer.
+    `password`: the worker's WARROOM_WEB_PASSWORD, when it has one (sent as HTTP Basic)."""
     if not ALERT_ID.match(alert_id):
         raise AckError(f"{alert_id!r} is not an alert id (like 3355d0ac35808cab-mjuohs00)")
     url = f"{base_url.rstrip('/')}/alerts/{urllib.parse.quote(alert_id, safe='')}/ack"
     data = json.dumps({"by": by, "note": note}, ensure_ascii=False).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
-    )
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if password:
+        basic = base64.b64encode(f"warroom:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {basic}"
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer: dict[str, Any] = json.loads(response.read() or b"{}")

@@ -93,13 +93,16 @@ def ack_command(
     from warroom import runinfo
     from warroom.settings import load
 
-    found = runinfo.worker_url(url, load(), data_dir)
+    settings = load()
+    found = runinfo.worker_url(url, settings, data_dir)
     for line in found.notes:
         typer.echo(f"warroom alerts ack: {line}", err=True)
     typer.echo(runinfo.connect_note("alerts ack", "worker", found.address, found.source), err=True)
     who = by or getpass.getuser()
     try:
-        answer = post_ack(found.address, alert_id, who, note, timeout=timeout)
+        answer = post_ack(
+            found.address, alert_id, who, note, timeout=timeout, password=settings.web_password
+        )
     except AckError as exc:
         typer.echo(f"warroom alerts ack: {exc}", err=True)
         raise typer.Exit(2 if exc.unreachable else 1) from exc

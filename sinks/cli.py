@@ -88,7 +88,14 @@ def query_command(
     named = store or os.environ.get("WARROOM_STORE") or ""
     target = named or (up.store if up is not None and endpoint == up.web else settings.store_url)
     try:
-        answer = ask(sql, endpoint=endpoint, fmt=fmt, store=target, store_given=bool(named))
+        answer = ask(
+            sql,
+            endpoint=endpoint,
+            fmt=fmt,
+            store=target,
+            store_given=bool(named),
+            password=settings.web_password,
+        )
     except QueryFailed as exc:
         typer.echo(f"warroom query: {exc}", err=True)
         raise typer.Exit(2 if isinstance(exc, StoreUnreachable) else 1) from None

@@ -1,5 +1,6 @@
 """`POST /store/insert`: how the other workers on this machine write into the store this worker
-owns (see sinks/backends/worker.py). Loopback only; Arrow IPC in, inserted on the writer thread."""
+owns (see sinks/backends/worker.py). Mounted only with a store token (WARROOM_STORE_TOKEN), which
+every request must carry; Arrow IPC in, inserted on the writer thread."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from sinks.backends import StoreError
+from sinks.http_auth import STORE_TOKEN_HEADER, store_token_ok
 from sinks.tables import INSERT_COLUMNS
 from sinks.writer import Writer
 
@@ -18,17 +20,25 @@ __all__ = ["add_insert_route"]
 
 log = logging.getLogger(__name__)
 pa: Any = importlib.import_module("pyarrow")
-_LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 def _error(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text, content_type="text/plain")
 
 
-def add_insert_route(app: web.Application, writer: Writer) -> None:
+def add_insert_route(app: web.Application, writer: Writer, token: str) -> None:
+    """Mount the route; `token` is the secret the other workers send (never empty)."""
+    if not token:
+        raise ValueError("the insert route needs a store token")
+
     async def insert(request: web.Request) -> web.Response:
-        if request.remote not in _LOOPBACK:
-            return _error(403, "Code: 497. DB::Exception: only workers on this machine insert")
+        if not store_token_ok(request, token):
+            log.warning("insert refused: no or wrong store token", extra={"peer": request.remote})
+            return _error(
+                403,
+                f"Code: 516. DB::Exception: inserts need the store token ({STORE_TOKEN_HEADER}). "
+                "(AUTHENTICATION_FAILED)",
+            )
         table = request.query.get("table", "")
         if table not in INSERT_COLUMNS:
             return _error(400, f"Code: 60. DB::Exception: unknown table {table!r}")

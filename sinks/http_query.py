@@ -4,24 +4,24 @@ In the embedded mode the worker owns the chdb folder (the engine locks it), so r
 `warroom query`, tests, clickhouse-connect, Grafana's ClickHouse plugin in HTTP mode — go
 through this endpoint on the worker's web server (loopback by default):
 
-    service = QueryService(store_url)        # opens read-only connections
+    service = QueryService(store_url)        # a session per query, at most 2 at once
     add_routes(app, service)                 # GET/POST /  and  /ping
     ...
     await service.close()
 
 What it honours, as ClickHouse does: the query in `?query=`, in the body, or both (joined by
 a newline); the FORMAT clause, else `default_format`, else TabSeparated; `database`;
-`param_<name>` for `{name:Type}` placeholders; every other unknown parameter is a setting
-(applied for this query only, e.g. Grafana's max_execution_time); HTTP response compression
+`param_<name>` for `{name:Type}` placeholders; every other parameter is a setting for this
+query only: output settings, and limits lower than the endpoint's (e.g. Grafana's
+max_execution_time); any other setting is refused as readonly=1 would. HTTP response compression
 with `enable_http_compression=1` and Accept-Encoding gzip, deflate, zstd or lz4. Errors come
 back as ClickHouse writes them ("Code: N. DB::Exception: ... (NAME)") with the
 X-ClickHouse-Exception-Code header and ClickHouse's HTTP status for that code.
 
-Read-only, twice over: only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN statements are
-accepted, and the connections themselves run with readonly=2 (the engine refuses writes and
-DDL). Table functions that reach the file system, the network or other processes (file, url,
-s3, remote, executable, python, ...) are refused, because the embedded engine has no
-user_files sandbox. There is no authentication: keep it on loopback.
+What a query may be is decided on the engine's own parse tree (sinks/query_guard.py): reads
+only, no INTO OUTFILE, no table function or function that reaches files, URLs or the host.
+Each query runs on a session of its own under limits and readonly=1 (sinks/query_run.py), and
+is killed when its client goes. Who may ask: sinks/http_auth.py (loopback, or a password).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import contextlib
 import importlib
 import logging
 import re
+import threading
 import time
 import uuid
 import zlib
@@ -40,67 +41,24 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sinks.backends import Backend, StoreError, open_backend
-from sinks.url import StoreURL
+from sinks.backends import StoreError
+from sinks.backends.chdb import ChdbBackend
+from sinks.http_auth import guard
+from sinks.query_guard import QueryError, denied_functions
+from sinks.query_run import QueryLimits, open_reader, run_readonly
+from sinks.url import StoreURL, parse_store_url
 
 __all__ = [
+    "ClientGone",
     "QueryError",
+    "QueryLimits",
     "QueryService",
     "add_routes",
-    "check_readonly",
     "make_app",
 ]
 
 log = logging.getLogger(__name__)
 
-VERSION_NOTE = "warroom read-only endpoint"
-
-_ALLOWED = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
-# table functions that would let a reader touch files, the network or run programs
-_FORBIDDEN_FUNCTIONS = (
-    "file",
-    "fileCluster",
-    "url",
-    "urlCluster",
-    "s3",
-    "s3Cluster",
-    "gcs",
-    "oss",
-    "cosn",
-    "azureBlobStorage",
-    "azureBlobStorageCluster",
-    "hdfs",
-    "hdfsCluster",
-    "remote",
-    "remoteSecure",
-    "cluster",
-    "clusterAllReplicas",
-    "mysql",
-    "postgresql",
-    "sqlite",
-    "mongodb",
-    "redis",
-    "odbc",
-    "jdbc",
-    "executable",
-    "python",
-    "iceberg",
-    "icebergS3",
-    "icebergAzure",
-    "icebergHDFS",
-    "icebergLocal",
-    "deltaLake",
-    "deltaLakeLocal",
-    "hudi",
-    "arrowFlight",
-    "ytsaurus",
-    "input",
-    "dictionary",
-)
-_FORBIDDEN = re.compile(
-    r"\b(" + "|".join(re.escape(f) for f in _FORBIDDEN_FUNCTIONS) + r")\s*\(", re.IGNORECASE
-)
-_LEADING = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
 _STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`", re.DOTALL)
 _FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
 
@@ -137,7 +95,7 @@ _TRANSPORT = frozenset(
         "max_execution_time_leaf",
     }
 )
-_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_POLL_S = 0.2  # how often a running query looks whether its client is still there
 
 # HTTP status per ClickHouse error name, as the server's HTTP handler maps them
 _STATUS: dict[str, int] = {
@@ -214,44 +172,8 @@ _CONTENT_TYPES = {
 }
 
 
-class QueryError(Exception):
-    """A request refused before it reached the store, in ClickHouse's terms."""
-
-    def __init__(self, code: int, name: str, message: str, status: int = 500) -> None:
-        super().__init__(message)
-        self.code = code
-        self.name = name
-        self.status = status
-
-    def text(self) -> str:
-        return f"Code: {self.code}. DB::Exception: {self} ({self.name}) ({VERSION_NOTE})\n"
-
-
 def _strip_strings(sql: str) -> str:
     return _STRINGS.sub("''", sql)
-
-
-def check_readonly(sql: str) -> None:
-    """Raise QueryError (Code 164, READONLY) unless `sql` is a read-only statement."""
-    head = _LEADING.sub("", sql, count=1)
-    word = re.match(r"[A-Za-z]+", head)
-    keyword = word.group(0).upper() if word else ""
-    if keyword not in _ALLOWED:
-        raise QueryError(
-            164,
-            "READONLY",
-            f"warroom query endpoint is readonly: only SELECT, WITH, SHOW, DESCRIBE, EXISTS "
-            f"and EXPLAIN are allowed, not {keyword or 'an empty query'}",
-        )
-    forbidden = _FORBIDDEN.search(_strip_strings(sql))
-    if forbidden:
-        raise QueryError(
-            497,
-            "ACCESS_DENIED",
-            f"table function {forbidden.group(1)}() is not available through the warroom "
-            f"query endpoint (readonly: it reaches files, the network or programs)",
-            status=403,
-        )
 
 
 def output_format(sql: str, default: str) -> str:
@@ -268,12 +190,6 @@ def _content_type(fmt: str) -> str:
     if key.startswith("pretty") or key in ("vertical", "markdown", "values", "raw"):
         return "text/plain; charset=UTF-8"
     return "application/octet-stream"
-
-
-def _setting_value(value: str) -> str:
-    if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _zstd() -> Any:
@@ -311,40 +227,58 @@ def _codecs() -> tuple[dict[str, Callable[[bytes], bytes]], dict[str, Callable[[
 _ENCODERS, _DECODERS = _codecs()
 
 
+class ClientGone(Exception):
+    """The client closed its connection: its query was cancelled."""
+
+
 class QueryService:
-    """A small pool of read-only store connections, one request per connection at a time."""
+    """Readers' queries on the worker's embedded store, each on a session of its own.
+
+    At most `connections` run at once (the others wait); each runs vetted, under `limits`
+    and readonly=1 (sinks/query_run.py); one whose client leaves is killed through a control
+    session, by the tag its session carries."""
 
     def __init__(
         self,
         url: str | StoreURL,
         *,
         connections: int = 2,
-        backend_factory: Callable[[], Backend] | None = None,
+        limits: QueryLimits | None = None,
     ) -> None:
-        self.url = url
-        self._factory = backend_factory or (
-            lambda: open_backend(url, readonly=True, create_database=False)
-        )
-        self._size = connections
-        self._pool: asyncio.Queue[Backend] | None = None
-        self._all: list[Backend] = []
-        self.default_database = ""
+        parsed = parse_store_url(url) if isinstance(url, str) else url
+        if parsed.kind != "chdb" or parsed.path is None:
+            raise ValueError("the query endpoint serves an embedded (chdb://) store only")
+        self.url = parsed
+        self.limits = limits or QueryLimits()
+        self.default_database = parsed.database
+        self._slots = asyncio.Semaphore(connections)
+        self._control: ChdbBackend | None = None
+        self._control_lock = threading.Lock()
+        self._starting = asyncio.Lock()
+        self._denied: frozenset[str] = frozenset()
+        self.running = 0  # queries on the engine now (tests watch it drain)
+        self.cancelled = 0  # queries killed because their client left
 
     async def start(self) -> None:
-        if self._pool is not None:
-            return
-        pool: asyncio.Queue[Backend] = asyncio.Queue()
-        for _ in range(self._size):
-            backend = await asyncio.to_thread(self._factory)
-            self._all.append(backend)
-            pool.put_nowait(backend)
-        self.default_database = self._all[0].database
-        self._pool = pool
+        async with self._starting:  # the first requests may arrive together
+            if self._control is not None:
+                return
+            assert self.url.path is not None
+            control = await asyncio.to_thread(open_reader, self.url.path, self.default_database)
+            try:
+                self._denied = await asyncio.to_thread(
+                    denied_functions,
+                    lambda sql, _params: control.query_bytes(sql, "TabSeparatedRaw").decode(),
+                )
+            except BaseException:
+                await asyncio.to_thread(control.close)
+                raise
+            self._control = control
 
     async def close(self) -> None:
-        backends, self._all, self._pool = self._all, [], None
-        for backend in backends:
-            await asyncio.to_thread(backend.close)
+        control, self._control = self._control, None
+        if control is not None:
+            await asyncio.to_thread(control.close)
 
     async def run(
         self,
@@ -354,51 +288,78 @@ class QueryService:
         database: str | None = None,
         settings: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        gone: Callable[[], bool] = lambda: False,
     ) -> bytes:
-        """Run one read-only statement; the raw result in `fmt` (unless the query names one)."""
-        check_readonly(sql)
+        """Run one read; the raw result in `fmt` (unless the query names one). `gone` says
+        whether the client left: then the query is killed and ClientGone raised."""
         await self.start()
-        assert self._pool is not None
-        backend = await self._pool.get()
+        db = database or self.default_database
+        tag = f"warroom-query-{uuid.uuid4().hex}"
+        while True:  # wait for a slot, unless the client leaves meanwhile
+            try:
+                await asyncio.wait_for(self._slots.acquire(), timeout=_POLL_S)
+                break
+            except TimeoutError:
+                if gone():
+                    raise ClientGone from None
         try:
-            return await asyncio.to_thread(
-                self._run_on, backend, sql, fmt, database, dict(settings or {}), params
+            self.running += 1
+            job = asyncio.ensure_future(
+                asyncio.to_thread(self._run_fresh, sql, fmt, db, dict(settings or {}), params, tag)
             )
+            try:
+                while True:
+                    done, _ = await asyncio.wait({job}, timeout=_POLL_S)
+                    if done:
+                        return job.result()
+                    if gone():
+                        raise ClientGone
+            except BaseException:
+                if not job.done():  # client left, or the server is stopping
+                    self.cancelled += 1
+                    await asyncio.to_thread(self._kill, tag)
+                    with contextlib.suppress(BaseException):
+                        await job
+                raise
         finally:
-            self._pool.put_nowait(backend)
+            self.running -= 1
+            self._slots.release()
 
-    def _run_on(
+    def _run_fresh(
         self,
-        backend: Backend,
         sql: str,
         fmt: str,
-        database: str | None,
+        database: str,
         settings: dict[str, str],
         params: Mapping[str, str] | None,
+        tag: str,
     ) -> bytes:
-        applied: list[str] = []
-        db = database or self.default_database
+        assert self.url.path is not None
+        backend = open_reader(self.url.path, self.default_database)
         try:
-            backend.execute(f"USE `{db.replace('`', '')}`")
-            for name, value in settings.items():
-                if not _SETTING_NAME.match(name):
-                    raise StoreError(
-                        f"Code: 115. DB::Exception: Unknown setting '{name}'. (UNKNOWN_SETTING)",
-                        code=115,
-                        name="UNKNOWN_SETTING",
-                        transient=False,
-                    )
-                backend.execute(f"SET {name} = {_setting_value(value)}")
-                applied.append(name)
-            return backend.query_bytes(sql, fmt, params or None)
+            return run_readonly(
+                backend,
+                sql,
+                fmt,
+                database=database,
+                settings=settings,
+                params=params,
+                limits=self.limits,
+                tag=tag,
+                denied=self._denied,
+            )
         finally:
-            # the connection serves other requests next: leave it as it was
-            for name in applied:
-                with contextlib.suppress(StoreError):
-                    backend.execute(f"SET {name} = DEFAULT")
-            if db != self.default_database:
-                with contextlib.suppress(StoreError):
-                    backend.execute(f"USE `{self.default_database}`")
+            backend.close()
+
+    def _kill(self, tag: str) -> None:
+        control = self._control
+        if control is None:
+            return
+        with self._control_lock:
+            try:
+                control.execute(f"KILL QUERY WHERE Settings['log_comment'] = '{tag}'")
+            except StoreError:
+                log.warning("cancelling a query whose client left failed", exc_info=True)
 
 
 def _error_response(code: int, name: str, text: str, status: int | None = None) -> web.Response:
@@ -461,7 +422,11 @@ def add_routes(app: web.Application, service: QueryService, prefix: str = "") ->
                 database=merged.get("database") or None,
                 settings=settings,
                 params=params,
+                gone=lambda: _gone(request),
             )
+        except ClientGone:
+            log.info("query cancelled: its client left", extra={"query_id": query_id})
+            return web.Response(status=499, text="client closed the connection\n")
         except QueryError as exc:
             log.info("query refused", extra={"code": exc.code, "query_id": query_id})
             return _error_response(exc.code, exc.name, exc.text(), exc.status)
@@ -491,6 +456,11 @@ def add_routes(app: web.Application, service: QueryService, prefix: str = "") ->
     app.router.add_route("GET", f"{base}/ping", ping)
     app.router.add_route("GET", f"{base}/", handle)
     app.router.add_route("POST", f"{base}/", handle)
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def _read_query(request: web.Request) -> tuple[str, dict[str, str]]:
@@ -537,9 +507,10 @@ async def _read_query(request: web.Request) -> tuple[str, dict[str, str]]:
     return text, form
 
 
-def make_app(service: QueryService) -> web.Application:
-    """A standalone aiohttp app with just the query endpoint (tests, `warroom query`)."""
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+def make_app(service: QueryService, password: str = "") -> web.Application:
+    """A standalone aiohttp app with just the query endpoint (tests), guarded as the worker's
+    web server is (sinks/http_auth.py)."""
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[guard(password)])
     add_routes(app, service)
 
     async def _close(_: web.Application) -> None:

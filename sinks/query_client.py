@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sinks.backends import StoreError, StoreLockedError, open_backend
-from sinks.http_query import QueryError, check_readonly
+from sinks.query_guard import QueryError
+from sinks.query_run import read_store
 from sinks.url import StoreURL, StoreURLError, parse_store_url
 from warroom.runinfo import store_holder
 
@@ -34,9 +35,13 @@ class Answer:
     via: str  # what answered, for the one line the CLI prints on stderr
 
 
-def run_query(sql: str, *, endpoint: str, fmt: str, store: str, timeout: float = 60.0) -> bytes:
+def run_query(
+    sql: str, *, endpoint: str, fmt: str, store: str, timeout: float = 60.0, password: str = ""
+) -> bytes:
     """The query's output in `fmt` (see `ask`; the store was not named by the person)."""
-    return ask(sql, endpoint=endpoint, fmt=fmt, store=store, timeout=timeout).output
+    return ask(
+        sql, endpoint=endpoint, fmt=fmt, store=store, timeout=timeout, password=password
+    ).output
 
 
 def ask(
@@ -47,17 +52,21 @@ def ask(
     store: str,
     store_given: bool = False,
     timeout: float = 60.0,
+    password: str = "",
 ) -> Answer:
     """The query's output in `fmt`, and what answered.
 
     Without `store_given`: from the worker at `endpoint`, or — when nothing listens there —
     from the chdb store `store` opened read-only here. With `store_given` (the person named the
     store): from that store only — directly when no process holds it, through `endpoint` only
-    when that endpoint serves exactly this store, else an error naming the holder."""
+    when that endpoint serves exactly this store, else an error naming the holder.
+    `password`: the worker's WARROOM_WEB_PASSWORD, when it has one."""
     if store_given:
-        return _from_named_store(sql, endpoint, fmt, store, timeout)
+        return _from_named_store(sql, endpoint, fmt, store, timeout, password)
     try:
-        return Answer(_via_endpoint(sql, endpoint, fmt, timeout), f"the worker at {endpoint}")
+        return Answer(
+            _via_endpoint(sql, endpoint, fmt, timeout, password), f"the worker at {endpoint}"
+        )
     except ConnectionRefusedError as refused:
         return _direct(sql, fmt, _parse(store), endpoint, refused)
 
@@ -69,11 +78,13 @@ def _parse(store: str) -> StoreURL:
         raise QueryFailed(str(exc)) from exc
 
 
-def _from_named_store(sql: str, endpoint: str, fmt: str, store: str, timeout: float) -> Answer:
+def _from_named_store(
+    sql: str, endpoint: str, fmt: str, store: str, timeout: float, password: str
+) -> Answer:
     parsed = _parse(store)
     if parsed.kind == "worker":
         url = f"http://{parsed.host}:{parsed.port}"
-        return Answer(_reach(sql, url, fmt, timeout), f"the worker at {url} (its store)")
+        return Answer(_reach(sql, url, fmt, timeout, password), f"the worker at {url} (its store)")
     if parsed.kind != "chdb":  # a ClickHouse server: ask it directly, read-only
         from warroom.probe import Unreachable, check_store
 
@@ -86,10 +97,10 @@ def _from_named_store(sql: str, endpoint: str, fmt: str, store: str, timeout: fl
     holder = store_holder(parsed.path)
     if holder is None:
         return _direct(sql, fmt, parsed, endpoint, None)
-    served = _served_path(endpoint, timeout)
+    served = _served_path(endpoint, timeout, password)
     if served is not None and _same(served, parsed.path):
         return Answer(
-            _via_endpoint(sql, endpoint, fmt, timeout),
+            _via_endpoint(sql, endpoint, fmt, timeout, password),
             f"the worker at {endpoint}, which holds {parsed.path}",
         )
     elsewhere = (
@@ -108,28 +119,28 @@ def _same(a: str, b: Path) -> bool:
     return Path(a).resolve() == b.resolve()
 
 
-def _served_path(endpoint: str, timeout: float) -> str | None:
+def _served_path(endpoint: str, timeout: float, password: str) -> str | None:
     try:
-        out = _via_endpoint(_SERVED_PATH, endpoint, "TabSeparatedRaw", min(timeout, 10.0))
+        out = _via_endpoint(_SERVED_PATH, endpoint, "TabSeparatedRaw", min(timeout, 10.0), password)
     except (ConnectionRefusedError, QueryFailed):
         return None
     return out.decode("utf-8", "replace").strip() or None
 
 
-def _reach(sql: str, endpoint: str, fmt: str, timeout: float) -> bytes:
+def _reach(sql: str, endpoint: str, fmt: str, timeout: float, password: str) -> bytes:
     try:
-        return _via_endpoint(sql, endpoint, fmt, timeout)
+        return _via_endpoint(sql, endpoint, fmt, timeout, password)
     except ConnectionRefusedError as exc:
         raise QueryFailed(f"no worker answers at {endpoint}") from exc
 
 
-def _via_endpoint(sql: str, endpoint: str, fmt: str, timeout: float) -> bytes:
+def _via_endpoint(sql: str, endpoint: str, fmt: str, timeout: float, password: str = "") -> bytes:
     query = urllib.parse.urlencode({"default_format": fmt})
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if password:
+        headers["X-ClickHouse-Key"] = password
     request = urllib.request.Request(
-        f"{endpoint.rstrip('/')}/?{query}",
-        data=sql.encode(),
-        method="POST",
-        headers={"Content-Type": "text/plain; charset=utf-8"},
+        f"{endpoint.rstrip('/')}/?{query}", data=sql.encode(), method="POST", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -167,16 +178,19 @@ def _direct(sql: str, fmt: str, parsed: StoreURL, endpoint: str, cause: Exceptio
 
 def _open_and_query(sql: str, fmt: str, parsed: StoreURL) -> bytes:
     try:
-        check_readonly(sql)
+        if parsed.kind == "chdb":  # vetted and limited as the worker's endpoint does
+            assert parsed.path is not None
+            return read_store(parsed.path, parsed.database, sql, fmt)
+        backend = open_backend(parsed, readonly=True, create_database=False)
     except QueryError as exc:
         raise QueryFailed(exc.text().strip()) from exc
-    try:
-        backend = open_backend(parsed, readonly=True, create_database=False)
     except StoreLockedError:
         raise
     except StoreError as exc:
+        if parsed.kind == "chdb":
+            raise QueryFailed(str(exc)) from exc
         raise QueryFailed(f"cannot open {parsed.redacted()}: {exc}") from exc
-    try:
+    try:  # a ClickHouse server: its own grants decide (give it a read-only account)
         return backend.query_bytes(sql, fmt)
     except StoreError as exc:
         raise QueryFailed(str(exc)) from exc

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = [
     "DEFAULT_DATABASE",
     "PASSWORD_ENV",
+    "TOKEN_ENV",
     "USER_ENV",
     "StoreURL",
     "StoreURLError",
@@ -26,6 +27,7 @@ __all__ = [
 DEFAULT_DATABASE = "warroom"
 USER_ENV = "WARROOM_STORE_USER"
 PASSWORD_ENV = "WARROOM_STORE_PASSWORD"
+TOKEN_ENV = "WARROOM_STORE_TOKEN"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -104,6 +106,7 @@ def parse_store_url(url: str, environ: Mapping[str, str] | None = None) -> Store
             database=_database(query.get("database", DEFAULT_DATABASE)),
             host=parts.hostname,
             port=parts.port,
+            password=env.get(TOKEN_ENV, ""),  # the owner's insert credential
         )
     if parts.scheme in ("clickhouse", "clickhouses"):
         if not parts.hostname:

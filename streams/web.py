@@ -11,6 +11,8 @@ import orjson
 from aiohttp import web
 from mode import Service
 
+from sinks.http_auth import guard
+
 __all__ = ["WebServer"]
 
 log = logging.getLogger(__name__)
@@ -20,13 +22,23 @@ class WebServer(Service):
     """An aiohttp server run as part of the worker. Routes are added before start."""
 
     def __init__(
-        self, host: str, port: int, *, port_file: Path | None = None, **kwargs: Any
+        self,
+        host: str,
+        port: int,
+        *,
+        port_file: Path | None = None,
+        password: str = "",
+        store_token: str = "",
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.host = host
         self.port = port
         self.port_file = port_file
-        self.web_app = web.Application(client_max_size=64 * 1024 * 1024)
+        # everything but the probes needs the password, or a client on this machine
+        self.web_app = web.Application(
+            client_max_size=64 * 1024 * 1024, middlewares=[guard(password, store_token)]
+        )
         self._runner: web.AppRunner | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
 

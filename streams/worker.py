@@ -16,7 +16,7 @@ from alerts.rules import RulesError
 from dashboards.wall.server import add_routes as add_wall_routes
 from sinks.backends import Backend, StoreError, open_backend
 from sinks.http_insert import add_insert_route
-from sinks.http_query import QueryService
+from sinks.http_query import QueryLimits, QueryService
 from sinks.http_query import add_routes as add_query_routes
 from sinks.migrate import migrate
 from sinks.url import parse_store_url
@@ -64,6 +64,15 @@ def _wait_for_store(backend: Backend, url: str, timeout: float = 90.0) -> None:
             time.sleep(0.5)
 
 
+def query_limits(settings: Settings) -> QueryLimits:
+    return QueryLimits(
+        max_execution_time=settings.query_timeout,
+        max_memory_usage=settings.query_max_memory,
+        max_rows_to_read=settings.query_max_rows_to_read,
+        max_result_rows=settings.query_max_result_rows,
+    )
+
+
 def run_worker(settings: Settings, bootstrap: str) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
     try:  # configuration errors first, before anything is opened or locked
@@ -101,6 +110,8 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         settings.web_host,
         settings.web_port,
         port_file=settings.data_dir / "worker.json",
+        password=settings.web_password,
+        store_token=settings.store_token,
     )
     health = health_mod.Health(stall_after=30.0)
     pipeline.health = health
@@ -123,12 +134,15 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         store=writer.probe,
     )
     health_mod.add_routes(web.web_app, health)
-    if owner:
-        queries = QueryService(settings.store_url)
+    if store.kind == "chdb":
+        # only an embedded store needs the door: a ClickHouse server has its own HTTP
+        # interface and accounts (Grafana reads it with a read-only one)
+        queries = QueryService(store, limits=query_limits(settings))
         add_query_routes(web.web_app, queries)
         add_wall_routes(web.web_app, queries)
-        add_insert_route(web.web_app, writer)
         web.on_close(queries.close)
+        if settings.store_token:  # other workers write through this one
+            add_insert_route(web.web_app, writer, settings.store_token)
     web.add_json("/status/top-districts", lambda: pipeline.top_districts(10))
     alerting.add_routes(web.web_app)
     web.add_json("/status/alerts", alerting.summary)

@@ -56,7 +56,8 @@ def main() -> None:
     try:
         load_settings()
     except SettingsError as exc:
-        typer.echo(f"warroom: {exc}", err=True)
+        for line in str(exc).splitlines():
+            typer.echo(f"warroom: {line}", err=True)
         raise SystemExit(2) from exc
     try:
         code = app(standalone_mode=False, prog_name="warroom")

@@ -32,7 +32,8 @@ def _settings(command: str, **overrides: object) -> Settings:
     try:
         check(s)  # flags are checked like the variables they override
     except SettingsError as exc:
-        typer.echo(f"warroom {command}: {exc}", err=True)
+        for line in str(exc).splitlines():
+            typer.echo(f"warroom {command}: {line}", err=True)
         raise typer.Exit(2) from None
     setup_logging(s.log_level, s.log_format)
     return s

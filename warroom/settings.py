@@ -65,6 +65,40 @@ class Settings:
         6066,
         "Port of the worker's web server (/metrics, /healthz, /readyz, query). 0 = any free port.",
     )
+    web_password: str = _setting(
+        "WARROOM_WEB_PASSWORD",
+        "",
+        "Password (secret) for the worker web server's query and acknowledge endpoints (HTTP "
+        "Basic with any user, or X-ClickHouse-Key). Empty: they answer this machine only. "
+        "Production refuses a WARROOM_WEB_HOST beyond loopback without it.",
+    )
+    store_token: str = _setting(
+        "WARROOM_STORE_TOKEN",
+        "",
+        "Secret the workers writing through another worker's embedded store (chdb+http://) "
+        "send it; that worker mounts POST /store/insert only when it is set. `warroom up` "
+        "makes one per run.",
+    )
+    query_timeout: float = _setting(
+        "WARROOM_QUERY_TIMEOUT_SECONDS",
+        60.0,
+        "Longest a query through the worker's query endpoint may run (a client may ask less).",
+    )
+    query_max_memory: int = _setting(
+        "WARROOM_QUERY_MAX_MEMORY_BYTES",
+        1_000_000_000,
+        "Memory one query through the endpoint may use; two run at once at most.",
+    )
+    query_max_rows_to_read: int = _setting(
+        "WARROOM_QUERY_MAX_ROWS_TO_READ",
+        1_000_000_000,
+        "Rows one query through the endpoint may read.",
+    )
+    query_max_result_rows: int = _setting(
+        "WARROOM_QUERY_MAX_RESULT_ROWS",
+        1_000_000,
+        "Rows one query through the endpoint may return.",
+    )
     metrics: str = _setting(
         "WARROOM_METRICS",
         "on",
@@ -269,11 +303,14 @@ def check(settings: Settings) -> None:
     """Refuse settings that cannot work, with a message that names the variable."""
     if settings.mode not in ("embedded", "production"):
         raise SettingsError("WARROOM_MODE must be 'embedded' or 'production'")
-    if settings.mode == "production" and not settings.pseudonym_key:
-        raise SettingsError(
-            "WARROOM_PSEUDONYM_KEY must be set in production mode: complainant data is "
-            "pseudonymised with it (PDPA)"
-        )
+    if settings.mode == "production":
+        problems = production_problems(settings)
+        if problems:  # every one at once, one line each: fixing them one run at a time is slow
+            raise SettingsError("\n".join(problems))
+    if min(settings.query_timeout, settings.query_max_memory) <= 0 or (
+        min(settings.query_max_rows_to_read, settings.query_max_result_rows) <= 0
+    ):
+        raise SettingsError("WARROOM_QUERY_* limits must be above 0")
     if settings.partitions < 1:
         raise SettingsError("WARROOM_PARTITIONS must be at least 1")
     if settings.late_seconds > settings.grace_seconds:
@@ -290,6 +327,88 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_METRICS must be on or off")
     if settings.smtp_tls not in ("auto", "starttls", "ssl", "none"):
         raise SettingsError("WARROOM_SMTP_TLS must be auto, starttls, ssl or none")
+
+
+# what .env.example and habit put in place of a secret
+_PLACEHOLDERS = frozenset(
+    {"change-me", "changeme", "password", "secret", "admin", "default", "clickhouse", "warroom"}
+)
+_MIN_SECRET = 16
+
+
+def _weak(secret: str) -> str:
+    """Why `secret` is unfit for production, or ''."""
+    if not secret:
+        return "is empty"
+    if secret.lower() in _PLACEHOLDERS:
+        return f"is the placeholder {secret!r}"
+    if len(secret) < _MIN_SECRET:
+        return f"is shorter than {_MIN_SECRET} characters"
+    return ""
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """One plain line per unsafe production setting, each saying what to do (issue 12, 11)."""
+    from streams.pdpa import DEV_KEY
+
+    generate = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    problems: list[str] = []
+    key = settings.pseudonym_key
+    if key == DEV_KEY:
+        problems.append(
+            "WARROOM_PSEUDONYM_KEY is the development key: set a secret of your own "
+            f"({generate}) and keep it"
+        )
+    elif _weak(key):
+        problems.append(
+            f"WARROOM_PSEUDONYM_KEY {_weak(key)}: complainant data is pseudonymised with it "
+            f"(PDPA); set a secret of your own ({generate})"
+        )
+    problems += _store_problems(settings)
+    if not _loopback(settings.web_host) and not settings.web_password:
+        problems.append(
+            f"WARROOM_WEB_HOST={settings.web_host} serves the query and acknowledge "
+            "endpoints beyond this machine without authentication: set "
+            "WARROOM_WEB_PASSWORD, or WARROOM_WEB_HOST=127.0.0.1"
+        )
+    if settings.web_password and _weak(settings.web_password):
+        problems.append(f"WARROOM_WEB_PASSWORD {_weak(settings.web_password)}: {generate}")
+    if settings.store_token and _weak(settings.store_token):
+        problems.append(f"WARROOM_STORE_TOKEN {_weak(settings.store_token)}: {generate}")
+    return problems
+
+
+def _store_problems(settings: Settings) -> list[str]:
+    from sinks.url import PASSWORD_ENV, USER_ENV, StoreURLError, parse_store_url
+
+    if not settings.store:
+        return []  # the embedded store: no account
+    env = {USER_ENV: settings.store_user, PASSWORD_ENV: settings.store_password}
+    try:
+        url = parse_store_url(settings.store, {k: v for k, v in env.items() if v})
+    except StoreURLError as exc:
+        return [f"WARROOM_STORE: {exc}"]
+    if url.kind != "native":
+        return []
+    problems = []
+    if url.user == "default":
+        problems.append(
+            "WARROOM_STORE_USER is ClickHouse's default account: use the writer account "
+            "(deploy/clickhouse/users.d/warroom.xml creates warroom_writer)"
+        )
+    weak = _weak(url.password)
+    if weak:
+        problems.append(
+            f"the ClickHouse password of {url.user} (WARROOM_STORE_PASSWORD) {weak}: set a long "
+            "random one in .env (CLICKHOUSE_WRITER_PASSWORD)"
+        )
+    return problems
+
+
+def _loopback(host: str) -> bool:
+    from sinks.http_auth import is_loopback
+
+    return is_loopback(host)
 
 
 def env_table() -> list[tuple[str, str, str]]:

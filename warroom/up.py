@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -513,6 +514,9 @@ def _run_locked(
                 "WARROOM_ALERT_NOTIFY_MAX_AGE_SECONDS", str(UP_NOTIFY_MAX_AGE_S)
             ),
         }
+        if options.workers > 1 and not settings.store_token:
+            # the other workers' credential for the first one's /store/insert, new each run
+            env["WARROOM_STORE_TOKEN"] = secrets.token_urlsafe(32)
         worker = _Child("worker", _warroom("worker"), env, logs / "worker.log")
         children.append(worker)
         url = _wait_worker(data_dir, worker, 90, lambda: stopping)

@@ -21,6 +21,7 @@ import orjson
 
 from sinks.backends import StoreError, error_from_message
 from sinks.backends.chdb import arrow_table
+from sinks.http_auth import STORE_TOKEN_HEADER
 from sinks.url import StoreURL
 
 __all__ = ["WorkerStoreBackend"]
@@ -38,6 +39,8 @@ class WorkerStoreBackend:
         self.host = url.host
         self.port = url.port
         self.database = url.database
+        # the owner's store token (WARROOM_STORE_TOKEN, see sinks.url): opens its insert route
+        self._headers = {STORE_TOKEN_HEADER: url.password} if url.password else {}
         self._local = threading.local()
         self._types: dict[str, dict[str, str]] = {}
 
@@ -53,7 +56,7 @@ class WorkerStoreBackend:
         for attempt in (1, 2):  # a kept-alive connection the owner closed: reconnect once
             conn = self._conn()
             try:
-                conn.request("POST", target, body=body)
+                conn.request("POST", target, body=body, headers=self._headers)
                 resp = conn.getresponse()
                 data = resp.read()
             except (OSError, http.client.HTTPException) as exc:

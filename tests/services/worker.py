@@ -15,6 +15,9 @@ from typing import Any
 
 import orjson
 
+#: the store token every test worker gets, so a second one can write through the first
+STORE_TOKEN = "test-store-token-0123456789abcdef"
+
 
 class WorkerProcess:
     """One worker owning a chdb store under ``data_dir``; reads go through its HTTP endpoint."""
@@ -36,6 +39,8 @@ class WorkerProcess:
             "WARROOM_DATA_DIR": str(data_dir),
             "WARROOM_STORE": f"chdb://{data_dir / 'clickhouse'}",
             "WARROOM_WEB_PORT": "0",
+            # a worker writing through another's store (chdb+http://) needs the owner's token
+            "WARROOM_STORE_TOKEN": STORE_TOKEN,
             "WARROOM_LOG_FORMAT": "json",
             "WARROOM_LOG_LEVEL": "info",
             "WARROOM_REBALANCE_TIMEOUT": "2",

@@ -90,6 +90,8 @@ def test_workers_scale_out_in_production_mode(compose: dict[str, Any]) -> None:
     assert env["WARROOM_STORE_USER"] == WRITER
     assert VARIABLE.fullmatch(env["WARROOM_STORE_PASSWORD"])
     assert env["WARROOM_WEB_HOST"] == "0.0.0.0" and env["WARROOM_WEB_PORT"] == "6066"
+    # on the stack's network for Prometheus, so with a password (production refuses it bare)
+    assert VARIABLE.fullmatch(env["WARROOM_WEB_PASSWORD"])
     assert VARIABLE.fullmatch(env["WARROOM_PSEUDONYM_KEY"])
     assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
     # Prometheus finds each replica by the service's DNS name on the worker's web port
@@ -190,6 +192,34 @@ def test_dockerfile_copies_existing_files() -> None:
         for source in line.split():
             assert source.rstrip("/") not in ignored, f"{source} is excluded by .dockerignore"
     assert 'CMD ["warroom", "worker"]' in text
+
+
+def _substituted(value: str, dotenv: dict[str, str]) -> str:
+    return VARIABLE.sub(lambda m: dotenv.get(m.group(1), ""), value)
+
+
+def _dotenv(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", text, flags=re.MULTILINE))
+
+
+def test_workers_refuse_the_example_env_and_start_with_real_secrets(
+    compose: dict[str, Any],
+) -> None:
+    """Issue 12, 11: `docker compose up` with .env.example's placeholders left in is refused
+    by every warroom container, one line per placeholder; with real secrets it loads."""
+    from warroom.settings import SettingsError, load
+
+    example = _dotenv((ROOT / ".env.example").read_text(encoding="utf-8"))
+    real = {k: (f"{k.lower()}-{'r' * 24}" if v == "change-me" else v) for k, v in example.items()}
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    image_env = dict(re.findall(r"(WARROOM_[A-Z_]+)=(\S+)", dockerfile))
+    assert image_env["WARROOM_WEB_HOST"] == "127.0.0.1"  # the image binds loopback by default
+    for name in ("init", "worker", "simulator"):
+        raw = {**image_env, **_env(compose["services"][name])}
+        with pytest.raises(SettingsError) as info:
+            load({k: _substituted(v, example) for k, v in raw.items()})
+        assert all("placeholder" in line for line in str(info.value).splitlines()), name
+        assert load({k: _substituted(v, real) for k, v in raw.items()}).mode == "production"
 
 
 def _published(service: dict[str, Any]) -> list[str]:

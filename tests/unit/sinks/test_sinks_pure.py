@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sinks.backends import error_from_message, split_type
-from sinks.http_query import QueryError, check_readonly, output_format
+from sinks.http_query import output_format
 from sinks.migrate import Migration, load_migrations
 from sinks.url import StoreURLError, parse_store_url
 
@@ -75,47 +75,6 @@ def test_error_classification() -> None:
         False,
         "DB::Exception: Table x doesn't exist.",
     )
-
-
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT 1",
-        "  select 1",
-        "-- comment\nSELECT 1",
-        "/* c */ (SELECT 1)",
-        "WITH x AS (SELECT 1) SELECT * FROM x",
-        "SHOW TABLES",
-        "DESCRIBE TABLE t",
-        "DESC t",
-        "EXISTS TABLE t",
-        "EXPLAIN SELECT 1",
-        "SELECT 'file(' || 'x)'",
-    ],
-)
-def test_readonly_accepts_reads(sql: str) -> None:
-    check_readonly(sql)
-
-
-@pytest.mark.parametrize(
-    ("sql", "code"),
-    [
-        ("INSERT INTO t VALUES (1)", 164),
-        ("/* x */ DROP TABLE t", 164),
-        ("-- SELECT\nDELETE FROM t WHERE 1", 164),
-        ("SET readonly = 0", 164),
-        ("", 164),
-        ("SELECT * FROM file('/etc/passwd')", 497),
-        ("SELECT * FROM URL ('http://x', CSV)", 497),
-        ("WITH a AS (SELECT * FROM s3('x')) SELECT * FROM a", 497),
-        ("SELECT * FROM executable('ls', TSV, 'x String')", 497),
-    ],
-)
-def test_readonly_refuses_the_rest(sql: str, code: int) -> None:
-    with pytest.raises(QueryError) as info:
-        check_readonly(sql)
-    assert info.value.code == code
-    assert info.value.text().startswith(f"Code: {code}. DB::Exception: ")
 
 
 def test_output_format() -> None:

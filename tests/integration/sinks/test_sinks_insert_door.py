@@ -1,0 +1,113 @@
+"""`POST /store/insert` needs the store token (issue 12, defect 10): a forged metric row without
+it, or with a wrong one, never reaches the store; the other workers' real client, holding the
+token, still writes (real chdb, real HTTP, the real WorkerStoreBackend)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+
+from sinks.backends import Backend, StoreError
+from sinks.backends.worker import WorkerStoreBackend
+from sinks.http_auth import STORE_TOKEN_HEADER, guard
+from sinks.http_insert import add_insert_route
+from sinks.http_query import QueryService, add_routes
+from sinks.migrate import migrate
+from sinks.url import parse_store_url
+from sinks.writer import Writer
+from streams.broker import free_port
+from warroom.telemetry import Telemetry
+
+pytestmark = pytest.mark.integration
+
+pa: Any = importlib.import_module("pyarrow")
+TOKEN = "store-token-for-this-test-0123456789"
+ROW = ("1001", "grievance_received", "land", "web", 1_767_225_600, 0, 999.0, 1)
+COLUMNS = (
+    "district_code",
+    "metric",
+    "dim1",
+    "dim2",
+    "bucket",
+    "kafka_partition",
+    "value",
+    "version",
+)
+
+
+@pytest.fixture
+async def owner(
+    chdb_backend: Backend, chdb_url: str, telemetry: Telemetry
+) -> AsyncIterator[tuple[str, Writer]]:
+    migrate(chdb_backend)
+    writer = Writer(chdb_backend, telemetry=telemetry)
+    app = web.Application(middlewares=[guard("", TOKEN)])
+    service = QueryService(chdb_url)
+    add_routes(app, service)
+    add_insert_route(app, writer, TOKEN)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"127.0.0.1:{port}", writer
+    finally:
+        await runner.cleanup()
+        await service.close()
+        await writer.close()
+
+
+def _forged_batch() -> bytes:
+    table = pa.Table.from_pylist([dict(zip(COLUMNS, ROW, strict=True))])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _count(backend: Backend) -> int:
+    return int(backend.query_rows("SELECT count() FROM metric_buckets WHERE value = 999")[0][0])
+
+
+async def test_forged_inserts_are_refused(owner: tuple[str, Writer], chdb_backend: Backend) -> None:
+    address, _ = owner
+    url = f"http://{address}/store/insert?table=metric_buckets"
+    async with ClientSession() as http:
+        for headers in ({}, {STORE_TOKEN_HEADER: "wrong"}, {"X-ClickHouse-Key": TOKEN}):
+            async with http.post(url, data=_forged_batch(), headers=headers) as resp:
+                assert resp.status == 403, await resp.text()
+    assert _count(chdb_backend) == 0
+
+
+async def test_the_other_workers_write_with_the_token(
+    owner: tuple[str, Writer], chdb_backend: Backend
+) -> None:
+    address, _ = owner
+    db = chdb_backend.database
+
+    def insert(token: str) -> int:
+        backend = WorkerStoreBackend(
+            parse_store_url(f"chdb+http://{address}?database={db}", {"WARROOM_STORE_TOKEN": token})
+        )
+        try:
+            return backend.insert(
+                "metric_buckets", {c: [v] for c, v in zip(COLUMNS, ROW, strict=True)}
+            )
+        finally:
+            backend.close()
+
+    with pytest.raises(StoreError):
+        await asyncio.to_thread(insert, "not-the-token-at-all")
+    assert _count(chdb_backend) == 0
+    assert await asyncio.to_thread(insert, TOKEN) == 1
+    assert _count(chdb_backend) == 1
+
+
+def test_no_token_no_route(telemetry: Telemetry, chdb_backend: Backend) -> None:
+    with pytest.raises(ValueError):
+        add_insert_route(web.Application(), Writer(chdb_backend, telemetry=telemetry), "")
