@@ -576,7 +576,8 @@ class Pipeline(Service):
         try:
             if self.processors or self.backfill:
                 await self.cycle(checkpoint=True)
-                log.info("final flush and checkpoint done")
+            # (no partitions left: their revocation flushed and checkpointed them already)
+            log.info("final flush and checkpoint done")
         except Exception:
             log.exception("final flush failed: the next start replays from the last commit")
 
