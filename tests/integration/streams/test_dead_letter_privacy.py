@@ -204,7 +204,11 @@ def test_no_planted_identity_survives_anywhere_and_a_wrong_key_is_rejected(
         bootstrap,
         topics.prefix,
         tmp_path / "data",
-        env={"WARROOM_PARTITIONS": "4", "WARROOM_FLUSH_INTERVAL": "0.2"},
+        env={
+            "WARROOM_PARTITIONS": "4",
+            "WARROOM_FLUSH_INTERVAL": "0.2",
+            "WARROOM_GAUGE_INTERVAL": "1",
+        },
     )
     try:
         worker.start()
@@ -219,6 +223,10 @@ def test_no_planted_identity_survives_anywhere_and_a_wrong_key_is_rejected(
             lambda: int(worker.query(count)[0]["n"]) >= len(messages),
             timeout=120,
             what=f"{len(messages)} dead letters and events",
+        )
+        gauges = f"SELECT count() AS n FROM metric_gauges WHERE district_code = '{DISTRICT}'"
+        worker.wait_for(
+            lambda: int(worker.query(gauges)[0]["n"]) > 0, timeout=60, what="gauge rows"
         )
         # every table, through queries
         tables = [
