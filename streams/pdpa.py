@@ -15,6 +15,7 @@ __all__ = [
     "DEV_KEY",
     "Pseudonymizer",
     "citizen_id_ok",
+    "maybe_number",
     "personal_number",
     "plain_code",
     "plain_name",
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 DEV_KEY: Final = "warroom-development-key-not-for-production"
 
 _THAI_DIGITS: Final = str.maketrans("๐๑๒๓๔๕๖๗๘๙", "0123456789")
-#: cheap first look: 8+ digits with at most one space, dash or dot between each
-_MAYBE_NUMBER = re.compile(r"[0-9๐-๙](?:[ .\-]?[0-9๐-๙]){7,}").search
+#: cheap first look: 9+ digits (the shortest phone) with at most one separator between each
+_MAYBE_NUMBER = re.compile(r"[0-9๐-๙](?:[ .\-]?[0-9๐-๙]){8,}").search
+#: the first look alone, for a hot path that joins several fields with a line break
+maybe_number: Final = _MAYBE_NUMBER
 #: a written number: digit groups joined by single separators. A Latin letter or digit next to
 #: it makes it part of a longer token (a UUID, a hex id), which is not a phone or an ID
 _NUMBER = re.compile(r"(?<![0-9A-Za-z])\+?[0-9]+(?:[ .\-][0-9]+)*(?![0-9A-Za-z])")
@@ -58,8 +61,22 @@ def personal_number(text: str) -> str:
     A written number counts as a whole and group by group, so "G-1001-0812345678" carries a
     phone; digits glued to Latin letters (hex ids, UUIDs) do not count.
     """
-    if not _MAYBE_NUMBER(text):
+    if not _MAYBE_NUMBER(text) or text in _CLEAN:
         return ""
+    kind = _personal_number(text)
+    if not kind:
+        # ids repeat (a project's weekly reports, a case's steps): remember the clean ones
+        if len(_CLEAN) >= _CLEAN_MAX:
+            _CLEAN.clear()
+        _CLEAN.add(text)
+    return kind
+
+
+_CLEAN: set[str] = set()
+_CLEAN_MAX: Final = 100_000
+
+
+def _personal_number(text: str) -> str:
     for m in _NUMBER.finditer(text.translate(_THAI_DIGITS)):
         groups = _GROUP.findall(m.group())
         for digits in ("".join(groups), *groups) if len(groups) > 1 else groups:

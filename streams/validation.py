@@ -25,7 +25,7 @@ import orjson
 from streams import contract as c
 from streams.contract import GrievanceEvent, ProjectEvent
 from streams.geography import district_codes, subdistrict_codes
-from streams.pdpa import citizen_id_ok, personal_number, plain_code, plain_name
+from streams.pdpa import citizen_id_ok, maybe_number, personal_number, plain_code, plain_name
 from streams.reasons import Reason, Rejection
 from streams.timeutil import parse_ms
 
@@ -187,9 +187,6 @@ class Validator:
         source = ev.source
         if len(source) > 64 or not _SOURCE(source):
             return _malformed("source", source, "1-64 of A-Z a-z 0-9 _ . : / -")
-        rej = _personal("source", source)
-        if rej is not None:
-            return rej
         try:
             ms = parse_ms(ev.occurred_at)
         except ValueError:
@@ -198,6 +195,11 @@ class Validator:
             return Rejection(Reason.IMPOSSIBLE_TIME, "occurred_at", _utc(ms))
         if isinstance(ev, GrievanceEvent):  # narrows the decoder's union for the type checker
             return _grievance(ev, ms)
+        # one first look at the free-text fields together (a line break joins no number)
+        if maybe_number(f"{source}\n{ev.project_id}"):
+            rej = _personal("source", source) or _personal("project_id", ev.project_id)
+            if rej is not None:
+                return rej
         rej = _project(ev)
         return (ev, ms, None) if rej is None else rej
 
@@ -230,9 +232,16 @@ def _grievance(ev: GrievanceEvent, ms: int) -> Checked | Rejection:
     gid = ev.grievance_id
     if not gid or len(gid) > 64:
         return _malformed("grievance_id", gid, "1-64 characters")
-    rej = _personal("grievance_id", gid) or _personal("agency", ev.agency)
-    if rej is not None:
-        return rej
+    agency = ev.agency
+    # one first look at the free-text fields together (a line break joins no number)
+    if maybe_number(f"{ev.source}\n{gid}\n{agency}"):
+        rej = (
+            _personal("source", ev.source)
+            or _personal("grievance_id", gid)
+            or _personal("agency", agency)
+        )
+        if rej is not None:
+            return rej
     due = ev.due_at
     due_ms: int | None = None
     if due is None:
@@ -266,9 +275,6 @@ def _grievance(ev: GrievanceEvent, ms: int) -> Checked | Rejection:
 def _project(ev: ProjectEvent) -> Rejection | None:
     if not ev.project_id or len(ev.project_id) > 64:
         return _malformed("project_id", ev.project_id, "1-64 characters")
-    rej = _personal("project_id", ev.project_id)
-    if rej is not None:
-        return rej
     # the numbers are not repeated in details: a misused number field may hold an ID or phone
     fy = ev.fiscal_year
     if not 2543 <= fy <= 2643:

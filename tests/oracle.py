@@ -45,7 +45,7 @@ LE = [3600, 14400, 86400, 259200, 604800, 1296000, 2592000]
 QUARTERS = (0.30, 0.52, 0.75, 0.93)
 
 
-def _system_name(s: str) -> bool:
+def system_name(s: str) -> bool:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-")
     return (
         0 < len(s) <= 64
@@ -144,7 +144,7 @@ def compute(
                     if isinstance(d, str) and geothai.district(d) is not None:
                         district = d
                     s = ev.get("source")
-                    source = s if isinstance(s, str) and _system_name(s) else ""
+                    source = s if isinstance(s, str) and system_name(s) else ""
                 minute = max(r.timestamp, wm - grace) // 60000
                 exp.quality[(district, stream, source, "rejected", reason, minute)] += 1
                 continue
