@@ -135,14 +135,17 @@ def planted(t: datetime) -> list[tuple[str, str, bytes]]:
 
 
 def secrets() -> list[str]:
-    """The identity in the forms it could be stored in: text, JSON-escaped, hex, base64."""
-    out = [NAME_TH, NAME_TH.split()[0], NAME_TH.split()[1], NAME_EN.split()[1].lower()]
-    for text in (NAME_TH.split()[1],):
-        out.append(orjson.dumps(text, option=orjson.OPT_NON_STR_KEYS).decode().strip('"'))
-        out.append(text.encode().hex())
-        out.append(base64.b64encode(text.encode()).decode())
-        out.append("".join(f"\\u{ord(ch):04x}" for ch in text))
-    return out
+    """The identity in the forms it could be stored in: text, \\u-escaped, hex, base64."""
+    surname = NAME_TH.split()[1]
+    return [
+        NAME_TH,
+        NAME_TH.split()[0],
+        surname,
+        NAME_EN.split()[1].lower(),
+        "".join(f"\\u{ord(ch):04x}" for ch in surname),
+        surname.encode().hex(),
+        base64.b64encode(surname.encode()).decode(),
+    ]
 
 
 def leaks(text: str) -> list[str]:
