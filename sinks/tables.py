@@ -98,6 +98,8 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "district_code",
         "event_id",
         "payload",
+        "payload_bytes",
+        "digest",
     ),
     "alerts_history": (
         "at",

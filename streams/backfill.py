@@ -43,6 +43,7 @@ from streams.processor import (
 )
 from streams.reasons import Reason, Rejection
 from streams.state.cases import CaseBook
+from streams.validation import DISTRICT_KEYS, wrong_key
 
 __all__ = ["BACKFILL_LANE", "BackfillProcessor", "Checked"]
 
@@ -85,8 +86,11 @@ class BackfillProcessor(PartitionProcessor):
             if rec.offset <= self.offset:
                 continue
             res = check(rec.value, now)
-            if not isinstance(res, Rejection) and type(res[0]) is not self._event_type:
-                res = Rejection(Reason.WRONG_TOPIC, "schema", res[0].__struct_config__.tag)
+            if not isinstance(res, Rejection):
+                if type(res[0]) is not self._event_type:
+                    res = Rejection(Reason.WRONG_TOPIC, "schema", res[0].__struct_config__.tag)
+                elif rec.key != DISTRICT_KEYS[res[0].district_code]:
+                    res = wrong_key(rec.key)
             out.append((rec, res))
         return out
 

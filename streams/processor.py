@@ -22,17 +22,25 @@ from typing import Any, Final, Protocol
 import orjson
 
 from streams.contract import OUTCOME_TYPES, GrievanceEvent, ProjectEvent
+from streams.deadletters import dead_letter, rejected_claims
 from streams.geography import district_codes
-from streams.pdpa import Pseudonymizer, redact_event, redact_text
+from streams.pdpa import Pseudonymizer
 from streams.reasons import Reason, Rejection
 from streams.state.cases import RESOLUTION_BUCKETS, CaseBook
 from streams.state.projects import ProjectBook
-from streams.validation import Validator
+from streams.validation import DISTRICT_KEYS, Validator, wrong_key
 from warroom.logs import DeadLetterLog
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Checkpoint", "PartitionProcessor", "ProcessorConfig", "Record", "RowSink"]
+__all__ = [
+    "Checkpoint",
+    "PartitionProcessor",
+    "ProcessorConfig",
+    "Record",
+    "RowSink",
+    "rejected_claims",
+]
 
 _MINUTE_MS: Final = 60_000
 _OUTCOMES: Final = frozenset(OUTCOME_TYPES)  # the grievance types grievance_event counts
@@ -224,6 +232,7 @@ class PartitionProcessor:
         pseudonym_of = cfg.pseudonymizer.complainant
         table = "grievance_events" if grievance else "project_events"
         ev: Any  # GrievanceEvent or ProjectEvent, by the stream
+        keys = DISTRICT_KEYS
         stats.consumed += len(records)
         for rec in records:
             o = rec.offset
@@ -243,6 +252,10 @@ class PartitionProcessor:
                 self._reject(rec, wrong, wm, sink)
                 continue
             district = ev.district_code
+            if rec.key != keys[district]:
+                # another partition than the district's: applying it would split its state
+                self._reject(rec, wrong_key(rec.key), wm, sink)
+                continue
             source = ev.source
             eid = ev.event_id
             seen = dedup.get(eid)
@@ -447,70 +460,29 @@ class PartitionProcessor:
         bump((district, "grievance_resolved_sla", cat, sla, minute), 1.0, o)
 
     def _reject(self, rec: Record, rej: Rejection, wm: int, sink: RowSink) -> None:
-        obj, claimed, district, source, event_id = rejected_claims(rec, rej)
-        fields = obj if isinstance(obj, dict) else {}
-        if obj is not None:
-            payload = orjson.dumps(
-                redact_event({k: v for k, v in fields.items() if not str(k).startswith("_")})
-                if isinstance(obj, dict)
-                else redact_event(obj)
-            ).decode()
-        elif rec.value is not None:
-            payload = redact_text(rec.value[:4096].decode("utf-8", "replace"))
-        else:
-            payload = ""
-        key = (rej.reason.value, source)
+        dl = dead_letter(rec, rej, self.topic, self.partition, self.cfg.pseudonymizer)
+        key = (rej.reason.value, dl.source)
         self.stats.rejected[key] = self.stats.rejected.get(key, 0) + 1
         self.cfg.dead_letter_log.rejected(
             reason=rej.reason.value,
             topic=self.topic,
             partition=self.partition,
             offset=rec.offset,
-            event_id=event_id,
-            district=claimed,  # what the event said, known or not: it helps find the sender
-            source=source,
+            event_id=dl.event_id,
+            district=dl.claimed,  # what the event said, known or not: it helps find the sender
+            source=dl.source,
             field=rej.field,
             detail=rej.detail,
+            digest=dl.digest,
         )
         floor = wm - self.cfg.grace_ms
         ts = rec.timestamp if rec.timestamp is not None else 0
         self._qbump(
-            (district, "rejected", rej.reason.value, source, max(ts, floor) // _MINUTE_MS),
+            (dl.district, "rejected", rej.reason.value, dl.source, max(ts, floor) // _MINUTE_MS),
             rec.offset,
         )
-        sink.add_many(
-            "dead_letters",
-            [
-                (
-                    ts,
-                    self.topic,
-                    self.partition,
-                    rec.offset,
-                    rej.reason.value,
-                    rej.field,
-                    rej.detail,
-                    source,
-                    district,
-                    event_id,
-                    payload,
-                )
-            ],
-        )
-        record = {
-            "reason": rej.reason.value,
-            "field": rej.field,
-            "detail": rej.detail,
-            "explain": rej.explain(),
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": rec.offset,
-            "timestamp": ts,
-            "source": source,
-            "district_code": district,
-            "event_id": event_id,
-            "payload": payload,
-        }
-        self.dead_letters.append((district.encode() or None, orjson.dumps(record)))
+        sink.add_many("dead_letters", [dl.row])
+        self.dead_letters.append((dl.key, dl.record))
 
     # -- flush cycle --------------------------------------------------------------------------
 
@@ -583,23 +555,3 @@ class PartitionProcessor:
     def take_stats(self) -> BatchStats:
         stats, self.stats = self.stats, BatchStats()
         return stats
-
-
-def rejected_claims(rec: Record, rej: Rejection) -> tuple[Any, str, str, str, str]:
-    """What a rejected record says of itself: (parsed JSON or None, claimed district, known
-    district or "", source, event_id), each cut to a safe length."""
-    obj: Any = None
-    if rec.value is not None and rej.reason not in (Reason.MALFORMED_JSON, Reason.OVERSIZED):
-        try:
-            obj = orjson.loads(rec.value)
-        except orjson.JSONDecodeError:
-            obj = None
-    fields = obj if isinstance(obj, dict) else {}
-    claimed = fields.get("district_code")
-    claimed = claimed if isinstance(claimed, str) and len(claimed) <= 8 else ""
-    district = claimed if claimed in _DISTRICTS else ""
-    source = fields.get("source")
-    source = source[:64] if isinstance(source, str) else ""
-    event_id = fields.get("event_id")
-    event_id = event_id[:64] if isinstance(event_id, str) else ""
-    return obj, claimed, district, source, event_id

@@ -29,6 +29,8 @@ class Reason(StrEnum):
     PROGRESS_OUT_OF_RANGE = "progress_out_of_range"
     BUDGET_INCONSISTENT = "budget_inconsistent"
     INCONSISTENT = "inconsistent"
+    PERSONAL_DATA_IN_FIELD = "personal_data_in_field"
+    WRONG_KEY = "wrong_key"
 
     @property
     def words_th(self) -> str:
@@ -76,6 +78,14 @@ _WORDS: dict[Reason, tuple[str, str]] = {
         "budget figures are inconsistent (disbursed ≤ obligated ≤ allocated)",
     ),
     Reason.INCONSISTENT: ("ข้อมูลขัดแย้งกันเอง", "fields contradict each other"),
+    Reason.PERSONAL_DATA_IN_FIELD: (
+        "พบเลขประจำตัวประชาชนหรือเบอร์โทรศัพท์ในช่องที่ไม่ใช่ข้อมูลผู้ร้องเรียน",
+        "a citizen ID or phone number is in a field that is not the complainant's",
+    ),
+    Reason.WRONG_KEY: (
+        "คีย์ของข้อความ (Kafka key) ต้องเป็นรหัสอำเภอของเหตุการณ์",
+        "the record's Kafka key must be the event's district code",
+    ),
 }
 
 

@@ -4,6 +4,11 @@ Runs on every event, so the good path is fast: msgspec decodes straight into the
 models of streams/contract.py (types, enumerations, required and unknown fields in one C
 pass), then the rules types cannot express are checked on the attributes. Only an event
 that fails the typed decode is looked at again, as a dict, to name the precise reason.
+
+A rejection's ``detail`` never repeats what the event said, except values that are plain codes
+(streams.pdpa.plain_code) or 4/6-digit area codes: it is stored and logged, and a bad event
+may carry personal data in any field. A citizen ID or phone number in a field that is not the
+complainant's is a rejection of its own (personal_data_in_field).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -19,10 +25,19 @@ import orjson
 from streams import contract as c
 from streams.contract import GrievanceEvent, ProjectEvent
 from streams.geography import district_codes, subdistrict_codes
+from streams.pdpa import citizen_id_ok, maybe_number, personal_number, plain_code, plain_name
 from streams.reasons import Reason, Rejection
 from streams.timeutil import parse_ms
 
-__all__ = ["MAX_PAYLOAD_BYTES", "Checked", "Validator", "citizen_id_ok"]
+__all__ = [
+    "DISTRICT_KEYS",
+    "MAX_PAYLOAD_BYTES",
+    "SOURCE_PATTERN",
+    "Checked",
+    "Validator",
+    "citizen_id_ok",
+    "wrong_key",
+]
 
 #: (event, occurred_at in epoch ms UTC, due_at in epoch ms or None); the event is a
 #: GrievanceEvent or a ProjectEvent (Any: the hot path reads its attributes unchecked)
@@ -36,6 +51,9 @@ _UUID = re.compile(
 ).fullmatch
 _DIGITS = re.compile(r"[0-9]+").fullmatch
 _PHONE = re.compile(r"\+?[0-9][0-9 \-]{7,18}[0-9]").fullmatch
+#: a producing system's name: no spaces, no Thai, so free text (a name) is not taken as one
+SOURCE_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,63}"
+_SOURCE = re.compile(SOURCE_PATTERN).fullmatch
 _MAX_TEXT: Final = 200
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
@@ -79,19 +97,44 @@ _SHAPES: Final[dict[str, tuple[tuple[type, ...], frozenset[str] | None]]] = {
 }
 _TPMAP = frozenset(c.TPMAP_DIMENSIONS)
 _COMPLAINANT = frozenset(c.COMPLAINANT_FIELDS)
+#: the string fields outside the complainant: none of them may carry an ID or a phone number
+_NOT_PERSONAL: Final = tuple(k for k, (types, _) in _SHAPES.items() if types is _STR)
+#: the Kafka key each district's events must carry (the partition of its state)
+DISTRICT_KEYS: Final = {d: d.encode() for d in district_codes()}
 
 
-def citizen_id_ok(cid: str) -> bool:
-    """13 digits whose last is the check digit: (11 - sum(d_i * (14 - i)) mod 11) mod 10."""
-    if len(cid) != 13 or not cid.isascii() or not cid.isdigit():
-        return False
-    b = cid.encode()
-    # unrolled weighted sum of the digits; 4320 = ord("0") * (13 + 12 + ... + 2)
-    total = (
-        b[0] * 13 + b[1] * 12 + b[2] * 11 + b[3] * 10 + b[4] * 9 + b[5] * 8
-        + b[6] * 7 + b[7] * 6 + b[8] * 5 + b[9] * 4 + b[10] * 3 + b[11] * 2 - 4320
-    )  # fmt: skip
-    return (11 - total % 11) % 10 == b[12] - 48
+def wrong_key(key: bytes | None) -> Rejection:
+    """The rejection of a valid event whose Kafka key is not its district code."""
+    if key is None:
+        detail = "no key"
+    elif key.decode("ascii", "replace") in DISTRICT_KEYS:
+        detail = f"key {key.decode()} is another district"
+    else:
+        detail = "the key is not a district code"
+    return Rejection(Reason.WRONG_KEY, "key", detail)
+
+
+def _malformed(field: str, value: str, expected: str) -> Rejection:
+    """A value in the wrong format; its own reason when it is a citizen ID or phone number."""
+    kind = personal_number(value)
+    if kind:
+        return Rejection(Reason.PERSONAL_DATA_IN_FIELD, field, f"a {kind.replace('_', ' ')}")
+    return Rejection(Reason.INVALID_FORMAT, field, expected)
+
+
+def _personal(field: str, value: str | None) -> Rejection | None:
+    kind = personal_number(value) if value else ""
+    if kind:
+        return Rejection(Reason.PERSONAL_DATA_IN_FIELD, field, f"a {kind.replace('_', ' ')}")
+    return None
+
+
+def _utc(ms: int) -> str:
+    """The time as warroom read it (not the text sent): safe to repeat."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return "out of range"
 
 
 def _type_ok(v: Any, types: tuple[type, ...]) -> bool:
@@ -130,28 +173,33 @@ class Validator:
         # common fields, inline: this runs for every event
         event_id = ev.event_id
         if len(event_id) != 36 or not _UUID(event_id):
-            return Rejection(Reason.INVALID_FORMAT, "event_id", "expected a UUID")
+            return _malformed("event_id", event_id, "expected a UUID")
         district = ev.district_code
         if district not in self._districts:
             if len(district) != 4 or not _DIGITS(district):
-                return Rejection(Reason.INVALID_FORMAT, "district_code", "expected 4 digits")
+                return _malformed("district_code", district, "expected 4 digits")
             return Rejection(Reason.UNKNOWN_DISTRICT, "district_code", district)
         sub = ev.subdistrict_code
         if sub is not None and (sub not in self._subdistricts or sub[:4] != district):
             if len(sub) != 6 or not _DIGITS(sub):
-                return Rejection(Reason.INVALID_FORMAT, "subdistrict_code", "expected 6 digits")
+                return _malformed("subdistrict_code", sub, "expected 6 digits")
             return Rejection(Reason.UNKNOWN_SUBDISTRICT, "subdistrict_code", sub)
         source = ev.source
-        if not source or len(source) > 64:
-            return Rejection(Reason.INVALID_FORMAT, "source", "1-64 characters")
+        if len(source) > 64 or not _SOURCE(source):
+            return _malformed("source", source, "1-64 of A-Z a-z 0-9 _ . : / -")
         try:
             ms = parse_ms(ev.occurred_at)
         except ValueError:
-            return Rejection(Reason.INVALID_FORMAT, "occurred_at", "expected RFC 3339")
+            return _malformed("occurred_at", ev.occurred_at, "expected RFC 3339")
         if ms < _YEAR_2000_MS or ms > now + self._skew_ms:
-            return Rejection(Reason.IMPOSSIBLE_TIME, "occurred_at", ev.occurred_at[:40])
+            return Rejection(Reason.IMPOSSIBLE_TIME, "occurred_at", _utc(ms))
         if isinstance(ev, GrievanceEvent):  # narrows the decoder's union for the type checker
             return _grievance(ev, ms)
+        # one first look at the free-text fields together (a line break joins no number)
+        if maybe_number(f"{source}\n{ev.project_id}"):
+            rej = _personal("source", source) or _personal("project_id", ev.project_id)
+            if rej is not None:
+                return rej
         rej = _project(ev)
         return (ev, ms, None) if rej is None else rej
 
@@ -175,15 +223,25 @@ class Validator:
             return Rejection(Reason.NOT_AN_OBJECT, detail=type(d).__name__)
         try:
             raw = orjson.dumps(d)
-        except TypeError as exc:
-            return Rejection(Reason.WRONG_TYPE, detail=str(exc)[:200])
+        except TypeError:
+            return Rejection(Reason.WRONG_TYPE, detail="not serialisable as JSON")
         return self.payload(raw, now_ms)
 
 
 def _grievance(ev: GrievanceEvent, ms: int) -> Checked | Rejection:
     gid = ev.grievance_id
     if not gid or len(gid) > 64:
-        return Rejection(Reason.INVALID_FORMAT, "grievance_id", "1-64 characters")
+        return _malformed("grievance_id", gid, "1-64 characters")
+    agency = ev.agency
+    # one first look at the free-text fields together (a line break joins no number)
+    if maybe_number(f"{ev.source}\n{gid}\n{agency}"):
+        rej = (
+            _personal("source", ev.source)
+            or _personal("grievance_id", gid)
+            or _personal("agency", agency)
+        )
+        if rej is not None:
+            return rej
     due = ev.due_at
     due_ms: int | None = None
     if due is None:
@@ -193,11 +251,11 @@ def _grievance(ev: GrievanceEvent, ms: int) -> Checked | Rejection:
         try:
             due_ms = parse_ms(due)
         except ValueError:
-            return Rejection(Reason.INVALID_FORMAT, "due_at", "expected RFC 3339")
+            return _malformed("due_at", due, "expected RFC 3339")
         if due_ms < ms:
             return Rejection(Reason.INCONSISTENT, "due_at", "due before occurred_at")
         if due_ms > ms + _MAX_DUE_AHEAD_MS:
-            return Rejection(Reason.IMPOSSIBLE_TIME, "due_at", due[:40])
+            return Rejection(Reason.IMPOSSIBLE_TIME, "due_at", _utc(due_ms))
     if ev.agency is not None and len(ev.agency) > _MAX_TEXT:
         return Rejection(Reason.INVALID_FORMAT, "agency", f"at most {_MAX_TEXT} characters")
     person = ev.complainant
@@ -216,13 +274,14 @@ def _grievance(ev: GrievanceEvent, ms: int) -> Checked | Rejection:
 
 def _project(ev: ProjectEvent) -> Rejection | None:
     if not ev.project_id or len(ev.project_id) > 64:
-        return Rejection(Reason.INVALID_FORMAT, "project_id", "1-64 characters")
+        return _malformed("project_id", ev.project_id, "1-64 characters")
+    # the numbers are not repeated in details: a misused number field may hold an ID or phone
     fy = ev.fiscal_year
     if not 2543 <= fy <= 2643:
-        return Rejection(Reason.OUT_OF_RANGE, "fiscal_year", f"{fy} is not a B.E. year")
+        return Rejection(Reason.OUT_OF_RANGE, "fiscal_year", "expected a B.E. year 2543-2643")
     for name, v in (("progress_pct", ev.progress_pct), ("planned_pct", ev.planned_pct)):
         if not 0 <= v <= 100:
-            return Rejection(Reason.PROGRESS_OUT_OF_RANGE, name, str(v))
+            return Rejection(Reason.PROGRESS_OUT_OF_RANGE, name, "expected 0-100")
     alloc, oblig, disb = ev.budget_allocated_thb, ev.budget_obligated_thb, ev.budget_disbursed_thb
     for name, v in (
         ("budget_allocated_thb", alloc),
@@ -230,24 +289,22 @@ def _project(ev: ProjectEvent) -> Rejection | None:
         ("budget_disbursed_thb", disb),
     ):
         if v < 0 or v > 1e13:
-            return Rejection(Reason.OUT_OF_RANGE, name, str(v))
-    if disb > oblig or oblig > alloc:
-        return Rejection(
-            Reason.BUDGET_INCONSISTENT,
-            "budget_disbursed_thb" if disb > oblig else "budget_obligated_thb",
-            f"allocated {alloc}, obligated {oblig}, disbursed {disb}",
-        )
+            return Rejection(Reason.OUT_OF_RANGE, name, "expected 0-1e13")
+    if disb > oblig:
+        return Rejection(Reason.BUDGET_INCONSISTENT, "budget_disbursed_thb", "above obligated")
+    if oblig > alloc:
+        return Rejection(Reason.BUDGET_INCONSISTENT, "budget_obligated_thb", "above allocated")
     for name, h in (
         ("target_households", ev.target_households),
         ("reached_households", ev.reached_households),
     ):
         if h is not None and not 0 <= h <= 10_000_000:
-            return Rejection(Reason.OUT_OF_RANGE, name, str(h))
+            return Rejection(Reason.OUT_OF_RANGE, name, "expected 0-10000000")
     goals = ev.sdg_goals
     if goals is not None:
         for g in goals:
             if not 1 <= g <= 17:
-                return Rejection(Reason.OUT_OF_RANGE, "sdg_goals", str(g))
+                return Rejection(Reason.OUT_OF_RANGE, "sdg_goals", "expected goals 1-17")
         if len(set(goals)) != len(goals):
             return Rejection(Reason.INCONSISTENT, "sdg_goals", "repeated goal")
     dims = ev.tpmap_dimensions
@@ -263,19 +320,28 @@ def _explain(raw: bytes, decode_error: str) -> Rejection:
     try:
         d = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return Rejection(Reason.MALFORMED_JSON, detail=str(exc)[:200])
+        # where, not what: orjson's message is position only, but say it ourselves
+        try:
+            raw.decode()
+        except UnicodeDecodeError as bad:
+            return Rejection(Reason.MALFORMED_JSON, detail=f"not UTF-8 at byte {bad.start}")
+        return Rejection(Reason.MALFORMED_JSON, detail=f"not JSON at character {exc.pos}")
     if type(d) is not dict:
         return Rejection(Reason.NOT_AN_OBJECT, detail=type(d).__name__)
+    for name in _NOT_PERSONAL:
+        v = d.get(name)
+        rej = _personal(name, v) if type(v) is str else None
+        if rej is not None:
+            return rej
     schema = d.get("schema")
     if schema is None:
         return Rejection(Reason.MISSING_FIELD, "schema")
     if type(schema) is not str:
         return Rejection(Reason.WRONG_TYPE, "schema", "expected a string")
     if schema not in _ALLOWED:
-        return Rejection(Reason.UNKNOWN_SCHEMA, "schema", schema[:64])
+        return Rejection(Reason.UNKNOWN_SCHEMA, "schema", schema if plain_code(schema) else "")
     if not d.keys() <= _ALLOWED[schema]:
-        extra = sorted(k for k in d if k not in _ALLOWED[schema])
-        return Rejection(Reason.UNKNOWN_FIELD, str(extra[0])[:64])
+        return _unknown_field("", [k for k in d if k not in _ALLOWED[schema]])
     for name in _REQUIRED[schema]:
         if name not in d:
             return Rejection(Reason.MISSING_FIELD, name)
@@ -286,12 +352,30 @@ def _explain(raw: bytes, decode_error: str) -> Rejection:
         if not _type_ok(value, types):
             return Rejection(Reason.WRONG_TYPE, name, f"expected {types[0].__name__}")
         if allowed is not None and value not in allowed:
-            return Rejection(Reason.UNKNOWN_ENUM, name, str(value)[:64])
+            return Rejection(Reason.UNKNOWN_ENUM, name, value if plain_code(value) else "")
     rej = _explain_lists(d)
     if rej is None and d.get("complainant") is not None:
         rej = _complainant(d["complainant"])
-    # the typed decode saw something the checks above did not: say what it said
-    return rej or Rejection(Reason.INVALID_FORMAT, detail=decode_error[:200])
+    # the typed decode saw something the checks above did not: say where it looked
+    return rej or Rejection(Reason.INVALID_FORMAT, detail=_where(decode_error))
+
+
+def _where(decode_error: str) -> str:
+    """The JSON path of msgspec's message (contract names and indexes by now), not the rest."""
+    m = _MSGSPEC_PATH(decode_error)
+    return f"refused at {m.group(1)}" if m else "refused by the typed decode"
+
+
+_MSGSPEC_PATH = re.compile(r".* - at `(\$[A-Za-z0-9_.\[\]]{0,80})`$").fullmatch
+
+
+def _unknown_field(prefix: str, extra: list[Any]) -> Rejection:
+    """Names a field missing from the contract only when it looks like a field name: a JSON
+    key can be anything, also a person's name or number."""
+    plain = sorted(str(k) for k in extra if plain_name(k))
+    if plain:
+        return Rejection(Reason.UNKNOWN_FIELD, prefix + plain[0])
+    return Rejection(Reason.UNKNOWN_FIELD, prefix + "?", "a key that is not a field name")
 
 
 def _explain_lists(d: dict[str, Any]) -> Rejection | None:
@@ -309,7 +393,8 @@ def _explain_lists(d: dict[str, Any]) -> Rejection | None:
             if type(v) is not str:
                 return Rejection(Reason.WRONG_TYPE, "tpmap_dimensions", "expected strings")
             if v not in _TPMAP:
-                return Rejection(Reason.UNKNOWN_ENUM, "tpmap_dimensions", v[:64])
+                shown = v if plain_code(v) else ""
+                return Rejection(Reason.UNKNOWN_ENUM, "tpmap_dimensions", shown)
     return None
 
 
@@ -317,8 +402,7 @@ def _complainant(person: Any) -> Rejection | None:
     if type(person) is not dict:
         return Rejection(Reason.WRONG_TYPE, "complainant", "expected an object")
     if not person.keys() <= _COMPLAINANT:
-        extra = sorted(k for k in person if k not in _COMPLAINANT)
-        return Rejection(Reason.UNKNOWN_FIELD, f"complainant.{str(extra[0])[:40]}")
+        return _unknown_field("complainant.", [k for k in person if k not in _COMPLAINANT])
     for name in c.COMPLAINANT_FIELDS:
         v = person.get(name)
         if v is not None and type(v) is not str:

@@ -6,8 +6,9 @@ records as they sit in Kafka. It shares no code with streams/ (only the written 
 - the watermark is the highest occurred_at so far; an event more than `late` behind it is
   late, more than `grace` behind it too late (counted, its 1-minute bucket not updated);
 - quality counts are per source, not per district, except rejections: a rejected record's
-  district is its district_code when that is a real district, its source
-  the source string (at most 64 characters); an oversized payload is not parsed at all;
+  district is its district_code when that is a real district, its source the source string
+  when it is a system name (1-64 ASCII letters, digits, _ . : / -, not starting with a sign,
+  fewer than 9 digits: no phone number), else ''; an oversized payload is not parsed at all;
 - quality rows go to minute(max(t, watermark - grace)) with t = occurred_at (or the Kafka
   timestamp for rejected records);
 - a case's status is its latest step by (occurred_at, lifecycle order); resolution time needs
@@ -42,6 +43,16 @@ LIFECYCLE = [
 OPEN = {"received", "assigned", "in_progress", "forwarded", "reopened", "escalated"}
 LE = [3600, 14400, 86400, 259200, 604800, 1296000, 2592000]
 QUARTERS = (0.30, 0.52, 0.75, 0.93)
+
+
+def system_name(s: str) -> bool:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-")
+    return (
+        0 < len(s) <= 64
+        and set(s) <= allowed
+        and s[0].isalnum()
+        and sum(ch.isdigit() for ch in s) < 9
+    )
 
 
 def to_ms(text: str) -> int:
@@ -133,7 +144,7 @@ def compute(
                     if isinstance(d, str) and geothai.district(d) is not None:
                         district = d
                     s = ev.get("source")
-                    source = s[:64] if isinstance(s, str) else ""
+                    source = s if isinstance(s, str) and system_name(s) else ""
                 minute = max(r.timestamp, wm - grace) // 60000
                 exp.quality[(district, stream, source, "rejected", reason, minute)] += 1
                 continue

@@ -222,6 +222,7 @@ class DeadLetterLog:
         source: str = "",
         field: str = "",
         detail: str = "",
+        digest: str = "",
     ) -> None:
         self._roll(self._clock())
         if self._logged[reason] >= self.burst:
@@ -240,6 +241,7 @@ class DeadLetterLog:
                 "topic": topic,
                 "partition": partition,
                 "offset": offset,
+                "digest": digest,
             },
         )
 

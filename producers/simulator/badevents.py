@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import orjson
 
-from producers.simulator.people import citizen_id, corrupt_citizen_id
+from producers.simulator.people import citizen_id, corrupt_citizen_id, phone
 from streams.contract import encode
 from streams.reasons import Reason
 from streams.validation import MAX_PAYLOAD_BYTES
@@ -37,7 +37,8 @@ def make_bad(
     foreign_subdistrict: str,
 ) -> tuple[str, bytes, dict[str, Any] | None]:
     """(topic stream, payload, decoded event or None) of a bad event that is rejected for
-    ``reason``. ``grievance`` must be a valid *received* event and ``project`` a valid report
+    ``reason`` (for wrong_key: a valid event, the caller sends it under another key).
+    ``grievance`` must be a valid *received* event and ``project`` a valid report
     (both are modified); ``foreign_subdistrict`` a real subdistrict of another district."""
     if reason in _PROJECT_ONLY:
         use_project = True
@@ -65,6 +66,8 @@ def make_bad(
         return stream, raw + b" " * (MAX_PAYLOAD_BYTES + 1 - len(raw)), None
     if reason is Reason.WRONG_TOPIC:
         return "grievance", encode(e), e  # a valid project report on the grievance topic
+    if reason is Reason.WRONG_KEY:
+        return stream, encode(e), e
 
     if reason is Reason.UNKNOWN_SCHEMA:
         e["schema"] = ("grievance.v2", "project.v0", "complaint")[variant]
@@ -124,6 +127,14 @@ def make_bad(
     elif reason is Reason.BUDGET_INCONSISTENT:
         e["budget_disbursed_thb"] = round(e["budget_obligated_thb"] * 1.2 + 1000, 2)
         e["budget_allocated_thb"] = max(e["budget_allocated_thb"], e["budget_disbursed_thb"])
+    elif reason is Reason.PERSONAL_DATA_IN_FIELD:
+        # a person's number where a system's identifier belongs
+        if variant == 0:
+            e["source"] = phone(rng)
+        elif variant == 1:
+            e["project_id" if use_project else "grievance_id"] = f"C-{citizen_id(rng)}"
+        else:
+            e["event_id"] = citizen_id(rng)
     elif reason is Reason.INCONSISTENT:
         if use_project:
             e["sdg_goals"] = [1, 1]

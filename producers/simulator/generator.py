@@ -278,7 +278,7 @@ class Simulator:
         subs = country.subdistricts.get(district)
         due = t + sla_days(category, priority, o.sla_overrides) * DAY_MS
         case = _Case(
-            grievance_id=f"G-{district}-{rng.getrandbits(40):010x}",
+            grievance_id=f"G-{district}-C{rng.getrandbits(40):010x}",
             district_code=district,
             subdistrict_code=rng.choice(subs)
             if subs and rng.random() < o.subdistrict_share
@@ -348,7 +348,10 @@ class Simulator:
         project = {"event_id": self._uuid(), "occurred_at": _rfc3339(now)}
         project.update(self._portfolio.report(p, now)[0])
         stream, payload, event = badevents.make_bad(rng, reason, grievance, project, foreign)
-        return Item(stream, district, payload, event, reason, now)
+        # wrong_key: a valid event keyed by another district (or by none), as a producer that
+        # ignores the contract's key would send it
+        key = (other if rng.random() < 0.5 else None) if reason is Reason.WRONG_KEY else district
+        return Item(stream, key, payload, event, reason, now)
 
     def _bad_base_grievance(self, district: str, now: int) -> dict[str, Any]:
         rng = self._bad_rng
@@ -360,7 +363,7 @@ class Simulator:
             "district_code": district,
             "subdistrict_code": self.country.subdistricts[district][0],
             "source": "legacy-gateway",
-            "grievance_id": f"G-{district}-{rng.getrandbits(40):010x}",
+            "grievance_id": f"G-{district}-C{rng.getrandbits(40):010x}",
             "type": "received",
             "category": category,
             "channel": "web",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Final
 
-__all__ = ["citizen_id", "complainant", "corrupt_citizen_id"]
+__all__ = ["citizen_id", "complainant", "corrupt_citizen_id", "phone"]
 
 _FIRST: Final = (
     "สมชาย", "สมศักดิ์", "สมหญิง", "วิชัย", "ประเสริฐ", "สุดารัตน์", "มาลี", "บุญมี", "นภา", "ธนพล",
@@ -34,7 +34,8 @@ def corrupt_citizen_id(rng: random.Random) -> str:
     return good[:12] + str((int(good[12]) + rng.randint(1, 9)) % 10)
 
 
-def _phone(rng: random.Random) -> str:
+def phone(rng: random.Random) -> str:
+    """A Thai mobile number, written 081-234-5678, 0812345678 or +66812345678."""
     digits = f"{rng.choice('689')}{rng.getrandbits(30) % 10**8:08d}"
     style = rng.random()
     if style < 0.5:
@@ -52,5 +53,5 @@ def complainant(rng: random.Random) -> dict[str, str]:
     if rng.random() < 0.8:
         person["name"] = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
     if rng.random() < 0.6 or not person:
-        person["phone"] = _phone(rng)
+        person["phone"] = phone(rng)
     return person

@@ -6,7 +6,7 @@ import geothai
 import pytest
 
 from sinks.backends import Backend
-from sinks.migrate import migrate
+from sinks.migrate import load_migrations, migrate
 from sinks.tables import COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -95,6 +95,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("district_code", LC),
         ("event_id", "String"),
         ("payload", "String"),
+        ("payload_bytes", "UInt32"),
+        ("digest", "String"),
     ],
     "alerts_history": [
         ("at", DT3),
@@ -160,7 +162,7 @@ def _columns(backend: Backend) -> dict[str, list[tuple[str, str]]]:
 
 def test_fresh_database_gets_every_table_with_the_briefs_columns(chdb_backend: Backend) -> None:
     result = migrate(chdb_backend)
-    assert result.applied == [1]
+    assert result.applied == [1, 2]
     assert _columns(chdb_backend) == EXPECTED
     # the writer's column orders are the tables' orders
     for table, cols in COLUMNS.items():
@@ -184,7 +186,7 @@ def test_second_run_applies_nothing_and_reference_is_exact(chdb_backend: Backend
     again = migrate(chdb_backend)
     assert again.applied == []
     db = chdb_backend.database
-    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(1,)]
+    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(2,)]
     # oracle: geothai itself (the geography module is built from it)
     provinces = list(geothai.provinces())
     n_districts = sum(len(list(geothai.districts(p.code))) for p in provinces)
@@ -205,3 +207,31 @@ def test_second_run_applies_nothing_and_reference_is_exact(chdb_backend: Backend
         f"LEFT ANY JOIN {db}.ref_provinces AS p USING province_code "
         "WHERE p.region != d.region OR p.name_th != d.province_th"
     ) == [(0,)]
+
+
+def test_dead_letters_written_before_002_lose_what_they_said(chdb_backend: Backend) -> None:
+    """Rows of the old shape may hold names in payload and detail: 002 keeps where they are
+    and why, and empties what the event said."""
+    first, *_ = load_migrations()
+    db = chdb_backend.database
+    chdb_backend.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    for statement in first.statements(db):
+        chdb_backend.execute(statement)
+    chdb_backend.execute(
+        f"CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime)"
+        " ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    chdb_backend.execute(f"INSERT INTO {db}.schema_migrations VALUES (1, 'init', now())")
+    chdb_backend.execute(
+        f"INSERT INTO {db}.dead_letters VALUES (now64(3), 'grievance-events', 2, 17, "
+        "'unknown_enum', 'category', 'สมหญิง ทดสอบนาม', 'สมหญิง', '1001', 'สมหญิง', "
+        '\'{"complainant": "สมหญิง ทดสอบนาม"}\')'
+    )
+    assert migrate(chdb_backend, reference=False).applied == [2]
+    rows = chdb_backend.query_rows(
+        "SELECT topic, kafka_partition, kafka_offset, reason, field, district_code, detail, "
+        f"source, event_id, payload, payload_bytes, digest FROM {db}.dead_letters"
+    )
+    assert rows == [
+        ("grievance-events", 2, 17, "unknown_enum", "category", "1001", "", "", "", "", 0, "")
+    ]

@@ -48,7 +48,21 @@ def bucket(i: int, value: float) -> tuple[object, ...]:
 
 
 def dead_letter(i: int) -> tuple[object, ...]:
-    return (BUCKET0 * 1000 + i, "grievance-events", 0, i, "bad_json", "", "", "", "", "", "{}")
+    return (
+        BUCKET0 * 1000 + i,
+        "grievance-events",
+        0,
+        i,
+        "bad_json",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "{}",
+        2,
+        "",
+    )
 
 
 async def _count(writer: Writer, sql: str) -> int:

@@ -52,9 +52,12 @@ def _old_items(n: int) -> list[Item]:
     )
     items = []
     for it in Simulator(opts).items():
-        # a file is routed by schema, so a wrong-topic event cannot be reproduced by one; a
-        # payload with a line break or nothing in it is not one line of JSON Lines
-        if it.reason is Reason.WRONG_TOPIC or b"\n" in it.payload or not it.payload.strip():
+        # a file is routed by schema and keyed by district, so a wrong-topic or wrong-key event
+        # cannot be reproduced by one; a payload with a line break or nothing in it is not one
+        # line of JSON Lines
+        if it.reason in (Reason.WRONG_TOPIC, Reason.WRONG_KEY):
+            continue
+        if b"\n" in it.payload or not it.payload.strip():
             continue
         items.append(it)
         if len(items) == n:

@@ -257,6 +257,43 @@ CASES: list[tuple[str, bytes, Reason, str]] = [
         "due_at",
     ),
     ("sdg repeated", encode(_p(sdg_goals=[2, 2])), Reason.INCONSISTENT, "sdg_goals"),
+    (
+        "phone as source",
+        encode(_g(source="081-234-5678")),
+        Reason.PERSONAL_DATA_IN_FIELD,
+        "source",
+    ),
+    (
+        "citizen id as event_id",
+        encode(_g(event_id=good_id("310100123456"))),
+        Reason.PERSONAL_DATA_IN_FIELD,
+        "event_id",
+    ),
+    (
+        "phone inside grievance_id",
+        encode(_g(grievance_id="G-1004-0812345678")),
+        Reason.PERSONAL_DATA_IN_FIELD,
+        "grievance_id",
+    ),
+    (
+        "+66 phone in agency",
+        encode(_g(agency="โทร +66 81 234 5678")),
+        Reason.PERSONAL_DATA_IN_FIELD,
+        "agency",
+    ),
+    (
+        "citizen id in project_id",
+        encode(_p(project_id="P " + good_id("310100123456"))),
+        Reason.PERSONAL_DATA_IN_FIELD,
+        "project_id",
+    ),
+    (
+        "phone in district_code, other faults too",
+        encode(_g(district_code="0812345678", citizen="x")),
+        Reason.PERSONAL_DATA_IN_FIELD,
+        "district_code",
+    ),
+    ("name as source", encode(_g(source="สมชาย ใจดี")), Reason.INVALID_FORMAT, "source"),
 ]
 
 
@@ -279,9 +316,9 @@ def test_cases_cover_every_reason_the_validator_gives() -> None:
     distinct = {c[0] for c in CASES}
     assert len(distinct) == len(CASES) >= 25
     covered = {c[2] for c in CASES}
-    # WRONG_TOPIC depends on the topic, not the payload: the worker checks it (the simulator's
-    # bad events include it, see tests/unit/producers)
-    assert covered == set(Reason) - {Reason.WRONG_TOPIC}
+    # WRONG_TOPIC and WRONG_KEY depend on the topic and the key, not the payload: the worker
+    # checks them (the simulator's bad events include them, see tests/unit/producers)
+    assert covered == set(Reason) - {Reason.WRONG_TOPIC, Reason.WRONG_KEY}
 
 
 @pytest.mark.parametrize(
