@@ -32,6 +32,7 @@ __all__ = [
     "REFRESH",
     "THB",
     "TIMEZONE",
+    "any_in_variable",
     "bar_panel",
     "base_dashboard",
     "custom_variable",
@@ -364,6 +365,12 @@ def in_variable(column: str, name: str) -> str:
     """`column` is one of the selected values of `name`; everything on All (the plugin's
     $__conditionalAll turns the condition into 1=1)."""
     return f"$__conditionalAll(has({variable_values(name)}, {column}), ${name})"
+
+
+def any_in_variable(array: str, name: str) -> str:
+    """`array` holds at least one of the selected values of `name` (a project serving any of
+    the selected goals); everything on All, also rows whose array is empty."""
+    return f"$__conditionalAll(hasAny({variable_values(name)}, {array}), ${name})"
 
 
 def variable_uint(name: str) -> str:

@@ -15,77 +15,83 @@ from dashboards.common import (
     in_variable,
     query_variable,
     sql_label,
+    sql_list,
     stat_panel,
     steps,
     table_panel,
 )
 from dashboards.district import REGION_SQL
-from dashboards.queries import ACTIVE_EXCLUDED, STALE_DAYS, Scope, gauge_current, latest_projects
-from streams.labels import PROGRAM_TH, STATUS_TH
+from dashboards.queries import (
+    BEHIND_PLAN_POINTS,
+    STALE_DAYS,
+    Scope,
+    planned_fraction,
+    projects_as_of,
+)
+from streams.labels import PROGRAM_TH, SDG_TH, STATUS_TH, TPMAP_TH
 
 __all__ = ["SCOPE", "UID", "build"]
 
 UID = "warroom-projects"
-SCOPE = Scope(region_var=True, program_var=True)
-FY = in_variable("dim2", "fiscal_year")
-GEO = SCOPE.geo
-WHERE = SCOPE.program("dim1")
-BUDGET_METRICS = [
-    "project_budget_allocated_thb",
-    "project_budget_obligated_thb",
-    "project_budget_disbursed_thb",
-    "project_budget_planned_disbursed_thb",
-]
+SCOPE = Scope(region_var=True, program_var=True, sdg_var=True, tpmap_var=True)
+#: each project's latest report at the end of the range, narrowed by every variable but the
+#: fiscal year (which only the budget panels take)
+PROJECTS = projects_as_of(SCOPE)
+FY = in_variable("toString(fy)", "fiscal_year")
+STALE = f"is_active AND last_report < ($__toTime_ms) - INTERVAL {STALE_DAYS} DAY"
 
 FISCAL_YEAR_SQL = Sql(
     """
-SELECT DISTINCT dim2 AS fiscal_year
-FROM metric_gauges
-WHERE metric = 'project_budget_allocated_thb'
+SELECT DISTINCT toString(fiscal_year) AS fiscal_year
+FROM project_events
 ORDER BY fiscal_year DESC
 """,
     ("fiscal_year",),
+)
+SDG_SQL = Sql(
+    f"""
+SELECT toString(g) AS goal,
+    concat('SDG ', goal, ' · ', {sql_label("goal", {str(k): v for k, v in SDG_TH.items()})})
+        AS goal_name
+FROM (SELECT DISTINCT arrayJoin(sdg_goals) AS g FROM project_events)
+ORDER BY g
+""",
+    ("goal", "goal_name"),
+)
+TPMAP_SQL = Sql(
+    f"""
+SELECT toString(d) AS dimension, {sql_label("dimension", TPMAP_TH)} AS dimension_name
+FROM (SELECT DISTINCT arrayJoin(tpmap_dimensions) AS d FROM project_events)
+ORDER BY indexOf([{sql_list(TPMAP_TH)}], dimension), dimension
+""",
+    ("dimension", "dimension_name"),
 )
 
 SUMMARY_SQL = Sql(
     f"""
 SELECT
-    sumIf(value, metric = 'project_active') AS active,
-    sumIf(value, metric = 'project_behind_plan') AS behind_plan,
-    sumIf(value, metric = 'project_stale') AS stale,
-    round(sumIf(value, metric = 'project_progress_pct_sum') / nullIf(active, 0), 1)
-        AS mean_progress_pct,
-    round((sumIf(value, metric = 'project_planned_pct_sum')
-        - sumIf(value, metric = 'project_progress_pct_sum')) / nullIf(active, 0), 1)
+    countIf(is_active) AS active,
+    countIf(is_active AND planned - progress > {BEHIND_PLAN_POINTS}) AS behind_plan,
+    countIf({STALE}) AS stale,
+    round(sumIf(progress, is_active) / nullIf(active, 0), 1) AS mean_progress_pct,
+    round((sumIf(planned, is_active) - sumIf(progress, is_active)) / nullIf(active, 0), 1)
         AS mean_gap_pts
-FROM {
-        gauge_current(
-            [
-                "project_active",
-                "project_behind_plan",
-                "project_stale",
-                "project_progress_pct_sum",
-                "project_planned_pct_sum",
-            ],
-            GEO,
-            WHERE,
-        )
-    }
+FROM {PROJECTS}
 """,
     ("active", "behind_plan", "stale", "mean_progress_pct", "mean_gap_pts"),
 )
 
 STATUS_COLUMNS = ",\n    ".join(
-    f"sumIf(value, dim2 = '{code}') AS `{label}`" for code, label in STATUS_TH.items()
+    f"countIf(status_code = '{code}') AS `{label}`" for code, label in STATUS_TH.items()
 )
 BY_PROGRAM_STATUS_SQL = Sql(
     f"""
 SELECT
-    {sql_label("dim1", PROGRAM_TH)} AS program,
+    {sql_label("program_code", PROGRAM_TH)} AS program,
     {STATUS_COLUMNS}
-FROM {gauge_current(["project_count"], GEO, WHERE)}
+FROM {PROJECTS}
 GROUP BY program
-ORDER BY sum(value) DESC, program
+ORDER BY count() DESC, program
 """,
     ("program", *STATUS_TH.values()),
 )
@@ -93,43 +99,36 @@ ORDER BY sum(value) DESC, program
 GAP_BY_PROGRAM_SQL = Sql(
     f"""
 SELECT
-    {sql_label("dim1", PROGRAM_TH)} AS program,
-    round(sumIf(value, metric = 'project_progress_pct_sum')
-        / nullIf(sumIf(value, metric = 'project_active'), 0), 1) AS mean_progress_pct,
-    round(sumIf(value, metric = 'project_planned_pct_sum')
-        / nullIf(sumIf(value, metric = 'project_active'), 0), 1) AS mean_planned_pct
-FROM {
-        gauge_current(
-            ["project_active", "project_progress_pct_sum", "project_planned_pct_sum"],
-            GEO,
-            WHERE,
-        )
-    }
+    {sql_label("program_code", PROGRAM_TH)} AS program,
+    round(sumIf(progress, is_active) / countIf(is_active), 1) AS mean_progress_pct,
+    round(sumIf(planned, is_active) / countIf(is_active), 1) AS mean_planned_pct
+FROM {PROJECTS}
 GROUP BY program
-HAVING sumIf(value, metric = 'project_active') > 0
+HAVING countIf(is_active) > 0
 ORDER BY mean_planned_pct - mean_progress_pct DESC, program
 """,
     ("program", "mean_progress_pct", "mean_planned_pct"),
 )
 
+# the plan depends on the fiscal year alone: applied to the sums per fiscal year
 BUDGET_BY_PROVINCE_SQL = Sql(
     f"""
 SELECT
     p.name_th AS province,
-    b.fiscal_year AS fiscal_year,
-    b.allocated AS allocated,
-    b.obligated AS obligated,
-    b.disbursed AS disbursed,
-    round(100 * b.disbursed / nullIf(b.allocated, 0), 1) AS disbursed_pct,
-    round(100 * b.planned / nullIf(b.allocated, 0), 1) AS planned_pct
+    toString(b.fy) AS fiscal_year,
+    b.allocated_thb AS allocated,
+    b.obligated_thb AS obligated,
+    b.disbursed_thb AS disbursed,
+    round(100 * b.disbursed_thb / nullIf(b.allocated_thb, 0), 1) AS disbursed_pct,
+    if(b.allocated_thb > 0, round(100 * {planned_fraction("b.fy")}, 1), NULL) AS planned_pct
 FROM (
-    SELECT province_code, dim2 AS fiscal_year,
-        sumIf(value, metric = 'project_budget_allocated_thb') AS allocated,
-        sumIf(value, metric = 'project_budget_obligated_thb') AS obligated,
-        sumIf(value, metric = 'project_budget_disbursed_thb') AS disbursed,
-        sumIf(value, metric = 'project_budget_planned_disbursed_thb') AS planned
-    FROM {gauge_current(BUDGET_METRICS, GEO, f"{WHERE} AND {FY}")}
-    GROUP BY province_code, fiscal_year
+    SELECT province_code, fy,
+        sum(allocated) AS allocated_thb,
+        sum(obligated) AS obligated_thb,
+        sum(disbursed) AS disbursed_thb
+    FROM {PROJECTS}
+    WHERE {FY}
+    GROUP BY province_code, fy
 ) AS b
 INNER JOIN ref_provinces AS p FINAL ON p.province_code = b.province_code
 ORDER BY fiscal_year DESC, disbursed_pct - planned_pct ASC, province
@@ -148,14 +147,18 @@ ORDER BY fiscal_year DESC, disbursed_pct - planned_pct ASC, province
 DISBURSEMENT_BY_PROGRAM_SQL = Sql(
     f"""
 SELECT
-    {sql_label("dim1", PROGRAM_TH)} AS program,
-    round(100 * sumIf(value, metric = 'project_budget_disbursed_thb')
-        / nullIf(sumIf(value, metric = 'project_budget_allocated_thb'), 0), 1) AS disbursed_pct,
-    round(100 * sumIf(value, metric = 'project_budget_planned_disbursed_thb')
-        / nullIf(sumIf(value, metric = 'project_budget_allocated_thb'), 0), 1) AS planned_pct
-FROM {gauge_current(BUDGET_METRICS, GEO, f"{WHERE} AND {FY}")}
+    {sql_label("program_code", PROGRAM_TH)} AS program,
+    round(100 * sum(disbursed_thb) / nullIf(sum(allocated_thb), 0), 1) AS disbursed_pct,
+    round(100 * sum(allocated_thb * {planned_fraction("fy")}) / nullIf(sum(allocated_thb), 0), 1)
+        AS planned_pct
+FROM (
+    SELECT program_code, fy, sum(allocated) AS allocated_thb, sum(disbursed) AS disbursed_thb
+    FROM {PROJECTS}
+    WHERE {FY}
+    GROUP BY program_code, fy
+)
 GROUP BY program
-HAVING sumIf(value, metric = 'project_budget_allocated_thb') > 0
+HAVING sum(allocated_thb) > 0
 ORDER BY disbursed_pct - planned_pct ASC, program
 """,
     ("program", "disbursed_pct", "planned_pct"),
@@ -168,15 +171,13 @@ SELECT
     l.district_code AS district_code,
     d.name_th AS district,
     d.province_th AS province,
-    {sql_label("tupleElement(l.latest, 1)", PROGRAM_TH)} AS program,
-    {sql_label("tupleElement(l.latest, 2)", STATUS_TH)} AS status,
+    {sql_label("l.program_code", PROGRAM_TH)} AS program,
+    {sql_label("l.status_code", STATUS_TH)} AS status,
     l.last_report AS last_report,
     intDiv(dateDiff('second', l.last_report, ($__toTime_ms)), 86400) AS days_silent
-FROM {latest_projects(SCOPE)} AS l
+FROM {PROJECTS} AS l
 INNER JOIN ref_districts AS d FINAL ON d.district_code = l.district_code
-WHERE tupleElement(l.latest, 2) NOT IN ({", ".join(f"'{s}'" for s in ACTIVE_EXCLUDED)})
-    AND l.last_report < ($__toTime_ms) - INTERVAL {STALE_DAYS} DAY
-    AND {in_variable("tupleElement(l.latest, 1)", "program")}
+WHERE l.is_active AND l.last_report < ($__toTime_ms) - INTERVAL {STALE_DAYS} DAY
 ORDER BY days_silent DESC, project_id
 LIMIT 200
 """,
@@ -200,7 +201,9 @@ def build() -> dashboard.Dashboard:
             "โครงการและงบประมาณ (Projects & budget)",
             "Development projects per program and status, schedule gap (planned − progress), "
             "budget allocated / obligated / disbursed per province and fiscal year (B.E.) "
-            "against the quarterly disbursement plan, and stale projects.",
+            "against the quarterly disbursement plan, and stale projects. Every panel reads "
+            "each project's latest report up to the end of the time range (project_events), "
+            "so region, program, SDG goal and TPMAP dimension narrow all of them.",
             ["projects", "budget"],
         )
         .with_variable(query_variable("region", "ภาค", REGION_SQL))
@@ -211,6 +214,24 @@ def build() -> dashboard.Dashboard:
                 "ปีงบประมาณ (พ.ศ.)",
                 FISCAL_YEAR_SQL,
                 description="Thai fiscal year, Buddhist Era (FY2569 = Oct 2025 – Sep 2026).",
+            )
+        )
+        .with_variable(
+            query_variable(
+                "sdg",
+                "เป้าหมาย SDG",
+                SDG_SQL,
+                description="Projects serving any of the selected UN Sustainable Development "
+                "Goals (the goals of each project's latest report).",
+            )
+        )
+        .with_variable(
+            query_variable(
+                "tpmap",
+                "มิติความยากจน (TPMAP)",
+                TPMAP_SQL,
+                description="Projects addressing any of the selected TPMAP poverty dimensions "
+                "(income, living, health, education, access to public services).",
             )
         )
         .with_row(dashboard.Row("ภาพรวมโครงการ"))
@@ -258,8 +279,9 @@ def build() -> dashboard.Dashboard:
             table_panel(
                 "งบประมาณรายจังหวัดและปีงบประมาณ",
                 BUDGET_BY_PROVINCE_SQL,
-                description="Sums over each project's latest report. planned = allocated × the "
-                "cumulative quarterly disbursement plan at the end of the range.",
+                description="Sums over each project's latest report up to the end of the range. "
+                "% planned = the cumulative quarterly disbursement plan of the fiscal year at the "
+                "end of the range.",
                 labels={
                     "province": "จังหวัด",
                     "fiscal_year": "ปีงบฯ (พ.ศ.)",

@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from dashboards.common import in_variable, quote, sql_label, sql_list
+from dashboards.common import any_in_variable, in_variable, quote, sql_label, sql_list
 from streams.contract import OPEN_TYPES
 from streams.labels import CATEGORY_TH, PROGRAM_TH
+from streams.plan import DEFAULT_QUARTER_TARGETS
+from streams.state.projects import BEHIND_PLAN_POINTS
 
 __all__ = [
     "ACTIVE_EXCLUDED",
+    "BEHIND_PLAN_POINTS",
     "GAUGE_FAMILY",
     "GAUGE_LOOKBACK_DAYS",
     "NATIONAL",
@@ -34,6 +37,8 @@ __all__ = [
     "histogram_quantile",
     "latest_grievances",
     "latest_projects",
+    "planned_fraction",
+    "projects_as_of",
 ]
 
 #: statuses that make a project inactive (the gauges use the same rule)
@@ -55,6 +60,8 @@ class Scope:
     district_vars: bool = False  # province and district
     category_var: bool = False
     program_var: bool = False
+    sdg_var: bool = False  # the SDG goals a project serves
+    tpmap_var: bool = False  # the TPMAP poverty dimensions a project addresses
 
     @property
     def geo(self) -> str:
@@ -76,6 +83,18 @@ class Scope:
         if not self.program_var:
             return "1 = 1"
         return in_variable(column, "program")
+
+    def sdg(self, goals: str) -> str:
+        """`goals` (Array(UInt8)) holds one of the selected SDG goals."""
+        if not self.sdg_var:
+            return "1 = 1"
+        return any_in_variable(f"arrayMap(g -> toString(g), {goals})", "sdg")
+
+    def tpmap(self, dimensions: str) -> str:
+        """`dimensions` (Array(String)) holds one of the selected TPMAP dimensions."""
+        if not self.tpmap_var:
+            return "1 = 1"
+        return any_in_variable(dimensions, "tpmap")
 
 
 NATIONAL: Final = Scope()
@@ -185,3 +204,83 @@ def program_label(column: str) -> str:
 
 def literal(value: str) -> str:
     return quote(value)
+
+
+#: project_events column -> its name in projects_as_of (the latest report's value)
+_LATEST_REPORT: Final = {
+    "program": "program_code",
+    "status": "status_code",
+    "fiscal_year": "fy",
+    "progress_pct": "progress",
+    "planned_pct": "planned",
+    "budget_allocated_thb": "allocated",
+    "budget_obligated_thb": "obligated",
+    "budget_disbursed_thb": "disbursed",
+    "sdg_goals": "goals",
+    "tpmap_dimensions": "dimensions",
+}
+
+
+#: (occurred_at ms, kafka_offset) as one UInt128, so the latest report wins and a tie goes to
+#: the later offset: argMax over a tuple key took about twice as long
+_REPORT_ORDER: Final = (
+    "bitShiftLeft(toUInt128(toUnixTimestamp64Milli(occurred_at)), 64) + kafka_offset"
+)
+
+
+def projects_as_of(scope: Scope) -> str:
+    """A subquery: each project's latest report up to the end of the range (by occurred_at; a
+    tie goes to the later offset, as in the worker), one row per project, narrowed by the
+    scope's program, SDG and TPMAP variables.
+
+    Columns: district_code, province_code, project_id, last_report, is_active, and the latest
+    report's program_code, status_code, fy (UInt16, B.E.), progress, planned, allocated,
+    obligated, disbursed (THB), goals (SDG, Array(UInt8)), dimensions (TPMAP).
+    The variables test the latest report, after it is picked: filtering the events first
+    would fall back to an older report of a project whose program or goals changed. One
+    argMax per column with a scalar key (an argMax of a tuple of the columns, or over a tuple
+    key, took about twice as long). No FINAL: a row stored twice is the same event, which
+    argMax and max read the same.
+    """
+    latest = ",\n                ".join(
+        f"argMax({column}, k) AS {name}" for column, name in _LATEST_REPORT.items()
+    )
+    return f"""(
+        SELECT district_code, province_code, project_id, last_report,
+            {", ".join(_LATEST_REPORT.values())},
+            status_code NOT IN ({sql_list(ACTIVE_EXCLUDED)}) AS is_active
+        FROM (
+            SELECT district_code, province_code, project_id,
+                max(occurred_at) AS last_report,
+                {latest}
+            FROM (
+                SELECT district_code, province_code, project_id, occurred_at,
+                    {", ".join(_LATEST_REPORT)},
+                    {_REPORT_ORDER} AS k
+                FROM project_events
+                WHERE occurred_at <= ($__toTime_ms) AND {scope.geo}
+            )
+            GROUP BY district_code, province_code, project_id
+        )
+        WHERE {scope.program("program_code")} AND {scope.sdg("goals")}
+            AND {scope.tpmap("dimensions")}
+    )"""
+
+
+def planned_fraction(fiscal_year: str) -> str:
+    """SQL of streams.plan.planned_fraction(fiscal_year, end of the range): the share of the
+    allocation planned as disbursed, linear within each quarter of the Thai fiscal year
+    (quarters start 1 Oct, 1 Jan, 1 Apr, 1 Jul, Bangkok time; DEFAULT_QUARTER_TARGETS)."""
+    at = "(toUnixTimestamp64Milli(($__toTime_ms)) / 1000)"
+    start = f"makeDateTime({fiscal_year} - 544, 10, 1, 0, 0, 0, 'Asia/Bangkok')"
+    bounds = [f"toUnixTimestamp(addMonths({start}, {3 * q}))" for q in range(5)]
+    branches = [f"{at} < {bounds[0]}", "0"]
+    prev = 0.0
+    for q, target in enumerate(DEFAULT_QUARTER_TARGETS):
+        lo, hi = bounds[q], bounds[q + 1]
+        branches += [
+            f"{at} < {hi}",
+            f"{prev} + {round(target - prev, 6)} * ({at} - {lo}) / ({hi} - {lo})",
+        ]
+        prev = target
+    return f"multiIf({', '.join(branches)}, {DEFAULT_QUARTER_TARGETS[-1]})"

@@ -4,6 +4,7 @@ may see (everything but the queries)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -16,6 +17,8 @@ __all__ = ["GENERATED", "Dashboard", "Panel", "VariableSpec", "catalog"]
 
 GENERATED: Final = Path(__file__).resolve().parents[1] / "generated"
 _HIDDEN_TARGET_KEYS = ("rawSql", "expr")
+# a template variable reference in SQL: $name, ${name...} or [[name...]] (Grafana's syntax)
+_REFERENCE = re.compile(r"\$\{(\w+)|\[\[(\w+)|\$(\w+)", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class VariableSpec:
     options: tuple[tuple[str, str], ...] = ()  # (value, text) of a custom variable
     sql: str = ""  # a ClickHouse query variable's rawSql
     source: str = CLICKHOUSE_TYPE
+    depends_on: tuple[str, ...] = ()  # earlier variables its SQL reads (its options follow them)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class Dashboard:
                     target.pop(key, None)
         model["panels"] = list(_flat(model))
         for var in model.get("templating", {}).get("list", []):
+            spec = self.variable(var["name"])
+            # which selections change this variable's options (the page keeps the others)
+            var["dependsOn"] = list(spec.depends_on) if spec else []
             if isinstance(var.get("query"), dict):
                 var["query"] = {}
             elif var.get("type") == "query":
@@ -84,11 +91,13 @@ def _source(panel: dict[str, Any]) -> str:
     return "clickhouse" if kind == CLICKHOUSE_TYPE else "prometheus" if kind else ""
 
 
-def _variable(raw: dict[str, Any]) -> VariableSpec:
+def _variable(raw: dict[str, Any], earlier: list[str]) -> VariableSpec:
     current = raw.get("current", {}).get("value", "")
     default = tuple(current) if isinstance(current, list) else (current,)
     query = raw.get("query")
     ds = raw.get("datasource") or {}
+    sql = query.get("rawSql", "") if isinstance(query, dict) else ""
+    named = {next(g for g in m.groups() if g) for m in _REFERENCE.finditer(sql)}
     return VariableSpec(
         name=raw["name"],
         label=raw.get("label") or raw["name"],
@@ -97,8 +106,9 @@ def _variable(raw: dict[str, Any]) -> VariableSpec:
         multi=bool(raw.get("multi")),
         default=default,
         options=tuple((o["value"], o["text"]) for o in raw.get("options") or []),
-        sql=query.get("rawSql", "") if isinstance(query, dict) else "",
+        sql=sql,
         source=ds.get("type", CLICKHOUSE_TYPE) if raw.get("type") == "query" else "",
+        depends_on=tuple(n for n in earlier if n in named),
     )
 
 
@@ -114,7 +124,10 @@ def _dashboard(model: dict[str, Any]) -> Dashboard:
         panels[int(raw["id"])] = Panel(
             int(raw["id"]), raw["type"], raw.get("title", ""), sql, source
         )
-    variables = tuple(_variable(v) for v in model.get("templating", {}).get("list", []))
+    raw_vars = model.get("templating", {}).get("list", [])
+    variables = tuple(
+        _variable(v, [e["name"] for e in raw_vars[:i]]) for i, v in enumerate(raw_vars)
+    )
     return Dashboard(model["uid"], model.get("title", ""), model, panels, variables)
 
 

@@ -415,8 +415,14 @@ async function buildVariables() {
     box.appendChild(label);
     sel.addEventListener("change", async () => {
       state.vars[v.name] = [sel.value];
+      // a later variable whose options follow this one (directly or through another) starts
+      // over; the others (e.g. SDG goal after region) keep what was picked
+      const changed = new Set([v.name]);
       for (const later of vars.slice(i + 1)) {
-        if (later.type === "query") delete state.vars[later.name]; // its options change
+        if ((later.dependsOn || []).some((n) => changed.has(n))) {
+          changed.add(later.name);
+          delete state.vars[later.name];
+        }
       }
       await fillOptions(vars.slice(i + 1));
       syncURL();

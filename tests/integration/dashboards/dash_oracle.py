@@ -197,18 +197,92 @@ def grievance_events(warehouse: Any) -> list[dict[str, Any]]:
     return out
 
 
-def latest_projects(warehouse: Any, district: str | None = None) -> dict[str, dict[str, Any]]:
-    """project_id -> its latest report (by occurred_at; a tie goes to the later offset)."""
+def latest_projects(
+    warehouse: Any, district: str | None = None, to_ms: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """project_id -> its latest report (by occurred_at; a tie goes to the later offset), among
+    the reports that occurred at or before to_ms when given."""
     where = f"WHERE district_code = '{district}'" if district else ""
     names, rows = warehouse.query(
-        "SELECT project_id, district_code, kafka_offset, program, status, progress_pct, "
-        "planned_pct, budget_allocated_thb, budget_disbursed_thb, "
+        "SELECT project_id, district_code, kafka_offset, program, status, fiscal_year, "
+        "progress_pct, planned_pct, budget_allocated_thb, budget_obligated_thb, "
+        "budget_disbursed_thb, sdg_goals, tpmap_dimensions, "
         f"toUnixTimestamp64Milli(occurred_at) AS ms FROM project_events FINAL {where}"
     )
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         r = dict(zip(names, row, strict=True))
+        if to_ms is not None and r["ms"] > to_ms:
+            continue
         old = out.get(r["project_id"])
         if old is None or (r["ms"], r["kafka_offset"]) > (old["ms"], old["kafka_offset"]):
             out[r["project_id"]] = r
     return out
+
+
+def selected(
+    reports: dict[str, dict[str, Any]],
+    program: list[str] | None = None,
+    sdg: list[int] | None = None,
+    tpmap: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The latest reports a selection keeps (None = All): its program is one of `program`, it
+    serves one of the `sdg` goals, it addresses one of the `tpmap` dimensions."""
+    return [
+        r
+        for r in reports.values()
+        if (program is None or r["program"] in program)
+        and (sdg is None or set(sdg) & set(r["sdg_goals"]))
+        and (tpmap is None or set(tpmap) & set(r["tpmap_dimensions"]))
+    ]
+
+
+def project_panels(reports: list[dict[str, Any]], to_ms: int) -> dict[str, Any]:
+    """What the projects dashboard shows for these latest reports at the range end to_ms."""
+    active = [r for r in reports if r["status"] not in INACTIVE]
+    n = len(active)
+    progress = sum(r["progress_pct"] for r in active)
+    planned = sum(r["planned_pct"] for r in active)
+    summary = (
+        n,
+        sum(1 for r in active if r["planned_pct"] - r["progress_pct"] > BEHIND_PLAN_POINTS),
+        sum(1 for r in active if r["ms"] < to_ms - STALE_MS),
+        progress / n if n else None,
+        (planned - progress) / n if n else None,
+    )
+    by_status: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    gap: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    budget: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    disbursement: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in reports:
+        by_status[r["program"]][r["status"]] += 1
+        alloc, disb = r["budget_allocated_thb"], r["budget_disbursed_thb"]
+        plan = alloc * planned_fraction(r["fiscal_year"], to_ms)
+        b = budget[(r["district_code"][:2], str(r["fiscal_year"]))]
+        b[0] += alloc
+        b[1] += r["budget_obligated_thb"]
+        b[2] += disb
+        b[3] += plan
+        d = disbursement[r["program"]]
+        d[0] += alloc
+        d[1] += disb
+        d[2] += plan
+        if r["status"] not in INACTIVE:
+            g = gap[r["program"]]
+            g[0] += 1
+            g[1] += r["progress_pct"]
+            g[2] += r["planned_pct"]
+    return {
+        "summary": summary,
+        "by_status": {p: dict(c) for p, c in by_status.items()},
+        "gap": {p: (g[1] / g[0], g[2] / g[0]) for p, g in gap.items()},
+        # (province, fiscal year) -> allocated, obligated, disbursed, planned %
+        "budget": {
+            k: (b[0], b[1], b[2], 100 * b[3] / b[0] if b[0] else None) for k, b in budget.items()
+        },
+        # program -> disbursed %, planned %
+        "disbursement": {
+            p: (100 * d[1] / d[0], 100 * d[2] / d[0]) for p, d in disbursement.items() if d[0]
+        },
+        "stale": {r["project_id"] for r in active if r["ms"] < to_ms - STALE_MS},
+    }

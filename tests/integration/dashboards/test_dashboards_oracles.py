@@ -4,6 +4,7 @@ the fixture's first phase), histogram quantiles, open overdue cases, "today" in 
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -201,86 +202,101 @@ def test_backlog_tables_equal_the_oracle(warehouse: Any, gauges: tuple[int, Any,
     ]
 
 
-def test_project_panels_equal_the_oracle(warehouse: Any, gauges: tuple[int, Any, Any]) -> None:
-    to, _, projects = gauges
-    active = total(projects, "project_active")
-    progress = total(projects, "project_progress_pct_sum")
-    planned = total(projects, "project_planned_pct_sum")
-    row = _stat("warroom-projects", "โครงการ", warehouse, to)
-    assert row == pytest.approx(
-        (
-            active,
-            total(projects, "project_behind_plan"),
-            total(projects, "project_stale"),
-            progress / active,
-            (planned - progress) / active,
-        ),
-        # the panel rounds to 0.1: within 0.05 of the exact mean (rounding the oracle too would
-        # double-round: 40.65 is 40.6 in Python's float and 40.7 in ClickHouse)
-        abs=0.051,
-    )
-    assert row[2] > 0, "stale projects: the simulated span is long enough for some"
-    ctx = context(
-        (warehouse.time_range[0], to),
-        all_selected("warroom-projects", custom_options("warroom-projects")),
-    )
+def _project_panels(
+    warehouse: Any, to: int, **selected: list[str]
+) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    """Every projects panel under a selection (the rest on All), by title."""
+    variables = all_selected("warroom-projects", custom_options("warroom-projects"))
+    variables.update({k: Variable(v) for k, v in selected.items()})
+    ctx = context((warehouse.time_range[0], to), variables)
+    return {q.title: run(warehouse, q.raw_sql, ctx) for q in QUERIES if q.uid == "warroom-projects"}
+
+
+def _assert_project_panels(
+    got: dict[str, tuple[list[str], list[tuple[Any, ...]]]], expected: dict[str, Any]
+) -> None:
+    """The projects dashboard's panels equal the oracle's numbers (dash_oracle.project_panels)."""
+    # the panels round means and percentages to 0.1: within 0.05 of the exact value (rounding
+    # the oracle too would double-round: 40.65 is 40.6 in Python's float and 40.7 in ClickHouse)
+    near = 0.051
+    _, rows = got["โครงการ"]
+    assert len(rows) == 1
+    assert rows[0] == pytest.approx(expected["summary"], abs=near)
     # projects per program and status
-    q = panel("warroom-projects", "โครงการตามแผนงานและสถานะ")
-    names, rows = run(warehouse, q.raw_sql, ctx)
+    names, rows = got["โครงการตามแผนงานและสถานะ"]
     program_of = {v: k for k, v in PROGRAM_TH.items()}
-    for r in rows:
-        program = program_of[r[0]]
-        for code, label in STATUS_TH.items():
-            expected = total(projects, "project_count", dim1=program, dim2=code)
-            assert r[names.index(label)] == pytest.approx(expected), (program, code)
-    assert {program_of[r[0]] for r in rows} == {k[2] for k in projects if k[1] == "project_count"}
-    # budget per province and fiscal year
-    q = panel("warroom-projects", "งบประมาณรายจังหวัดและปีงบประมาณ")
-    names, rows = run(warehouse, q.raw_sql, ctx)
+    assert {
+        program_of[r[0]]: {code: r[names.index(label)] for code, label in STATUS_TH.items()}
+        for r in rows
+    } == {
+        program: {code: counts.get(code, 0) for code in STATUS_TH}
+        for program, counts in expected["by_status"].items()
+    }
+    # mean progress vs plan of the active projects, per program
+    _, rows = got["ความก้าวหน้าเทียบแผน ตามแผนงาน"]
+    assert {r[0]: r[1:] for r in rows} == {
+        PROGRAM_TH[p]: pytest.approx(v, abs=near) for p, v in expected["gap"].items()
+    }
+    # budget per province and fiscal year (B.E.)
+    _, rows = got["งบประมาณรายจังหวัดและปีงบประมาณ"]
     province_th = {p.name_th: p.code for p in geography.provinces()}
-    got = {(province_th[r[0]], r[1]): r[2:5] for r in rows}
-    column = {
-        "project_budget_allocated_thb": 0,
-        "project_budget_obligated_thb": 1,
-        "project_budget_disbursed_thb": 2,
+    assert {(province_th[r[0]], r[1]): (*r[2:5], r[6]) for r in rows} == {
+        k: pytest.approx(v, abs=near) for k, v in expected["budget"].items()
     }
-    expected_budget: dict[tuple[str, str], list[float]] = {}
-    for (district, metric, _program, fy), v in projects.items():
-        if metric in column:
-            expected_budget.setdefault((district[:2], fy), [0.0, 0.0, 0.0])[column[metric]] += v
-    assert got.keys() == expected_budget.keys()
-    for key, e in expected_budget.items():
-        assert got[key] == pytest.approx(tuple(e)), key
-    assert len({fy for _, fy in got}) >= 2, "projects of two fiscal years (B.E.)"
-    # mean progress vs plan, and disbursement vs plan, per program
-    q = panel("warroom-projects", "ความก้าวหน้าเทียบแผน ตามแผนงาน")
-    _, rows = run(warehouse, q.raw_sql, ctx)
-    expected_gap = {}
-    for program in PROGRAM_TH:
-        n = total(projects, "project_active", dim1=program)
-        if n:
-            expected_gap[PROGRAM_TH[program]] = (  # exact means; the panel's are to 0.1
-                total(projects, "project_progress_pct_sum", dim1=program) / n,
-                total(projects, "project_planned_pct_sum", dim1=program) / n,
-            )
+    # disbursed and planned % of the allocation, per program
+    _, rows = got["เบิกจ่ายเทียบแผน ตามแผนงาน"]
     assert {r[0]: r[1:] for r in rows} == {
-        k: pytest.approx(v, abs=0.051) for k, v in expected_gap.items()
+        PROGRAM_TH[p]: pytest.approx(v, abs=near) for p, v in expected["disbursement"].items()
     }
-    q = panel("warroom-projects", "เบิกจ่ายเทียบแผน ตามแผนงาน")
-    _, rows = run(warehouse, q.raw_sql, ctx)
-    expected_pct = {}
-    for program in PROGRAM_TH:
-        alloc = total(projects, "project_budget_allocated_thb", dim1=program)
-        disbursed = total(projects, "project_budget_disbursed_thb", dim1=program)
-        planned_thb = total(projects, "project_budget_planned_disbursed_thb", dim1=program)
-        if alloc:
-            expected_pct[PROGRAM_TH[program]] = (
-                100 * disbursed / alloc,
-                100 * planned_thb / alloc,
-            )
-    assert {r[0]: r[1:] for r in rows} == {
-        k: pytest.approx(v, abs=0.051) for k, v in expected_pct.items()
-    }
+    # active projects silent for 14 days (the table shows at most 200)
+    _, rows = got["โครงการที่ไม่รายงานเกิน 14 วัน"]
+    assert len(rows) == min(200, len(expected["stale"]))
+    assert {r[0] for r in rows} <= expected["stale"]
+
+
+@pytest.fixture(scope="module", params=["now", "past"])
+def project_end(request: pytest.FixtureRequest, warehouse: Any) -> int:
+    """The range end: after the data, or at the end of the fixture's first phase (the
+    panels then read each project's latest report up to that time, whenever it arrived)."""
+    return int(warehouse.time_range[1] if request.param == "now" else warehouse.past_ms)
+
+
+def test_project_panels_equal_the_oracle(warehouse: Any, project_end: int) -> None:
+    to = project_end
+    reports = dash_oracle.latest_projects(warehouse, to_ms=to)
+    expected = dash_oracle.project_panels(list(reports.values()), to)
+    active, behind, stale, *_ = expected["summary"]
+    assert active and behind and stale, "active, behind-plan and stale projects exist"
+    assert len({fy for _, fy in expected["budget"]}) >= 2, "projects of two fiscal years (B.E.)"
+    _assert_project_panels(_project_panels(warehouse, to), expected)
+
+
+# SDG goal 1 is served by several programs and 'health' by two others: alone, together (one
+# program serves both) and with several values, each a different set of projects
+PROJECT_SELECTIONS = [
+    {"sdg": ["1"]},
+    {"tpmap": ["health"]},
+    {"sdg": ["1"], "tpmap": ["health"]},
+    {"sdg": ["6", "16"], "tpmap": ["income", "public_services"]},
+    {"sdg": ["1"], "program": ["kok_nong_na", "informal_debt"]},
+]
+
+
+@pytest.mark.parametrize("selection", PROJECT_SELECTIONS, ids=lambda s: json.dumps(s))
+def test_sdg_and_tpmap_selections_equal_the_oracle(
+    warehouse: Any, project_end: int, selection: dict[str, list[str]]
+) -> None:
+    to = project_end
+    reports = dash_oracle.latest_projects(warehouse, to_ms=to)
+    kept = dash_oracle.selected(
+        reports,
+        program=selection.get("program"),
+        sdg=[int(g) for g in selection["sdg"]] if "sdg" in selection else None,
+        tpmap=selection.get("tpmap"),
+    )
+    assert 0 < len(kept) < len(reports), "the selection keeps some projects, not all"
+    expected = dash_oracle.project_panels(kept, to)
+    _assert_project_panels(_project_panels(warehouse, to, **selection), expected)
 
 
 def test_budget_disbursement_stat_equals_the_oracle(

@@ -58,6 +58,8 @@ def selections(q: PanelQuery, busiest: dict[str, Any]) -> dict[str, dict[str, Va
         "category": ["land"],
         "program": ["kok_nong_na"],
         "stream": ["grievance"],
+        "sdg": ["1"],
+        "tpmap": ["income"],
     }
     picks_multi = {
         "region": busiest["regions"],
@@ -66,6 +68,8 @@ def selections(q: PanelQuery, busiest: dict[str, Any]) -> dict[str, dict[str, Va
         "category": list(CATEGORIES[:6]),
         "program": list(PROGRAMS[:5]),
         "stream": ["grievance", "project"],
+        "sdg": ["6", "11"],
+        "tpmap": ["health", "public_services"],
     }
     for name in everything:
         if name in picks_single:
@@ -110,6 +114,7 @@ def test_panel_query_keeps_hostile_selections_as_data(q: PanelQuery, warehouse: 
     names, rows = run(warehouse, q.raw_sql, context(warehouse.time_range, hostile))
     assert names == list(SPECS[q.raw_sql].columns)
     filtered = {"region", "province", "district", "category", "program", "stream", "fiscal_year"}
+    filtered |= {"sdg", "tpmap"}
     if filtered & set(everything) and SPECS[q.raw_sql].kind == "table":
         assert rows == [] or all(r[0] not in HOSTILE for r in rows)
 

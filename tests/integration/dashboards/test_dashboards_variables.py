@@ -1,5 +1,6 @@
 """Every ClickHouse query variable runs and returns values; the region → province → district
-chain narrows as the reference geography says (oracle: streams.geography, not SQL)."""
+chain narrows as the reference geography says (oracle: streams.geography, not SQL); the SDG and
+TPMAP variables list what the produced project events carry (oracle: the simulator's items)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dash_panels import context, run, variable_queries
 
 from dashboards.macros import ALL, Variable
 from streams import geography
+from streams.contract import TPMAP_DIMENSIONS
+from streams.labels import SDG_TH, TPMAP_TH
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +61,25 @@ def test_district_variable_lists_the_districts_of_the_province(warehouse: Any) -
     assert len(rows) == 50
     names = {d.code: d.name_th for d in geography.districts("10")}
     assert all(names[code] in text for code, text in rows)
+
+
+def _produced(warehouse: Any, field: str) -> set[Any]:
+    """Every value of a project event's list field among the events the simulator produced."""
+    return {
+        v
+        for it in warehouse.items
+        if it.reason is None and it.event and it.event.get("schema") == "project.v1"
+        for v in it.event.get(field) or ()
+    }
+
+
+def test_sdg_and_tpmap_variables_list_what_the_projects_carry_in_thai(warehouse: Any) -> None:
+    rows = _values(warehouse, VARIABLES[("warroom-projects", "sdg")])
+    goals = _produced(warehouse, "sdg_goals")
+    assert len(goals) >= 10
+    assert [r[0] for r in rows] == [str(g) for g in sorted(goals)]  # in goal order
+    assert all(r[1] == f"SDG {r[0]} · {SDG_TH[int(r[0])]}" for r in rows)
+    rows = _values(warehouse, VARIABLES[("warroom-projects", "tpmap")])
+    dims = _produced(warehouse, "tpmap_dimensions")
+    assert [r[0] for r in rows] == [d for d in TPMAP_DIMENSIONS if d in dims]  # TPMAP's order
+    assert {r[0]: r[1] for r in rows} == {d: TPMAP_TH[d] for d in dims}

@@ -26,6 +26,7 @@ from dash_oracle import total
 from dashboards.wall.catalog import catalog
 from producers.simulator.generator import Item
 from streams import geography
+from streams.labels import SDG_TH, TPMAP_TH
 from streams.timeutil import BANGKOK
 from streams.topics import Topics
 from tests.kafka_io import produce_items
@@ -157,6 +158,61 @@ def test_variables_chain_and_the_time_picker(warehouse: Any, browser: Any) -> No
     assert console_errors(browser) == []
 
 
+def _stat_cell(driver: Any, title: str, field: str) -> float | None:
+    """The value of one named number of a multi-value stat panel."""
+    raw = driver.execute_script(
+        "const p = [...document.querySelectorAll('.panel')]"
+        ".find(p => p.dataset.title === arguments[0]);"
+        "const c = [...p.querySelectorAll('.cell')].find(c => c.dataset.field === arguments[1]);"
+        "return c.querySelector('.stat-value').dataset.value",
+        title,
+        field,
+    )
+    return float(raw) if raw else None
+
+
+def test_projects_follow_the_sdg_goal_and_tpmap_dimension(warehouse: Any, browser: Any) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    reports = dash_oracle.latest_projects(warehouse)
+    goals = {
+        g
+        for it in warehouse.items
+        if it.reason is None and it.event and it.event.get("schema") == "project.v1"
+        for g in it.event.get("sdg_goals") or ()
+    }
+    _open(browser, f"{warehouse.url}/d/warroom-projects/?var-sdg=1")
+    # the options are the goals the projects carry, each with its Thai name
+    assert sorted(_options(browser, "sdg"), key=int) == [str(g) for g in sorted(goals)]
+    texts: dict[str, str] = browser.execute_script(
+        "return Object.fromEntries([...document.getElementById('var-sdg').options]"
+        ".map(o => [o.value, o.text]))"
+    )
+    assert all(SDG_TH[g] in texts[str(g)] for g in goals)
+    assert set(_options(browser, "tpmap")) <= set(TPMAP_TH)
+
+    def check(**selection: Any) -> None:
+        kept = dash_oracle.selected(reports, **selection)
+        active, behind, *_ = dash_oracle.project_panels(kept, int(time.time() * 1000))["summary"]
+        assert 0 < active < len(reports)
+        assert _stat_cell(browser, "โครงการ", "ดำเนินการอยู่") == active, selection
+        assert _stat_cell(browser, "โครงการ", "ล่าช้ากว่าแผน") == behind, selection
+
+    check(sdg=[1])
+    # a TPMAP dimension picked in the page narrows further and keeps the goal
+    before = _refreshes(browser)
+    Select(browser.find_element("id", "var-tpmap")).select_by_value("health")
+    wait_until(lambda: _refreshes(browser) > before, what="the page to refresh")
+    check(sdg=[1], tpmap=["health"])
+    assert "var-sdg=1" in browser.current_url and "var-tpmap=health" in browser.current_url
+    # a region picked afterwards does not reset them (their options do not follow it)
+    before = _refreshes(browser)
+    Select(browser.find_element("id", "var-region")).select_by_value("northeast")
+    wait_until(lambda: _refreshes(browser) > before, what="the page to refresh")
+    assert browser.find_element("id", "var-tpmap").get_attribute("value") == "health"
+    assert console_errors(browser) == []
+
+
 def _get(url: str) -> tuple[int, dict[str, Any]]:
     try:
         with urllib.request.urlopen(url, timeout=60) as resp:
@@ -174,6 +230,10 @@ def test_bad_variable_values_and_unknown_panels_are_refused(warehouse: Any) -> N
         (f"{api}/warroom-district/panel/3?var-category=landslide", 400),
         (f"{api}/warroom-district/panel/3?var-nosuch=1", 400),
         (f"{api}/warroom-quality/panel/3?var-silent_hours=5", 400),
+        (f"{api}/warroom-projects/panel/2?var-sdg=18", 400),
+        (f"{api}/warroom-projects/panel/2?var-sdg={hostile}", 400),
+        (f"{api}/warroom-projects/panel/2?var-tpmap=wealth", 400),
+        (f"{api}/warroom-projects/options/tpmap?var-sdg=0", 400),
         (f"{api}/warroom-district/panel/3?from=0&to=now", 400),
         (f"{api}/warroom-district/panel/999", 404),
         (f"{api}/warroom-district/panel/1", 404),  # a row, not a data panel

@@ -13,7 +13,7 @@ import pytest
 from chdb_once import run_chdb
 
 from dashboards.clickhouse import CLICKHOUSE_TYPE
-from dashboards.common import in_variable, variable_values
+from dashboards.common import any_in_variable, in_variable, variable_values
 from dashboards.macros import ALL, QueryContext, Variable, apply_conditional_all, expand
 
 GENERATED = Path(__file__).resolve().parents[3] / "dashboards" / "generated"
@@ -145,3 +145,38 @@ def test_grafanas_quoting_formats_do_not_hold_in_clickhouse() -> None:
         )
     outcomes = run_chdb(runs)[2:]
     assert [o.rows for o in outcomes] == [[[1]], [[1]]], "the injected OR 1=1 should match"
+
+
+def test_array_filters_keep_hostile_values_as_data() -> None:
+    """The SDG and TPMAP filters (any_in_variable, over a project's arrays): a hostile value
+    matches no project, All keeps every project (also one without goals), a selection keeps
+    the projects holding any of its values."""
+    as_text = "arrayMap(g -> toString(g), goals)"
+    goals = f"SELECT count() FROM p WHERE {any_in_variable(as_text, 'v')}"
+    dims = f"SELECT count() FROM p WHERE {any_in_variable('dims', 'v')}"
+    runs = [
+        "CREATE TABLE p (goals Array(UInt8), dims Array(LowCardinality(String))) ENGINE = Memory",
+        "INSERT INTO p VALUES ([1, 2, 6], ['income', 'living']), ([9, 11], ['public_services']), "
+        "([], [])",
+    ]
+    expected: list[int] = []
+    for value in [*HOSTILE, *SPLIT]:
+        for sql in (goals, dims):
+            runs.append(expand(sql, _ctx(v=Variable(value))))
+            runs.append(expand(sql, _ctx(v=Variable([value, "x"]))))
+            expected += [0, 0]
+    selections = [
+        (goals, Variable(ALL, options=["1"]), 3),
+        (goals, Variable("1"), 1),
+        (goals, Variable(["6", "11"]), 2),
+        (goals, Variable(["17"]), 0),
+        (dims, Variable(ALL, options=["income"]), 3),
+        (dims, Variable(["health", "public_services"]), 1),
+    ]
+    for sql, var, n in selections:
+        runs.append(expand(sql, _ctx(v=var)))
+        expected.append(n)
+    outcomes = run_chdb(runs)[2:]
+    for sql, outcome, n in zip(runs[2:], outcomes, expected, strict=True):
+        assert outcome.ok, f"{sql!r}: {outcome.error}"
+        assert outcome.rows == [[n]], sql

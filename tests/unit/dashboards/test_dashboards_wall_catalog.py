@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,27 @@ def test_the_browser_model_holds_no_query_text() -> None:
         assert "rawSql" not in text and "SELECT" not in text and '"expr"' not in text, dash.uid
         # the model the worker keeps is untouched
         assert any(p.sql for p in dash.panels.values()) or dash.uid == "warroom-ops"
+
+
+def test_the_page_learns_which_variables_follow_which() -> None:
+    """A query variable's options follow the earlier variables its SQL reads: the page resets
+    only those when one changes (an SDG goal stays picked when the region changes)."""
+    district = {v["name"]: v["dependsOn"] for v in _vars("warroom-district")}
+    assert district == {
+        "region": [],
+        "province": ["region"],
+        "district": ["region", "province"],
+        "category": [],
+        "program": [],
+    }
+    projects = {v["name"]: v["dependsOn"] for v in _vars("warroom-projects")}
+    assert list(projects) == ["region", "program", "fiscal_year", "sdg", "tpmap"]
+    assert all(d == [] for d in projects.values())
+
+
+def _vars(uid: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = catalog()[uid].public()["templating"]["list"]
+    return out
 
 
 @pytest.mark.parametrize(
