@@ -32,18 +32,25 @@ from aiohttp import web
 from mode import Service
 
 from alerts.ack import handle_ack
+from alerts.ack_links import AckLinks, link_for
+from alerts.ack_tokens import TokenSigner
+from alerts.bound_directory import identify, with_bindings
 from alerts.catchup import split_stale
 from alerts.channels.email import SmtpConfig
+from alerts.contacts_store import Binding, ContactsStore, contacts_path
 from alerts.directory import Directory, DirectoryError, default_directory, load_directory
 from alerts.engine import Engine
+from alerts.line_buttons import LineButtons
+from alerts.line_webhook import LineReplier, LineWebhook, WebhookCounters
 from alerts.messages import MessageRenderer, place_of
-from alerts.model import AlertState, Notification, Severity
+from alerts.model import AlertState, Notification, Recipient, Severity
 from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
 from alerts.outbox import Outbox
 from alerts.rules import DEFAULT_RULES_PATH, RulesError, RuleSet, parse_rules
 from alerts.transitions import TickResult
 from alerts.warmup import WarmupQuery, apply_warmup, finish_warmup, warmup_queries
 from sinks.writer import Writer, WriterClosedError
+from streams.alerting_acks import AckRouter
 from streams.alerting_records import (
     HISTORY_COLUMNS,
     delivery_rows,
@@ -144,15 +151,29 @@ class AlertService(Service):
             if settings.smtp_host
             else None
         )
+        # issue 13: LINE bindings beside the directory file, signed one-tap acknowledgements
+        self.base_directory = directory
+        self.contacts = ContactsStore(
+            Path(settings.contacts_db)
+            if settings.contacts_db
+            else contacts_path(settings.data_dir, settings.alert_directory)
+        )
+        self._bindings: list[Binding] = self.contacts.bindings()
+        self._bindings_version: Any = self.contacts.version()
+        self.signer = TokenSigner(settings.ack_secret) if settings.ack_secret else None
+        ttl_s = int(settings.ack_token_hours * 3600)
+        signer = self.signer
         channels = build_channels(
             settings.dashboard_url,
             line_token=settings.line_channel_token,
             line_api_url=settings.line_api_url,
             smtp=smtp,
+            line_buttons=(lambda r: LineButtons(r, signer, ttl_s)) if signer else None,
+            ack_links=self._email_links if signer and settings.public_url else None,
         )
         self.outbox = Outbox(outbox_path(settings.data_dir))
         self.notifier = Notifier(
-            directory,
+            with_bindings(directory, self._bindings),
             channels,
             self.outbox,
             on_delivery=self._on_delivery,
@@ -178,6 +199,9 @@ class AlertService(Service):
         self._held_logged = 0.0
         self._notifier_task: asyncio.Task[None] | None = None
         self.dropped_rows = 0  # rows of partitions this worker does not hold (for tests)
+        self.acks = AckRouter(self)
+        self.webhook: LineWebhook | None = None
+        self._public_tasks: list[asyncio.Task[None]] = []
         pipeline.add_metric_listener(self._on_rows)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -195,6 +219,96 @@ class AlertService(Service):
     def add_routes(self, app: web.Application) -> None:
         """POST /alerts/{alert_id}/ack (alerts/ack.py) on the worker's web server."""
         app.router.add_post("/alerts/{alert_id}/ack", self._handle_ack)
+
+    def add_public_routes(self, app: web.Application) -> None:
+        """The chief-facing listener (WARROOM_PUBLIC_LISTEN): the LINE webhook when a channel
+        secret is set, the e-mail acknowledge links when a token secret is set."""
+        s = self.settings
+        if s.line_channel_secret:
+            counters = WebhookCounters(self.tel.line_webhook)
+            self.webhook = LineWebhook(
+                secret=s.line_channel_secret,
+                store=self.contacts,
+                replier=LineReplier(s.line_channel_token, s.line_api_url),
+                signer=self.signer,
+                acknowledge=self.acks.acknowledge,
+                identify=self.identify,
+                on_contacts_changed=self._contacts_changed,
+                counters=counters,
+            )
+            self.webhook.add_routes(app)
+        if self.signer is not None:
+            AckLinks(self.signer, self.acks.acknowledge, self.identify).add_routes(app)
+
+    # -- contacts and one-tap acknowledgement (issue 13) --------------------------------------
+
+    def _email_links(self, n: Notification, r: Recipient) -> list[tuple[str, str]]:
+        assert self.signer is not None
+        ttl_s = int(self.settings.ack_token_hours * 3600)
+        return link_for(self.signer, self.settings.public_url, n, r, ttl_s, now_s=time.time())
+
+    def identify(self, contact: str) -> str:
+        return identify(self.notifier.directory, self._bindings, contact)
+
+    def refresh_directory(self) -> bool:
+        """Re-read the bindings when the store changed (here or in another process)."""
+        version = self.contacts.version()
+        if version == self._bindings_version:
+            return False
+        self._bindings_version = version
+        self._bindings = self.contacts.bindings()
+        self.notifier.directory = with_bindings(self.base_directory, self._bindings)
+        return True
+
+    def _contacts_changed(self, change: str, bindings: list[Binding]) -> None:
+        self.refresh_directory()
+        for b in bindings:
+            entry = (
+                self.notifier.directory.chief(b.area)
+                if b.role == "chief"
+                else self.notifier.directory.governor(b.area)
+            )
+            left = sorted({c.channel for c in entry.contacts}) if entry is not None else []
+            extra = {"change": change, "role": b.role, "area": b.area, "channels_left": left}
+            if change == "unreachable":
+                # the war room reads this in its log sink and on the alerts topic
+                log.warning("a LINE contact blocked the official account", extra=extra)
+            else:
+                log.info("LINE contact binding changed", extra=extra)
+            record = orjson.dumps({"schema": "warroom.alert_event.v1", "event": "contact",
+                                   "at_ms": b.changed_ms, "name": b.name, **extra})  # fmt: skip
+            key = b.area.encode()
+            task = asyncio.ensure_future(
+                self.app.producer.send(self.topic, key, record, None, None, None)
+            )
+            self._public_tasks.append(task)  # type: ignore[arg-type]
+
+    def held_partitions(self) -> set[int]:
+        return self._held
+
+    def warming_partitions(self) -> set[int]:
+        return self._warming
+
+    def accepting_acks(self) -> bool:
+        return self._ready and not self._stopping
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self._lock
+
+    async def publish_result(self, result: TickResult) -> None:
+        """Publish and store an engine result (caller holds the lock)."""
+        await self._publish(result)
+        await self._store(self.engine.take_dirty())
+
+    @Service.task
+    async def _contacts_loop(self) -> None:
+        while not self.should_stop:
+            await self.sleep(5.0)
+            try:
+                await asyncio.to_thread(self.refresh_directory)
+            except Exception:
+                log.exception("re-reading the contact bindings failed")
 
     # -- rows in ------------------------------------------------------------------------------
 
@@ -252,6 +366,7 @@ class AlertService(Service):
         self._generation += 1
         self._warming -= parts
         self._waiting = [r for r in self._waiting if r[5] not in parts]
+        self.acks.forget(parts)
         async with self._lock:
             await self._release(parts & self._held)
 
@@ -344,6 +459,7 @@ class AlertService(Service):
             finish_warmup(self.engine)
             self._ready = True
             self._update_firing()
+        await self.acks.apply_pending()
         log.info(
             "alert state restored",
             extra={
@@ -532,6 +648,8 @@ class AlertService(Service):
 
     async def on_start(self) -> None:
         self._notifier_task = asyncio.create_task(self.notifier.run())
+        if self.webhook is not None:
+            self._public_tasks.append(asyncio.create_task(self.webhook.process()))
 
     async def _on_app_shutdown(self, sender: Any, **kwargs: Any) -> None:
         """The producer is still up: store what changed since the last evaluation."""
@@ -543,6 +661,12 @@ class AlertService(Service):
             log.exception("storing the alert state at shutdown failed")
 
     async def on_stop(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.close()
+        for task in self._public_tasks:
+            task.cancel()
+        await asyncio.gather(*self._public_tasks, return_exceptions=True)
+        self.contacts.close()
         await self.notifier.close()
         if self._notifier_task is not None:
             await asyncio.gather(self._notifier_task, return_exceptions=True)
