@@ -31,7 +31,7 @@ import yaml
 from aiohttp import web
 from mode import Service
 
-from alerts.ack import handle_ack
+from alerts.ack import ALERT_ID, handle_ack
 from alerts.ack_links import AckLinks, link_for
 from alerts.ack_tokens import TokenSigner
 from alerts.bound_directory import identify, with_bindings
@@ -45,11 +45,13 @@ from alerts.line_webhook import LineReplier, LineWebhook, WebhookCounters
 from alerts.messages import MessageRenderer, place_of
 from alerts.model import AlertState, Notification, Recipient, Severity
 from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
+from alerts.one_tap import AckRequest
 from alerts.outbox import Outbox
 from alerts.rules import DEFAULT_RULES_PATH, RulesError, RuleSet, parse_rules
 from alerts.transitions import TickResult
 from alerts.warmup import WarmupQuery, apply_warmup, finish_warmup, warmup_queries
 from sinks.writer import Writer, WriterClosedError
+from streams import geography
 from streams.alerting_acks import AckRouter
 from streams.alerting_records import (
     HISTORY_COLUMNS,
@@ -305,6 +307,8 @@ class AlertService(Service):
     async def _contacts_loop(self) -> None:
         while not self.should_stop:
             await self.sleep(5.0)
+            if self.should_stop or self._stopping:
+                return  # the store closes at stop
             try:
                 await asyncio.to_thread(self.refresh_directory)
             except Exception:
@@ -591,6 +595,14 @@ class AlertService(Service):
     async def _handle_ack(self, request: web.Request) -> web.Response:
         alert_id = request.match_info["alert_id"]
         body = await request.read()
+        forward = _forward_target(alert_id, body, self.states.partitions, self._held)
+        if forward is not None:
+            # another worker holds the district: it applies the ack from the topic
+            await self.acks.forward(forward)
+            return web.json_response(
+                {"alert_id": alert_id, "district_code": forward.district_code, "forwarded": True},
+                status=202,
+            )
         if not self._ready or self._stopping:
             return web.json_response(
                 {"error": "the alert engine is starting or stopping; try again"}, status=503
@@ -722,3 +734,26 @@ class AlertService(Service):
             "alerts": live,
             "queued": self.notifier.queued(),
         }
+
+
+def _forward_target(
+    alert_id: str, body: bytes, partitions: int, held: set[int]
+) -> AckRequest | None:
+    """An HTTP ack naming a district (`"district_code"` in the body) this worker does not
+    hold: the request to put on the acknowledgements topic. None: handle it here."""
+    try:
+        raw = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(raw, dict) or not ALERT_ID.match(alert_id):
+        return None
+    district, by = raw.get("district_code"), raw.get("by")
+    if not isinstance(district, str) or geography.district(district) is None:
+        return None
+    if not isinstance(by, str) or not by.strip() or source_partition(district, partitions) in held:
+        return None
+    note = raw.get("note", "")
+    return AckRequest(
+        alert_id, district, by.strip()[:100], "http", int(time.time() * 1000),
+        note[:500] if isinstance(note, str) else "",
+    )  # fmt: skip
