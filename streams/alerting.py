@@ -43,7 +43,7 @@ from alerts.engine import Engine
 from alerts.line_buttons import LineButtons
 from alerts.line_webhook import LineReplier, LineWebhook, WebhookCounters
 from alerts.messages import MessageRenderer, place_of
-from alerts.model import AlertState, Notification, Recipient, Severity
+from alerts.model import AlertState, Notification, NotificationKind, Recipient, Severity
 from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
 from alerts.one_tap import AckRequest
 from alerts.outbox import Outbox
@@ -530,6 +530,9 @@ class AlertService(Service):
             time.time() * 1000,
             self.settings.alert_notify_max_age_seconds * 1000,
         )
+        for n in fresh:
+            if n.kind is NotificationKind.ESCALATION:  # the governor is told the story so far
+                n.notified = self.outbox.delivered_about(n.alerts)
         routed = self.notifier.submit_many(fresh) if fresh else []
         for n, recipients in zip(fresh, routed, strict=True):
             record = notification_record(n, recipients, self.renderer)
