@@ -3,7 +3,7 @@
 An active binding adds the bound LINE id to its chief's or governor's entry; an unreachable one
 (the contact blocked the account) removes it, so that entry's other channels (e-mail) remain
 and the war room still receives everything. `identify` names the person behind a token's
-contact for the acknowledgement record.
+contact for the acknowledgement record (the directory's name first, then the invite's).
 """
 
 from __future__ import annotations
@@ -40,9 +40,6 @@ def with_bindings(directory: Directory, bindings: list[Binding]) -> Directory:
 def identify(directory: Directory, bindings: list[Binding], contact: str) -> str:
     """The directory name for a token contact: a LINE id, ``chief:5001``, ``governor:50``,
     ``war_room`` or ``ops``; '' when nobody is known by it."""
-    for b in bindings:
-        if b.line_user == contact:
-            return b.name
     role, _, area = contact.partition(":")
     if role == "chief" and area:
         entry = directory.chief(area)
@@ -57,7 +54,11 @@ def identify(directory: Directory, bindings: list[Binding], contact: str) -> str
     entries = [directory.war_room, directory.ops, directory.default_chief]
     entries += [directory.default_governor, *directory.provinces.values()]
     entries += list(directory.districts.values())
+    # the file's name wins over the invite's: the directory is what operators keep current
     for e in entries:
         if e is not None and any(c.channel == "line" and c.address == contact for c in e.contacts):
             return e.name
+    for b in bindings:  # bound, but unreachable now (no longer in the entry's contacts)
+        if b.line_user == contact:
+            return b.name
     return ""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -155,11 +156,18 @@ class AlertService(Service):
         )
         # issue 13: LINE bindings beside the directory file, signed one-tap acknowledgements
         self.base_directory = directory
-        self.contacts = ContactsStore(
+        contacts_file = (
             Path(settings.contacts_db)
             if settings.contacts_db
             else contacts_path(settings.data_dir, settings.alert_directory)
         )
+        try:
+            self.contacts = ContactsStore(contacts_file)
+        except (sqlite3.Error, OSError) as exc:
+            raise SystemExit(
+                f"warroom worker: cannot open the contacts store {contacts_file}: {exc} "
+                "(set WARROOM_CONTACTS_DB to a writable file)"
+            ) from exc
         self._bindings: list[Binding] = self.contacts.bindings()
         self._bindings_version: Any = self.contacts.version()
         self.signer = TokenSigner(settings.ack_secret) if settings.ack_secret else None
@@ -204,6 +212,7 @@ class AlertService(Service):
         self.acks = AckRouter(self)
         self.webhook: LineWebhook | None = None
         self._public_tasks: list[asyncio.Task[None]] = []
+        self._contact_records: list[tuple[bytes, bytes]] = []  # for the alerts topic
         pipeline.add_metric_listener(self._on_rows)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -279,11 +288,19 @@ class AlertService(Service):
                 log.info("LINE contact binding changed", extra=extra)
             record = orjson.dumps({"schema": "warroom.alert_event.v1", "event": "contact",
                                    "at_ms": b.changed_ms, "name": b.name, **extra})  # fmt: skip
-            key = b.area.encode()
-            task = asyncio.ensure_future(
-                self.app.producer.send(self.topic, key, record, None, None, None)
-            )
-            self._public_tasks.append(task)  # type: ignore[arg-type]
+            # published by the tick loop: the webhook may answer before the producer runs
+            self._contact_records.append((b.area.encode(), record))
+
+    async def _publish_contact_records(self) -> None:
+        records, self._contact_records = self._contact_records, []
+        try:
+            sent = [
+                await self.app.producer.send(self.topic, key, value, None, None, None)
+                for key, value in records
+            ]
+            await asyncio.gather(*sent)
+        except Exception:
+            log.warning("contact changes not published to the alerts topic", exc_info=True)
 
     def held_partitions(self) -> set[int]:
         return self._held
@@ -494,6 +511,8 @@ class AlertService(Service):
                 await self.evaluate(only_new_data=not full)
             except Exception:
                 log.exception("alert evaluation failed; retrying at the next tick")
+            if self._contact_records and self._ready:
+                await self._publish_contact_records()
             if full:
                 last_full = time.monotonic()
             await self.sleep(gap)

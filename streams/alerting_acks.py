@@ -161,7 +161,9 @@ class AckRouter:
                 last = rec.offset
                 continue
             if tp.partition in held:
-                await self.apply(req)
+                outcome = await self.apply(req)
+                if outcome.status is AckStatus.UNAVAILABLE:
+                    break  # stopping: not committed, so the next holder applies it
                 self.applied_from_topic += 1
                 last = rec.offset
             elif tp.partition in warming:
@@ -179,7 +181,8 @@ class AckRouter:
         self._pending = [p for p in self._pending if p[0].partition not in held]
         offsets: dict[TP, int] = {}
         for tp, offset, req in ready:
-            await self.apply(req)
+            if (await self.apply(req)).status is AckStatus.UNAVAILABLE:
+                break
             self.applied_from_topic += 1
             offsets[tp] = max(offsets.get(tp, 0), offset + 1)
         await self._commit(offsets)

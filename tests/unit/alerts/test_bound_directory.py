@@ -49,7 +49,9 @@ def test_identify_names_tokens_contacts() -> None:
     base = parse_directory(DOC)
     bindings = [_binding("5001", ACTIVE)]
     d = with_bindings(base, bindings)
-    assert identify(d, bindings, U1) == "name 5001"
+    assert identify(d, bindings, U1) == "นายอำเภอเมืองเชียงใหม่"  # the file's name wins
+    gone = [_binding("5001", UNREACHABLE)]
+    assert identify(with_bindings(base, gone), gone, U1) == "name 5001"
     assert identify(d, bindings, "chief:5001") == "นายอำเภอเมืองเชียงใหม่"
     assert identify(d, bindings, "governor:50") == "ผู้ว่าราชการจังหวัดเชียงใหม่"
     assert identify(d, bindings, "war_room") == "war room"
