@@ -387,7 +387,6 @@ class AlertService(Service):
         self._generation += 1
         self._warming -= parts
         self._waiting = [r for r in self._waiting if r[5] not in parts]
-        self.acks.forget(parts)
         async with self._lock:
             await self._release(parts & self._held)
 
@@ -480,7 +479,6 @@ class AlertService(Service):
             finish_warmup(self.engine)
             self._ready = True
             self._update_firing()
-        await self.acks.apply_pending()
         log.info(
             "alert state restored",
             extra={
@@ -682,6 +680,7 @@ class AlertService(Service):
 
     async def on_start(self) -> None:
         self._notifier_task = asyncio.create_task(self.notifier.run())
+        self._public_tasks.append(asyncio.create_task(self.acks.run()))
         if self.webhook is not None:
             self._public_tasks.append(asyncio.create_task(self.webhook.process()))
 
