@@ -349,7 +349,13 @@ def test_ack_at_the_worker_without_the_district_is_applied_once_by_its_holder(
         timeout=SLOW,
         worker=back,
     )
-    rows = history(front)  # the one store both write to
+    rows = wait_value(  # the one store both write to
+        lambda: history(front),
+        lambda h: all(states_of(h, c)[-1:] == ["resolved"] for c in (far, near)),
+        "history",
+        timeout=SLOW,
+        worker=front,
+    )
     acked_rows = sorted(r["district_code"] for r in rows if r["state"] == "acknowledged")
     assert acked_rows == sorted([far, near])  # each once
     for c in (far, near):
