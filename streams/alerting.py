@@ -345,6 +345,7 @@ class AlertService(Service):
         read = self._read_gauges if gauges else self._read_buckets
         latest: dict[str, int] = {}
         partitions: dict[str, int] = {}
+        assigned: set[int] | None = None  # looked up once, only for rows not held
         for row in rows:
             district, metric, dim1, dim2, bucket_s, partition, value, _version = row
             if partition in held:
@@ -354,6 +355,11 @@ class AlertService(Service):
                 elif not gauges and value > 0 and bucket_s > latest.get(district, -1):
                     latest[district] = bucket_s
             elif partition in warming:
+                self._waiting.append(row)
+            elif partition in (assigned := self._assigned_now(assigned)):
+                # assigned, but the rebalance-complete signal has not come yet: the warm-up
+                # that follows replays these (dropped, they were lost to alerting whenever
+                # the store read of the warm-up ran before their flush)
                 self._waiting.append(row)
             else:
                 self.dropped_rows += 1
@@ -366,6 +372,14 @@ class AlertService(Service):
             self._wake.set()
 
     # -- partitions ---------------------------------------------------------------------------
+
+    def _assigned_now(self, known: set[int] | None) -> set[int]:
+        if known is not None:
+            return known
+        try:
+            return self._assigned()
+        except Exception:  # the consumer is not running (start-up, shutdown)
+            return set()
 
     def _assigned(self) -> set[int]:
         sources = self.pipeline.stream_of_topic
