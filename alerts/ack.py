@@ -7,6 +7,9 @@ body ``{"by": "<who>", "note": "<optional text>"}``; `alert_id` is what notifica
 Responses (JSON):
 - 200 ``{"alert_id", "rule_id", "district_code", "acknowledged_by", "acknowledged_at",
   "already_acknowledged"}`` — repeats and escalation of this alert stop;
+- 202 ``{"alert_id", "district_code", "forwarded": true}`` — the body named a
+  ``"district_code"`` this worker does not hold: the ack went to the acknowledgements topic
+  and the worker holding the district applies it (result: `alerts_history`, `alerts` topic);
 - 400 ``{"error": ...}`` — malformed id or body;
 - 404 ``{"error": ...}`` — no live alert with this id (it resolved, or never existed).
 
@@ -105,13 +108,18 @@ def post_ack(
     note: str = "",
     timeout: float = 10.0,
     password: str = "",
+    district_code: str = "",
 ) -> dict[str, Any]:
     """Client side: acknowledge `alert_id` at the worker; returns its JSON answer.
-    `password`: the worker's WARROOM_WEB_PASSWORD, when it has one (sent as HTTP Basic)."""
+    `password`: the worker's WARROOM_WEB_PASSWORD, when it has one (sent as HTTP Basic). With
+    `district_code`, a worker that does not hold the district forwards it (202, forwarded)."""
     if not ALERT_ID.match(alert_id):
         raise AckError(f"{alert_id!r} is not an alert id (like 3355d0ac35808cab-mjuohs00)")
     url = f"{base_url.rstrip('/')}/alerts/{urllib.parse.quote(alert_id, safe='')}/ack"
-    data = json.dumps({"by": by, "note": note}, ensure_ascii=False).encode()
+    fields = {"by": by, "note": note}
+    if district_code:
+        fields["district_code"] = district_code
+    data = json.dumps(fields, ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if password:
         basic = base64.b64encode(f"warroom:{password}".encode()).decode()

@@ -84,6 +84,11 @@ def ack_command(
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Data folder of a running `warroom up` (WARROOM_DATA_DIR)."
     ),
+    district: str = typer.Option(
+        "",
+        "--district",
+        help="The alert's district code: any worker then forwards the ack to the one holding it.",
+    ),
 ) -> None:
     """Acknowledge an alert: its repeats and its escalation to the governor stop.
 
@@ -101,11 +106,23 @@ def ack_command(
     who = by or getpass.getuser()
     try:
         answer = post_ack(
-            found.address, alert_id, who, note, timeout=timeout, password=settings.web_password
+            found.address,
+            alert_id,
+            who,
+            note,
+            timeout=timeout,
+            password=settings.web_password,
+            district_code=district,
         )
     except AckError as exc:
         typer.echo(f"warroom alerts ack: {exc}", err=True)
         raise typer.Exit(2 if exc.unreachable else 1) from exc
+    if answer.get("forwarded"):
+        typer.echo(
+            f"forwarded {alert_id} to the worker holding district {answer.get('district_code')} "
+            "(its result: warroom query on alerts_history)"
+        )
+        return
     already = " (already acknowledged)" if answer.get("already_acknowledged") else ""
     typer.echo(
         f"acknowledged {answer.get('alert_id', alert_id)} ({answer.get('rule_id', '?')}, "

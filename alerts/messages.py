@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from alerts.model import Alert, AlertState, Notification, NotificationKind, Recipient, Severity
 from streams import geography
@@ -54,6 +54,9 @@ class Place:
     @property
     def label_th(self) -> str:
         return f"{self.district_th} {self.province_th}"
+
+
+_CHANNEL_TH: Final = {"line": "LINE", "email": "อีเมล", "webhook": "webhook", "log": "log"}
 
 
 def place_of(district_code: str) -> Place:
@@ -162,12 +165,26 @@ class MessageRenderer:
         for i, alert in enumerate(notification.alerts, 1):
             lines.append("")
             lines.extend(self._alert_lines(i, alert, notification))
+        if notification.kind is NotificationKind.ESCALATION:
+            lines.append("")
+            lines.extend(self._story(notification))
         lines.append("")
         lines.append(f"แดชบอร์ดพื้นที่ (dashboard): {self.link(notification)}")
         if notification.kind is not NotificationKind.RESOLVED:
             lines.append("รับทราบ (acknowledge): warroom alerts ack <รหัสแจ้งเตือน>")
         text = "\n".join(lines)
         return truncate_text(text, limit) if limit is not None else text
+
+    def _story(self, notification: Notification) -> list[str]:
+        """Who was told before this escalation, when and how, and that nobody acknowledged."""
+        if not notification.notified:
+            return ["ผู้รับแจ้งในพื้นที่: ไม่มีบันทึกว่าส่งถึงนายอำเภอสำเร็จ (no delivery recorded)"]
+        out = ["แจ้งนายอำเภอแล้ว (notified):"]
+        for n in notification.notified:
+            channel = _CHANNEL_TH.get(n.channel, n.channel)
+            out.append(f"   - {n.name} ทาง {channel} เมื่อ {format_bangkok(n.at_ms)}")
+        out.append("   ยังไม่มีผู้กดรับทราบ (nobody acknowledged)")
+        return out
 
     def _alert_lines(self, index: int, alert: Alert, notification: Notification) -> list[str]:
         sev = f"{_SEVERITY_MARK[alert.severity]} {SEVERITY_TH[alert.severity]} ({alert.severity})"

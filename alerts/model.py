@@ -11,6 +11,7 @@ __all__ = [
     "AlertState",
     "Notification",
     "NotificationKind",
+    "Notified",
     "Recipient",
     "Severity",
     "fingerprint",
@@ -101,6 +102,16 @@ class Recipient:
     address: str  # LINE user/group id, e-mail address, URL; '' for log
 
 
+@dataclass(frozen=True)
+class Notified:
+    """A delivery that already reached someone about the same alert (told in escalations)."""
+
+    role: str
+    name: str
+    channel: str
+    at_ms: int
+
+
 @dataclass
 class Notification:
     """One message about one district: several alerts of that district are grouped into it."""
@@ -111,6 +122,8 @@ class Notification:
     alerts: list[Alert]
     created_at_ms: int
     recipients: list[Recipient] = field(default_factory=list)
+    #: escalations only: who was told before, when and how (the governor reads the story)
+    notified: list[Notified] = field(default_factory=list)
 
     @property
     def province_code(self) -> str:

@@ -25,11 +25,12 @@ from pathlib import Path
 
 from alerts.channels.alertmanager import AlertmanagerChannel
 from alerts.channels.base import Channel, DeliveryError, RetryPolicy
-from alerts.channels.email import EmailChannel, SmtpConfig
+from alerts.channels.email import AckLinkMaker, EmailChannel, SmtpConfig
 from alerts.channels.line import DEFAULT_LINE_API, LineChannel
 from alerts.channels.log import LogChannel
 from alerts.channels.webhook import WebhookChannel
 from alerts.directory import Directory
+from alerts.line_buttons import LineButtons
 from alerts.messages import MessageRenderer
 from alerts.model import Notification, Recipient
 from alerts.outbox import PENDING, Outbox, OutboxItem
@@ -53,19 +54,26 @@ def build_channels(
     smtp: SmtpConfig | None = None,
     alertmanager_ttl: float = 24 * 3600.0,
     retry: RetryPolicy | None = None,
+    line_buttons: Callable[[MessageRenderer], LineButtons] | None = None,
+    ack_links: AckLinkMaker | None = None,
 ) -> dict[str, Channel]:
     """Every channel, configured from settings. LINE without a token is still present, so its
     items stay queued with an error that names the missing variable; e-mail without an SMTP
-    host is left out (its items stay queued as "channel 'email' is not configured")."""
+    host is left out (its items stay queued as "channel 'email' is not configured").
+    `line_buttons` adds the one-tap buttons to LINE pushes, `ack_links` signed links to
+    e-mails (both need WARROOM_ACK_SECRET and the public listener)."""
     renderer = MessageRenderer(dashboard_url)
+    buttons = line_buttons(renderer) if line_buttons is not None else None
     channels: dict[str, Channel] = {
         "log": LogChannel(renderer, retry),
         "webhook": WebhookChannel(renderer, retry),
         "alertmanager": AlertmanagerChannel(renderer, retry, firing_ttl=alertmanager_ttl),
-        "line": LineChannel(renderer, line_token, base_url=line_api_url, retry=retry),
+        "line": LineChannel(
+            renderer, line_token, base_url=line_api_url, retry=retry, buttons=buttons
+        ),
     }
     if smtp is not None and smtp.host:
-        channels["email"] = EmailChannel(renderer, smtp, retry)
+        channels["email"] = EmailChannel(renderer, smtp, retry, ack_links=ack_links)
     return channels
 
 

@@ -16,7 +16,15 @@ from typing import Any
 
 import orjson
 
-from alerts.model import Alert, AlertState, Notification, NotificationKind, Recipient, Severity
+from alerts.model import (
+    Alert,
+    AlertState,
+    Notification,
+    NotificationKind,
+    Notified,
+    Recipient,
+    Severity,
+)
 
 __all__ = ["DELIVERED", "FAILED", "PENDING", "Outbox", "OutboxItem", "decode", "encode"]
 
@@ -73,6 +81,7 @@ def decode(body: bytes | str) -> Notification:
         alerts=alerts,
         created_at_ms=raw["created_at_ms"],
         recipients=[Recipient(**r) for r in raw.get("recipients", [])],
+        notified=[Notified(**x) for x in raw.get("notified", [])],
     )
 
 
@@ -205,6 +214,31 @@ class Outbox:
             "state = ?, attempts = attempts + 1, last_error = ?, updated_ms = ?",
             (FAILED, error[:2000], now_ms),
         )
+
+    def delivered_about(self, alerts: Iterable[Alert], role: str = "chief") -> list[Notified]:
+        """The first delivery per (name, channel) to `role` of any notification about these
+        alerts (same rule, district, dimension and episode start), oldest first."""
+        out: dict[tuple[str, str], Notified] = {}
+        with self._lock:
+            for a in alerts:
+                # the stored bodies are orjson (no spaces): match the alert's identifying fields
+                marks = (
+                    orjson.dumps({"rule_id": a.rule_id})[1:-1],
+                    orjson.dumps({"district_code": a.district_code})[1:-1],
+                    orjson.dumps({"dimension": a.dimension})[1:-1],
+                    orjson.dumps({"pending_since_ms": a.pending_since_ms})[1:-1],
+                )
+                rows = self._db.execute(
+                    "SELECT d.role, d.name, d.channel, d.updated_ms FROM deliveries d"
+                    " JOIN notifications n ON n.notification_id = d.notification_id"
+                    " WHERE d.state = ? AND d.role = ? AND instr(n.body, ?) > 0"
+                    " AND instr(n.body, ?) > 0 AND instr(n.body, ?) > 0 AND instr(n.body, ?) > 0"
+                    " ORDER BY d.updated_ms",
+                    (DELIVERED, role, *marks),
+                ).fetchall()
+                for r_role, name, channel, at_ms in rows:
+                    out.setdefault((name, channel), Notified(r_role, name, channel, at_ms))
+        return sorted(out.values(), key=lambda x: x.at_ms)
 
     def counts(self) -> dict[tuple[str, str], int]:
         """(channel, state) -> rows."""

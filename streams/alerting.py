@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,19 +32,28 @@ import yaml
 from aiohttp import web
 from mode import Service
 
-from alerts.ack import handle_ack
+from alerts.ack import ALERT_ID, handle_ack
+from alerts.ack_links import AckLinks, link_for
+from alerts.ack_tokens import TokenSigner
+from alerts.bound_directory import identify, with_bindings
 from alerts.catchup import split_stale
 from alerts.channels.email import SmtpConfig
+from alerts.contacts_store import Binding, ContactsStore, contacts_path
 from alerts.directory import Directory, DirectoryError, default_directory, load_directory
 from alerts.engine import Engine
+from alerts.line_buttons import LineButtons
+from alerts.line_webhook import LineReplier, LineWebhook, WebhookCounters
 from alerts.messages import MessageRenderer, place_of
-from alerts.model import AlertState, Notification, Severity
+from alerts.model import AlertState, Notification, NotificationKind, Recipient, Severity
 from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
+from alerts.one_tap import AckRequest
 from alerts.outbox import Outbox
 from alerts.rules import DEFAULT_RULES_PATH, RulesError, RuleSet, parse_rules
 from alerts.transitions import TickResult
 from alerts.warmup import WarmupQuery, apply_warmup, finish_warmup, warmup_queries
 from sinks.writer import Writer, WriterClosedError
+from streams import geography
+from streams.alerting_acks import AckRouter
 from streams.alerting_records import (
     HISTORY_COLUMNS,
     delivery_rows,
@@ -151,15 +161,36 @@ class AlertService(Service):
             if settings.smtp_host
             else None
         )
+        # issue 13: LINE bindings beside the directory file, signed one-tap acknowledgements
+        self.base_directory = directory
+        contacts_file = (
+            Path(settings.contacts_db)
+            if settings.contacts_db
+            else contacts_path(settings.data_dir, settings.alert_directory)
+        )
+        try:
+            self.contacts = ContactsStore(contacts_file)
+        except (sqlite3.Error, OSError) as exc:
+            raise SystemExit(
+                f"warroom worker: cannot open the contacts store {contacts_file}: {exc} "
+                "(set WARROOM_CONTACTS_DB to a writable file)"
+            ) from exc
+        self._bindings: list[Binding] = self.contacts.bindings()
+        self._bindings_version: Any = self.contacts.version()
+        self.signer = TokenSigner(settings.ack_secret) if settings.ack_secret else None
+        ttl_s = int(settings.ack_token_hours * 3600)
+        signer = self.signer
         channels = build_channels(
             links,
             line_token=settings.line_channel_token,
             line_api_url=settings.line_api_url,
             smtp=smtp,
+            line_buttons=(lambda r: LineButtons(r, signer, ttl_s)) if signer else None,
+            ack_links=self._email_links if signer and settings.public_url else None,
         )
         self.outbox = Outbox(outbox_path(settings.data_dir))
         self.notifier = Notifier(
-            directory,
+            with_bindings(directory, self._bindings),
             channels,
             self.outbox,
             on_delivery=self._on_delivery,
@@ -185,6 +216,10 @@ class AlertService(Service):
         self._held_logged = 0.0
         self._notifier_task: asyncio.Task[None] | None = None
         self.dropped_rows = 0  # rows of partitions this worker does not hold (for tests)
+        self.acks = AckRouter(self)
+        self.webhook: LineWebhook | None = None
+        self._public_tasks: list[asyncio.Task[None]] = []
+        self._contact_records: list[tuple[bytes, bytes]] = []  # for the alerts topic
         pipeline.add_metric_listener(self._on_rows)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -203,6 +238,106 @@ class AlertService(Service):
         """POST /alerts/{alert_id}/ack (alerts/ack.py) on the worker's web server."""
         app.router.add_post("/alerts/{alert_id}/ack", self._handle_ack)
 
+    def add_public_routes(self, app: web.Application) -> None:
+        """The chief-facing listener (WARROOM_PUBLIC_LISTEN): the LINE webhook when a channel
+        secret is set, the e-mail acknowledge links when a token secret is set."""
+        s = self.settings
+        if s.line_channel_secret:
+            counters = WebhookCounters(self.tel.line_webhook)
+            self.webhook = LineWebhook(
+                secret=s.line_channel_secret,
+                store=self.contacts,
+                replier=LineReplier(s.line_channel_token, s.line_api_url),
+                signer=self.signer,
+                acknowledge=self.acks.acknowledge,
+                identify=self.identify,
+                on_contacts_changed=self._contacts_changed,
+                counters=counters,
+            )
+            self.webhook.add_routes(app)
+        if self.signer is not None:
+            AckLinks(self.signer, self.acks.acknowledge, self.identify).add_routes(app)
+
+    # -- contacts and one-tap acknowledgement (issue 13) --------------------------------------
+
+    def _email_links(self, n: Notification, r: Recipient) -> list[tuple[str, str]]:
+        assert self.signer is not None
+        ttl_s = int(self.settings.ack_token_hours * 3600)
+        return link_for(self.signer, self.settings.public_url, n, r, ttl_s, now_s=time.time())
+
+    def identify(self, contact: str) -> str:
+        return identify(self.notifier.directory, self._bindings, contact)
+
+    def refresh_directory(self) -> bool:
+        """Re-read the bindings when the store changed (here or in another process)."""
+        version = self.contacts.version()
+        if version == self._bindings_version:
+            return False
+        self._bindings_version = version
+        self._bindings = self.contacts.bindings()
+        self.notifier.directory = with_bindings(self.base_directory, self._bindings)
+        return True
+
+    def _contacts_changed(self, change: str, bindings: list[Binding]) -> None:
+        self.refresh_directory()
+        for b in bindings:
+            entry = (
+                self.notifier.directory.chief(b.area)
+                if b.role == "chief"
+                else self.notifier.directory.governor(b.area)
+            )
+            left = sorted({c.channel for c in entry.contacts}) if entry is not None else []
+            extra = {"change": change, "role": b.role, "area": b.area, "channels_left": left}
+            if change == "unreachable":
+                # the war room reads this in its log sink and on the alerts topic
+                log.warning("a LINE contact blocked the official account", extra=extra)
+            else:
+                log.info("LINE contact binding changed", extra=extra)
+            record = orjson.dumps({"schema": "warroom.alert_event.v1", "event": "contact",
+                                   "at_ms": b.changed_ms, "name": b.name, **extra})  # fmt: skip
+            # published by the tick loop: the webhook may answer before the producer runs
+            self._contact_records.append((b.area.encode(), record))
+
+    async def _publish_contact_records(self) -> None:
+        records, self._contact_records = self._contact_records, []
+        try:
+            sent = [
+                await self.app.producer.send(self.topic, key, value, None, None, None)
+                for key, value in records
+            ]
+            await asyncio.gather(*sent)
+        except Exception:
+            log.warning("contact changes not published to the alerts topic", exc_info=True)
+
+    def held_partitions(self) -> set[int]:
+        return self._held
+
+    def warming_partitions(self) -> set[int]:
+        return self._warming
+
+    def accepting_acks(self) -> bool:
+        return self._ready and not self._stopping
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self._lock
+
+    async def publish_result(self, result: TickResult) -> None:
+        """Publish and store an engine result (caller holds the lock)."""
+        await self._publish(result)
+        await self._store(self.engine.take_dirty())
+
+    @Service.task
+    async def _contacts_loop(self) -> None:
+        while not self.should_stop:
+            await self.sleep(5.0)
+            if self.should_stop or self._stopping:
+                return  # the store closes at stop
+            try:
+                await asyncio.to_thread(self.refresh_directory)
+            except Exception:
+                log.exception("re-reading the contact bindings failed")
+
     # -- rows in ------------------------------------------------------------------------------
 
     def _on_rows(self, table: str, rows: list[_ROW]) -> None:
@@ -217,6 +352,7 @@ class AlertService(Service):
         read = self._read_gauges if gauges else self._read_buckets
         latest: dict[str, int] = {}
         partitions: dict[str, int] = {}
+        assigned: set[int] | None = None  # looked up once, only for rows not held
         for row in rows:
             district, metric, dim1, dim2, bucket_s, partition, value, _version = row
             if partition in held:
@@ -226,6 +362,11 @@ class AlertService(Service):
                 elif not gauges and value > 0 and bucket_s > latest.get(district, -1):
                     latest[district] = bucket_s
             elif partition in warming:
+                self._waiting.append(row)
+            elif partition in (assigned := self._assigned_now(assigned)):
+                # assigned, but the rebalance-complete signal has not come yet: the warm-up
+                # that follows replays these (dropped, they were lost to alerting whenever
+                # the store read of the warm-up ran before their flush)
                 self._waiting.append(row)
             else:
                 self.dropped_rows += 1
@@ -238,6 +379,14 @@ class AlertService(Service):
             self._wake.set()
 
     # -- partitions ---------------------------------------------------------------------------
+
+    def _assigned_now(self, known: set[int] | None) -> set[int]:
+        if known is not None:
+            return known
+        try:
+            return self._assigned()
+        except Exception:  # the consumer is not running (start-up, shutdown)
+            return set()
 
     def _assigned(self) -> set[int]:
         sources = self.pipeline.stream_of_topic
@@ -381,6 +530,8 @@ class AlertService(Service):
                 await self.evaluate(only_new_data=not full)
             except Exception:
                 log.exception("alert evaluation failed; retrying at the next tick")
+            if self._contact_records and self._ready:
+                await self._publish_contact_records()
             if full:
                 last_full = time.monotonic()
             await self.sleep(gap)
@@ -417,6 +568,9 @@ class AlertService(Service):
             time.time() * 1000,
             self.settings.alert_notify_max_age_seconds * 1000,
         )
+        for n in fresh:
+            if n.kind is NotificationKind.ESCALATION:  # the governor is told the story so far
+                n.notified = self.outbox.delivered_about(n.alerts)
         routed = self.notifier.submit_many(fresh) if fresh else []
         for n, recipients in zip(fresh, routed, strict=True):
             record = notification_record(n, recipients, self.renderer)
@@ -482,6 +636,14 @@ class AlertService(Service):
     async def _handle_ack(self, request: web.Request) -> web.Response:
         alert_id = request.match_info["alert_id"]
         body = await request.read()
+        forward = _forward_target(alert_id, body, self.states.partitions, self._held)
+        if forward is not None:
+            # another worker holds the district: it applies the ack from the topic
+            await self.acks.forward(forward)
+            return web.json_response(
+                {"alert_id": alert_id, "district_code": forward.district_code, "forwarded": True},
+                status=202,
+            )
         if not self._ready or self._stopping:
             return web.json_response(
                 {"error": "the alert engine is starting or stopping; try again"}, status=503
@@ -539,6 +701,9 @@ class AlertService(Service):
 
     async def on_start(self) -> None:
         self._notifier_task = asyncio.create_task(self.notifier.run())
+        self._public_tasks.append(asyncio.create_task(self.acks.run()))
+        if self.webhook is not None:
+            self._public_tasks.append(asyncio.create_task(self.webhook.process()))
 
     async def _on_app_shutdown(self, sender: Any, **kwargs: Any) -> None:
         """The producer is still up: store what changed since the last evaluation."""
@@ -550,6 +715,12 @@ class AlertService(Service):
             log.exception("storing the alert state at shutdown failed")
 
     async def on_stop(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.close()
+        for task in self._public_tasks:
+            task.cancel()
+        await asyncio.gather(*self._public_tasks, return_exceptions=True)
+        self.contacts.close()
         await self.notifier.close()
         if self._notifier_task is not None:
             await asyncio.gather(self._notifier_task, return_exceptions=True)
@@ -605,3 +776,26 @@ class AlertService(Service):
             "alerts": live,
             "queued": self.notifier.queued(),
         }
+
+
+def _forward_target(
+    alert_id: str, body: bytes, partitions: int, held: set[int]
+) -> AckRequest | None:
+    """An HTTP ack naming a district (`"district_code"` in the body) this worker does not
+    hold: the request to put on the acknowledgements topic. None: handle it here."""
+    try:
+        raw = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(raw, dict) or not ALERT_ID.match(alert_id):
+        return None
+    district, by = raw.get("district_code"), raw.get("by")
+    if not isinstance(district, str) or geography.district(district) is None:
+        return None
+    if not isinstance(by, str) or not by.strip() or source_partition(district, partitions) in held:
+        return None
+    note = raw.get("note", "")
+    return AckRequest(
+        alert_id, district, by.strip()[:100], "http", int(time.time() * 1000),
+        note[:500] if isinstance(note, str) else "",
+    )  # fmt: skip

@@ -22,6 +22,9 @@ TOPIC_CONFIGS: Final[dict[str, dict[str, str]]] = {
     "project-events": {"retention.ms": str(14 * _DAY_MS), "cleanup.policy": "delete"},
     "dead-letter": {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"},
     "alerts": {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"},
+    # acknowledgements on their way to the worker holding the district (same partitioning
+    # as the event topics, so Faust assigns partition p of both to one worker)
+    "acknowledgements": {"retention.ms": str(7 * _DAY_MS), "cleanup.policy": "delete"},
     # history loaded beside live (`warroom replay --backfill`): own topics, own clocks
     "grievance-backfill": {"retention.ms": str(7 * _DAY_MS), "cleanup.policy": "delete"},
     "project-backfill": {"retention.ms": str(7 * _DAY_MS), "cleanup.policy": "delete"},
@@ -49,6 +52,10 @@ class Topics:
     @property
     def alerts(self) -> str:
         return f"{self.prefix}alerts"
+
+    @property
+    def acknowledgements(self) -> str:
+        return f"{self.prefix}acknowledgements"
 
     def for_stream(self, stream: str) -> str:
         return self.grievance if stream == "grievance" else self.project

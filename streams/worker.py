@@ -146,12 +146,16 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     web.add_json("/status/top-districts", lambda: pipeline.top_districts(10))
     alerting.add_routes(web.web_app)
     web.add_json("/status/alerts", alerting.summary)
+    services: list[Any] = [stream_app.app, pipeline, alerting, web]
+    if settings.public_listen:
+        # the chief-facing listener binds apart from the worker's own web server
+        host, _, port = settings.public_listen.rpartition(":")
+        public = WebServer(host.strip("[]"), int(port))
+        alerting.add_public_routes(public.web_app)
+        services.append(public)
 
     worker = _Worker(
-        stream_app.app,
-        pipeline,
-        alerting,
-        web,
+        *services,
         quiet=True,
         redirect_stdouts=False,
         override_logging=False,

@@ -22,6 +22,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from alerts.cli import register as register_alerts
+    from alerts.contacts_cli import register as register_contacts
     from dashboards.cli import register as register_dashboards
     from producers.cli import register as register_producers
     from sinks.cli import register as register_sinks
@@ -35,6 +36,7 @@ def _register() -> None:
         register_sinks,
         register_dashboards,
         register_alerts,
+        register_contacts,
     ):
         register(app)
 

@@ -209,6 +209,50 @@ class Settings:
     smtp_tls: str = _setting(
         "WARROOM_SMTP_TLS", "auto", "auto (STARTTLS when offered), starttls, ssl or none."
     )
+    # --- chiefs act where the alert reaches them (issue 13): enrolment, one-tap ack ---------
+    public_listen: str = _setting(
+        "WARROOM_PUBLIC_LISTEN",
+        "",
+        "HOST:PORT of the chief-facing listener, apart from the worker's web server: the LINE "
+        "webhook (POST /line/webhook) and e-mail acknowledge links (/ack/...). Only signed "
+        "requests act there. Empty: off.",
+    )
+    public_url: str = _setting(
+        "WARROOM_PUBLIC_URL",
+        "",
+        "The address people's browsers reach that listener at (https://...), for the "
+        "acknowledge links in e-mails. Empty: e-mails carry no link.",
+    )
+    line_channel_secret: str = _setting(
+        "WARROOM_LINE_CHANNEL_SECRET",
+        "",
+        "LINE channel secret (secret): verifies X-Line-Signature on the webhook. Empty: no "
+        "webhook.",
+    )
+    line_bot_id: str = _setting(
+        "WARROOM_LINE_BOT_ID",
+        "",
+        "Basic id of the LINE official account (like @abc1234), for the add-friend link that "
+        "`warroom contacts invite` prints.",
+    )
+    ack_secret: str = _setting(
+        "WARROOM_ACK_SECRET",
+        "",
+        "Key (secret) that signs acknowledge tokens in LINE buttons and e-mail links. Empty: "
+        "alerts carry no buttons or links.",
+    )
+    ack_token_hours: float = _setting(
+        "WARROOM_ACK_TOKEN_HOURS", 72.0, "How long an acknowledge button or link stays valid."
+    )
+    invite_hours: float = _setting(
+        "WARROOM_INVITE_HOURS", 72.0, "How long an enrolment code stays valid."
+    )
+    contacts_db: str = _setting(
+        "WARROOM_CONTACTS_DB",
+        "",
+        "The contacts store (SQLite: LINE bindings, invites, enrolment audit). Empty: next to "
+        "WARROOM_ALERT_DIRECTORY (<file>.bindings.sqlite3), else WARROOM_DATA_DIR/alerts/.",
+    )
     escalate_after_minutes: int = _setting(
         "WARROOM_ESCALATE_AFTER_MINUTES",
         30,
@@ -325,6 +369,17 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_LOG_LEVEL must be debug, info, warning or error")
     if settings.metrics not in ("on", "off"):
         raise SettingsError("WARROOM_METRICS must be on or off")
+    if settings.public_listen:
+        host, sep, port = settings.public_listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise SettingsError("WARROOM_PUBLIC_LISTEN must be HOST:PORT, e.g. 0.0.0.0:8443")
+        if not settings.line_channel_secret and not settings.ack_secret:
+            raise SettingsError(
+                "WARROOM_PUBLIC_LISTEN needs WARROOM_LINE_CHANNEL_SECRET (the LINE webhook) "
+                "or WARROOM_ACK_SECRET (e-mail links): nothing unsigned is served there"
+            )
+    if settings.ack_token_hours <= 0 or settings.invite_hours <= 0:
+        raise SettingsError("WARROOM_ACK_TOKEN_HOURS and WARROOM_INVITE_HOURS must be above 0")
     if settings.smtp_tls not in ("auto", "starttls", "ssl", "none"):
         raise SettingsError("WARROOM_SMTP_TLS must be auto, starttls, ssl or none")
 

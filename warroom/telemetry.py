@@ -549,6 +549,20 @@ class Telemetry:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.line_webhook_requests = Counter(
+            "warroom_line_webhook_requests",
+            "LINE webhook requests by outcome (accepted, bad_signature, bad_body, busy, "
+            "too_large); bad_signature answers 401 and changes nothing.",
+            ["outcome"],
+            registry=r,
+        )
+        self.line_webhook_events = Counter(
+            "warroom_line_webhook_events",
+            "LINE webhook events processed, by type and outcome (duplicate: a redelivery of an "
+            "event already handled).",
+            ["type", "outcome"],
+            registry=r,
+        )
         self.producer_events_sent = Counter(
             "warroom_producer_events_sent",
             "Events a producer handed to Kafka and saw acknowledged.",
@@ -642,6 +656,13 @@ class Telemetry:
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(lag, 0))
         self._lag_keys = set(lags)
+
+    def line_webhook(self, what: str, kind: str, outcome: str) -> None:
+        """alerts.line_webhook.WebhookCounters reports here: a request or an event."""
+        if what == "request":
+            self.line_webhook_requests.labels(outcome).inc()
+        else:
+            self.line_webhook_events.labels(kind or "unknown", outcome).inc()
 
     def add_backpressure(self, seconds: float) -> None:
         if seconds > 0:

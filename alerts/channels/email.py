@@ -8,8 +8,10 @@ same message by mail systems that de-duplicate.
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -21,7 +23,10 @@ from alerts.messages import MessageRenderer
 from alerts.model import Notification, Recipient
 from streams.timeutil import from_ms
 
-__all__ = ["EmailChannel", "SmtpConfig", "build_message"]
+__all__ = ["AckLinkMaker", "EmailChannel", "SmtpConfig", "build_message"]
+
+#: (notification, recipient) -> [(alert title, signed acknowledge link)] (alerts/ack_links.py)
+AckLinkMaker = Callable[[Notification, Recipient], list[tuple[str, str]]]
 
 _TLS_MODES = ("auto", "starttls", "ssl", "none")
 
@@ -53,9 +58,14 @@ def _message_id(notification_id: str, address: str) -> str:
 
 
 def build_message(
-    notification: Notification, recipient: Recipient, renderer: MessageRenderer, config: SmtpConfig
+    notification: Notification,
+    recipient: Recipient,
+    renderer: MessageRenderer,
+    config: SmtpConfig,
+    ack_links: list[tuple[str, str]] | None = None,
 ) -> EmailMessage:
-    """Subject and From name RFC 2047-encoded, body text/plain + text/html in UTF-8."""
+    """Subject and From name RFC 2047-encoded, body text/plain + text/html in UTF-8; with
+    `ack_links`, one signed acknowledge link per alert (opening it asks for confirmation)."""
     msg = EmailMessage()
     msg["Subject"] = renderer.subject(notification)
     msg["From"] = formataddr((config.sender_name, config.sender))
@@ -65,8 +75,19 @@ def build_message(
     msg["X-Warroom-Notification-Id"] = notification.notification_id
     msg["X-Warroom-District"] = notification.district_code
     msg["X-Warroom-Kind"] = str(notification.kind)
-    msg.set_content(renderer.text(notification, limit=None), charset="utf-8")
-    msg.add_alternative(renderer.html(notification), subtype="html", charset="utf-8")
+    text, body_html = renderer.text(notification, limit=None), renderer.html(notification)
+    if ack_links:
+        text += "\n\nกดรับทราบการแจ้งเตือน (acknowledge) — เปิดลิงก์แล้วกดปุ่มยืนยัน:\n"
+        text += "\n".join(f"- {title}: {url}" for title, url in ack_links)
+        items = "".join(
+            f'<li><a href="{html.escape(url)}">รับทราบ: {html.escape(title)}</a></li>'
+            for title, url in ack_links
+        )
+        body_html = body_html.replace(
+            "</body>", f"<p>กดรับทราบการแจ้งเตือน (acknowledge):</p><ul>{items}</ul></body>"
+        )
+    msg.set_content(text, charset="utf-8")
+    msg.add_alternative(body_html, subtype="html", charset="utf-8")
     return msg
 
 
@@ -76,14 +97,20 @@ class EmailChannel(Channel):
     name = "email"
 
     def __init__(
-        self, renderer: MessageRenderer, config: SmtpConfig, retry: RetryPolicy | None = None
+        self,
+        renderer: MessageRenderer,
+        config: SmtpConfig,
+        retry: RetryPolicy | None = None,
+        ack_links: AckLinkMaker | None = None,
     ) -> None:
         super().__init__(renderer, retry)
         self.config = config
+        self.ack_links = ack_links
 
     async def send_once(self, notification: Notification, recipient: Recipient) -> None:
         c = self.config
-        message = build_message(notification, recipient, self.renderer, c)
+        links = self.ack_links(notification, recipient) if self.ack_links is not None else None
+        message = build_message(notification, recipient, self.renderer, c, links)
         client = aiosmtplib.SMTP(
             hostname=c.host,
             port=c.port,

@@ -5,7 +5,9 @@
 same delivery, also after a restart, carries the same key and LINE executes it once. A 409
 answer to a retry key means an earlier try was accepted: that is success. 429 (rate limit) and
 5xx are retried with backoff (Retry-After honoured when present); 400/401/403 are permanent
-until the configuration is fixed. The text is split into at most 5 messages of 5,000 chars.
+until the configuration is fixed. The text is split into at most 4 messages of 5,000 chars;
+the fifth is the buttons template (alerts/line_buttons.py: รับทราบ, เปิดแดชบอร์ด) when
+buttons are configured.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from linebot.v3.messaging import (
     AsyncMessagingApi,
     Configuration,
     PushMessageRequest,
+    TemplateMessage,
     TextMessage,
 )
 
 from alerts.channels.base import Channel, DeliveryError, RetryPolicy
 from alerts.channels.http import error_for_status
+from alerts.line_buttons import LineButtons
 from alerts.messages import MessageRenderer
 from alerts.model import Notification, Recipient
 
@@ -52,9 +56,11 @@ class LineChannel(Channel):
         token: str,
         base_url: str = DEFAULT_LINE_API,
         retry: RetryPolicy | None = None,
+        buttons: LineButtons | None = None,
     ) -> None:
         super().__init__(renderer, retry)
         self._token = token
+        self.buttons = buttons
         self._base_url = base_url.rstrip("/")
         self._client: AsyncApiClient | None = None
         self._api: AsyncMessagingApi | None = None
@@ -72,10 +78,14 @@ class LineChannel(Channel):
             raise DeliveryError(
                 "LINE channel access token is not set (WARROOM_LINE_CHANNEL_TOKEN)", permanent=True
             )
-        texts = self.renderer.line_messages(notification)
-        request = PushMessageRequest(
-            to=recipient.address, messages=[TextMessage(text=t) for t in texts]
-        )
+        messages: list[TextMessage | TemplateMessage]
+        if self.buttons is not None:
+            texts = self.renderer.line_messages(notification, max_messages=4)
+            messages = [TextMessage(text=t) for t in texts]
+            messages.append(self.buttons.message(notification, recipient))
+        else:
+            messages = [TextMessage(text=t) for t in self.renderer.line_messages(notification)]
+        request = PushMessageRequest(to=recipient.address, messages=messages)
         key = retry_key(notification.notification_id, recipient.address)
         try:
             await self._messaging().push_message(

@@ -18,6 +18,7 @@ from tests.services.smtp import SmtpServer, openssl_available
 from tests.services.webhook_receiver import WebhookReceiver
 
 LINE_TOKEN = "test-channel-access-token-" + "x" * 20
+LINE_SECRET = "test-channel-secret-0123456789abcdef"
 DASHBOARD = "http://grafana.test:3000"
 
 
@@ -42,7 +43,7 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="session")
 def line_standin() -> Iterator[LineStandIn]:
-    server = LineStandIn(LINE_TOKEN)
+    server = LineStandIn(LINE_TOKEN, secret=LINE_SECRET)
     server.start()
     yield server
     server.stop()

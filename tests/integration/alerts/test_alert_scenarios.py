@@ -175,6 +175,15 @@ def test_surge_reaches_its_chief_once_escalates_unless_acknowledged_and_resolves
     assert ack.returncode == 0, ack.stderr
     assert f"acknowledged {b_alert}" in ack.stdout and f"district {B}" in ack.stdout
 
+    # A's chief has the FIRING on every channel before the escalation is due (its story)
+    wait_until(
+        lambda: (
+            [p for p in line_standin.pushes() if p.to == d.chiefs[A].line]
+            and [m for m in smtp_server.messages() if d.chiefs[A].email in m.rcpt_tos]
+        ),
+        "FIRING on A's LINE and e-mail",
+        worker=worker,
+    )
     # still within the surge window, past the escalation delay: A escalates, B does not, and
     # nobody gets a repeat (1 h)
     tl.tick_to(t0 + 3 * MINUTE_MS + FOR_MS + ESCALATE_MS + MINUTE_MS)
@@ -245,6 +254,10 @@ def test_surge_reaches_its_chief_once_escalates_unless_acknowledged_and_resolves
     assert "var-district=5001" in firing_text  # the district dashboard link
     gov_line = [p for p in line_standin.pushes() if p.to == d.governors["50"].line]
     assert len(gov_line) == 1 and "ยังไม่มีผู้รับทราบ" in gov_line[0].texts[0]
+    # the story: the chief was told on LINE, e-mail and webhook before, and nobody acknowledged
+    for channel in ("LINE", "อีเมล", "webhook"):
+        assert f"นายอำเภอเมืองเชียงใหม่ ทาง {channel} เมื่อ" in gov_line[0].texts[0]
+    assert "ยังไม่มีผู้กดรับทราบ" in gov_line[0].texts[0]
     assert line_standin.violations == []
 
     # e-mail: two messages to A's chief, Thai subject, over STARTTLS when the server offers it

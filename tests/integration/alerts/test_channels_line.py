@@ -8,10 +8,12 @@ import uuid
 
 import pytest
 
+from alerts.ack_tokens import AckToken, TokenProblem, TokenSigner
 from alerts.channels.base import DeliveryError, RetryPolicy
 from alerts.channels.line import LineChannel, retry_key
+from alerts.line_buttons import LineButtons
 from alerts.messages import MessageRenderer
-from alerts.model import Recipient
+from alerts.model import NotificationKind, Recipient
 from tests.integration.alerts.conftest import LINE_TOKEN, MakeNotification
 from tests.services.line_standin import LineStandIn
 
@@ -154,3 +156,59 @@ async def test_long_notification_is_split_within_limits(
     assert all(_utf16(t) <= 5000 for t in texts)
     assert n.alerts[0].alert_id in texts[0]
     assert "ตัดข้อความ" in texts[-1]
+
+
+async def test_push_carries_ack_and_dashboard_buttons_within_line_limits(
+    line_standin: LineStandIn, renderer: MessageRenderer, make_notification: MakeNotification
+) -> None:
+    """The stand-in checks the buttons template against LINE's limits; the postback data are
+    tokens that name each alert and this recipient, and expire."""
+    signer = TokenSigner("ack-secret-for-tests")
+    buttons = LineButtons(renderer, signer, ttl_s=3600)
+    one, many = make_notification("5001"), make_notification("1001", alerts=5)
+    # a long text: the pushes must still hold at most 5 messages, the buttons last
+    for a in many.alerts:
+        a.summary_th = "ข้อมูลยาว " * 400
+    channel = LineChannel(
+        renderer, LINE_TOKEN, base_url=line_standin.url, retry=FAST, buttons=buttons
+    )
+    try:
+        await channel.deliver(one, CHIEF)
+        await channel.deliver(many, CHIEF)
+    finally:
+        await channel.close()
+    assert line_standin.violations == []
+    by_key = {p.retry_key: p for p in line_standin.pushes()}
+    for n, acks in ((one, ["รับทราบ"]), (many, ["รับทราบ ข้อ 1", "รับทราบ ข้อ 2", "รับทราบ ข้อ 3"])):
+        push = by_key[retry_key(n.notification_id, CHIEF.address)]
+        assert push.messages[-1]["type"] == "template" and len(push.messages) <= 5
+        actions = push.messages[-1]["template"]["actions"]
+        assert [a["label"] for a in actions] == [*acks, "เปิดแดชบอร์ด"]
+        assert actions[-1]["uri"].endswith(f"/d/warroom-district/?var-district={n.district_code}")
+        now = time.time()
+        for action, alert in zip(push.postbacks, n.alerts, strict=False):
+            token = signer.verify(action["data"], now)
+            assert isinstance(token, AckToken)
+            assert (token.alert_id, token.district_code, token.contact) == (
+                alert.alert_id, n.district_code, CHIEF.address)  # fmt: skip
+            assert 3500 <= token.expires_s - now <= 3600
+            assert signer.verify(action["data"], now + 3601) is TokenProblem.EXPIRED
+
+
+async def test_resolved_push_has_only_the_dashboard_button(
+    line_standin: LineStandIn, renderer: MessageRenderer, make_notification: MakeNotification
+) -> None:
+    buttons = LineButtons(renderer, TokenSigner("k"), ttl_s=60)
+    n = make_notification("5001", kind=NotificationKind.RESOLVED)
+    channel = LineChannel(
+        renderer, LINE_TOKEN, base_url=line_standin.url, retry=FAST, buttons=buttons
+    )
+    try:
+        await channel.deliver(n, CHIEF)
+    finally:
+        await channel.close()
+    assert line_standin.violations == []
+    push = {p.retry_key: p for p in line_standin.pushes()}[
+        retry_key(n.notification_id, CHIEF.address)
+    ]
+    assert [a["label"] for a in push.messages[-1]["template"]["actions"]] == ["เปิดแดชบอร์ด"]

@@ -39,6 +39,9 @@ CONTRACT = {
     "warroom_notifications_failed": ("counter", {"channel"}),
     "warroom_notifications_queued": ("gauge", {"channel"}),
     "warroom_notifications_held_back": ("counter", set()),
+    # issue 13: the LINE webhook (bad signatures counted, redeliveries skipped)
+    "warroom_line_webhook_requests": ("counter", {"outcome"}),
+    "warroom_line_webhook_events": ("counter", {"type", "outcome"}),
     "warroom_producer_events_sent": ("counter", {"producer", "stream"}),
     "warroom_producer_send_errors": ("counter", {"producer"}),
     "warroom_build_info": ("gauge", {"version"}),
@@ -75,6 +78,8 @@ def populated() -> tuple[CollectorRegistry, Telemetry]:
     tel.notifier.sent("line")
     tel.notifier.failed("email")
     tel.notifier.set_queued("line", 4)
+    tel.line_webhook("request", "", "bad_signature")
+    tel.line_webhook("event", "postback", "acknowledged")
     tel.producer("simulator").sent("grievance", 5)
     tel.producer("simulator").error()
     tel.simulator.set_phase("backfill")
