@@ -29,15 +29,18 @@ class WebServer(Service):
         port_file: Path | None = None,
         password: str = "",
         store_token: str = "",
+        public: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.host = host
         self.port = port
         self.port_file = port_file
-        # everything but the probes needs the password, or a client on this machine
+        # everything but the probes needs the password, or a client on this machine; a public
+        # listener (LINE's webhook, e-mail ack links) checks each request's own signature
         self.web_app = web.Application(
-            client_max_size=64 * 1024 * 1024, middlewares=[guard(password, store_token)]
+            client_max_size=64 * 1024 * 1024,
+            middlewares=[] if public else [guard(password, store_token)],
         )
         self._runner: web.AppRunner | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []

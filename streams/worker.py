@@ -150,7 +150,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     if settings.public_listen:
         # the chief-facing listener binds apart from the worker's own web server
         host, _, port = settings.public_listen.rpartition(":")
-        public = WebServer(host.strip("[]"), int(port))
+        public = WebServer(host.strip("[]"), int(port), public=True)
         alerting.add_public_routes(public.web_app)
         services.append(public)
 

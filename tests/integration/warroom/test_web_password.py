@@ -4,6 +4,7 @@ it, `warroom alerts ack`'s client sends it, the probes stay open (real server, r
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import urllib.request
 
 import pytest
@@ -57,3 +58,50 @@ async def test_acknowledging_needs_the_password() -> None:
 
 async def _ok(_: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+def _own_address() -> str | None:
+    """A non-loopback address of this machine, to be another machine's client."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: it only picks the interface
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.parametrize("public", [False, True])
+async def test_the_public_listener_lets_other_machines_reach_its_signed_routes(
+    public: bool,
+) -> None:
+    """LINE's servers and a chief's phone are other machines: the chief-facing listener has no
+    loopback guard (each of its routes checks its own signature); the worker's own has."""
+    address = _own_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address")
+    server = WebServer("0.0.0.0", 0, public=public)
+
+    async def webhook(request: web.Request) -> web.Response:
+        return web.Response(status=401, text="bad signature")  # what a forged delivery gets
+
+    server.web_app.router.add_post("/line/webhook", webhook)
+    await server.start()
+    try:
+
+        def post() -> int:
+            req = urllib.request.Request(
+                f"http://{address}:{server.port}/line/webhook", data=b"{}", method="POST"
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        status = await asyncio.to_thread(post)
+        assert status == (401 if public else 403)
+    finally:
+        await server.stop()
