@@ -98,7 +98,7 @@ def received(district: str, at_ms: int, n: int, category: str = "flood") -> dict
         "occurred_at": _iso(at_ms),
         "district_code": district,
         "source": "scenario-test",
-        "grievance_id": f"G-{key}",
+        "grievance_id": f"G-{district}-t{at_ms}-{n}",  # no bare 13-digit group (contract)
         "type": "received",
         "category": category,
         "channel": "hotline_1567",

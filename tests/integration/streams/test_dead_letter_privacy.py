@@ -55,7 +55,7 @@ def grievance(t: datetime, **extra: Any) -> dict[str, Any]:
         "occurred_at": rfc3339(t),
         "district_code": DISTRICT,
         "source": "privacy-test",
-        "grievance_id": f"G-{uuid.uuid4().hex[:10]}",
+        "grievance_id": f"G-x{uuid.uuid4().hex[:10]}",
         "type": "received",
         "category": "debt",
         "channel": "walk_in",

@@ -49,7 +49,7 @@ def received(ms: int, district: str = "1004") -> bytes:
             "occurred_at": _iso(ms),
             "district_code": district,
             "source": "test",
-            "grievance_id": f"G-{uuid.uuid4().hex[:8]}",
+            "grievance_id": f"G-x{uuid.uuid4().hex[:8]}",
             "type": "received",
             "category": "debt",
             "channel": "hotline_1567",
