@@ -145,6 +145,8 @@ class Pipeline(Service):
         self._paused: set[TP] = set()
         self._paused_since: float | None = None
         self.committed: dict[TP, int] = {}
+        #: the checkpoint record last written per partition: an idle one is not written again
+        self._written_checkpoints: dict[TP, bytes] = {}
         self._sent: list[Any] = []
         self._shutting_down = False
         self._cycles = 0
@@ -658,7 +660,10 @@ class Pipeline(Service):
                 table.data[key] = raw
                 self._sent.append(await send(changelog, key, raw, tp.partition, None, None))
             key = f"{_CHECKPOINT}:{tp.partition}".encode()
-            checkpoints.append((table, changelog, tp, key, ckpt.dumps()))
+            raw = ckpt.dumps()
+            # after books always: the checkpoint must stay the partition's last batch
+            if books or raw != self._written_checkpoints.get(tp):
+                checkpoints.append((table, changelog, tp, key, raw))
             if self.committed.get(tp) != ckpt.next_offset:
                 offsets[tp] = ckpt.next_offset
         # dead letters and books acknowledged before any checkpoint is sent ...
@@ -670,6 +675,8 @@ class Pipeline(Service):
             last.append(await send(changelog, key, raw, tp.partition, None, None))
         # ... and checkpoints acknowledged before any offset moves
         await asyncio.gather(*last)
+        for _table, _changelog, tp, _key, raw in checkpoints:
+            self._written_checkpoints[tp] = raw
         if offsets:
             consumer: Any = self.app.consumer  # streams.transport.Consumer
             await consumer.commit_offsets(offsets)
@@ -695,6 +702,7 @@ class Pipeline(Service):
             )
         finally:
             for tp in mine:
+                self._written_checkpoints.pop(tp, None)
                 self.processors.pop(tp, None)
                 self.backfill.pop(tp, None)
                 self._paused.discard(tp)

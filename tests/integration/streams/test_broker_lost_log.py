@@ -96,7 +96,7 @@ def _lose_the_log(
     topics = Topics(prefix="lost-")
     asyncio.run(ensure_topics(bootstrap, topics.all(), partitions=4))
     first, second = simulate(N1, seed=31), simulate(N2, seed=32)
-    worker.start()
+    worker.start(timeout=300)
     run(produce_items(bootstrap, topics, first))
     compare.wait_settled(worker, N1)
     first_log = run(read_back(bootstrap, topics, ("grievance", "project")))
@@ -109,7 +109,7 @@ def _lose_the_log(
         if worker_restarts:
             # the new log already holds records when the worker comes back
             run(produce_items(bootstrap, topics, second))
-            worker.start()
+            worker.start(timeout=300)
             consumed = N2
         else:
             run(produce_items(bootstrap, topics, second))
