@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from streams.contract import STREAM_OF_SCHEMA, encode
 from streams.topics import COMPRESSION, Topics
@@ -20,6 +20,13 @@ __all__ = ["BrokerUnavailable", "EventSender", "make_producer"]
 
 #: how long a broker may refuse or fail sends before a producer gives up (bounded retry)
 RETRY_S = 30.0
+
+
+def _outage(exc: BaseException | None) -> bool:
+    """An error that a broker coming back can cure (not, e.g., a record too large)."""
+    return isinstance(exc, KafkaTimeoutError) or (
+        isinstance(exc, KafkaError) and bool(exc.retriable)
+    )
 
 
 class BrokerUnavailable(RuntimeError):
@@ -66,8 +73,15 @@ class EventSender:
     ) -> None:
         self.topics = topics
         self.name = producer
+        # a send fails within the retry budget (so the budget bounds the whole wait)
+        timeout_ms = int(min(30.0, max(1.0, retry_s)) * 1000)
         self._producer = make_producer(
-            bootstrap, **{"client_id": f"warroom-{producer}", **producer_overrides}
+            bootstrap,
+            **{
+                "client_id": f"warroom-{producer}",
+                "request_timeout_ms": timeout_ms,
+                **producer_overrides,
+            },
         )
         self._pending: deque[asyncio.Future[Any]] = deque()
         self._max = max_in_flight
@@ -80,6 +94,8 @@ class EventSender:
         #: failed sends waiting to be sent again, and since when nothing was acknowledged
         self._retry: list[tuple[str, bytes, str | None]] = []
         self._failing_since: float | None = None
+        #: a send failed after the budget ran out: the broker is gone, stop sending
+        self.broker_lost = False
 
     async def start(self) -> None:
         await self._producer.start()
@@ -150,7 +166,7 @@ class EventSender:
 
     def _check_budget(self) -> None:
         since = self._failing_since
-        if since is not None and time.monotonic() - since > self.retry_s:
+        if self.broker_lost or (since is not None and time.monotonic() - since > self.retry_s):
             raise BrokerUnavailable(
                 f"acknowledged nothing for {self.retry_s:g} s "
                 f"(last error: {type(self.last_error).__name__})"
@@ -172,6 +188,7 @@ class EventSender:
         while self._retry:
             await self._resend()
             await self._drain(len(self._pending))
+        self._check_budget()
 
     @property
     def in_flight(self) -> int:
@@ -187,12 +204,14 @@ class EventSender:
     ) -> None:
         exc = None if fut.cancelled() else fut.exception()
         if fut.cancelled() or exc is not None:
-            if isinstance(exc, KafkaError) and self._within_budget():
+            if exc is not None and _outage(exc) and self._within_budget():
                 self._failed(exc)
                 self._retry.append((topic, value, key))
                 return
             self.errors += 1
             self._metrics.error()
+            if _outage(exc):
+                self.broker_lost = True
             if self.errors <= 5 or self.errors % 1000 == 0:
                 log.error("send failed (%d so far): %r", self.errors, exc or "cancelled")
             self.last_error = exc
