@@ -140,7 +140,11 @@ def simulate(
 
     Live mode (the default): a backfill of recent history as fast as Kafka takes it, then
     events dated now at a real national volume. Paced mode (--rate / --speedup / --start):
-    a fixed wall rate, for benchmarks."""
+    a fixed wall rate, for benchmarks.
+
+    Exit codes: 0 every event acknowledged; 1 some not acknowledged; 2 bad usage or Kafka
+    unreachable at the start; 3 Kafka acknowledged nothing for WARROOM_PRODUCER_RETRY_SECONDS
+    (stopped; the counts of acknowledged and unacknowledged events are printed)."""
     from producers.simulator import LivePlan, RunOptions, SimOptions, run_simulator
     from streams.timeutil import parse_ms
     from streams.topics import Topics
@@ -187,12 +191,37 @@ def simulate(
             f"{plan.national_cases_per_day:,.0f} new cases a day nationally",
             err=True,
         )
-    options = RunOptions(sim=sim, duration=duration, live=plan)
+    options = RunOptions(
+        sim=sim, duration=duration, live=plan, retry_s=settings.producer_retry_seconds
+    )
     stats = asyncio.run(run_simulator(bootstrap, Topics(prefix), options, on_progress=_progress))
     _progress(stats, final=True)
-    if stats.errors:
-        typer.echo(f"warroom simulate: {stats.errors} sends failed", err=True)
-        raise typer.Exit(1)
+    _outcome("simulate", bootstrap, stats.sent, stats.errors, stats.broker_error)
+
+
+#: exit codes of the producer commands (docs/cli.md): 0 every event acknowledged, 1 some
+#: not acknowledged, 2 bad usage or Kafka unreachable at the start, 3 Kafka went away
+EXIT_NOT_ACKNOWLEDGED = 1
+EXIT_BROKER_LOST = 3
+
+
+def _outcome(command: str, bootstrap: str, sent: int, errors: int, broker_error: str) -> None:
+    """One plain line when not every event was acknowledged, and the exit code that says why."""
+    if broker_error:
+        typer.echo(
+            f"warroom {command}: stopped: Kafka at {bootstrap} {broker_error}; "
+            f"{sent:,} events acknowledged, {errors:,} not acknowledged (send them again: "
+            "duplicates are counted once by event_id)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_BROKER_LOST)
+    if errors:
+        typer.echo(
+            f"warroom {command}: {sent:,} events acknowledged, {errors:,} not acknowledged "
+            "(Kafka refused them; see the log above)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_NOT_ACKNOWLEDGED)
 
 
 def _progress(stats: Stats, final: bool = False) -> None:
@@ -285,7 +314,10 @@ def replay(
         ),
     ] = False,
 ) -> None:
-    """Replay a file onto the topics, with a progress bar and a summary of what could not map."""
+    """Replay a file onto the topics, with a progress bar and a summary of what could not map.
+
+    Exit codes as for simulate: 0 all acknowledged, 1 some not, 2 bad usage or no Kafka at the
+    start, 3 Kafka went away for longer than WARROOM_PRODUCER_RETRY_SECONDS."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from producers.replay import ReplaySummary
@@ -335,6 +367,7 @@ def replay(
                     speed=factor,
                     on_progress=show,
                     backfill=backfill,
+                    retry_s=settings.producer_retry_seconds,
                 )
             )
         except (ValueError, UnicodeDecodeError) as exc:
@@ -342,8 +375,7 @@ def replay(
             raise typer.Exit(2) from exc
         show(summary)
     _replay_summary(summary)
-    if summary.errors:
-        raise typer.Exit(1)
+    _outcome("replay", bootstrap, summary.sent, summary.errors, summary.broker_error)
 
 
 def _replay_summary(s: object) -> None:
@@ -411,7 +443,10 @@ def submit(
     topic_prefix: Annotated[Optional[str], typer.Option(help=_PREFIX_HELP)] = None,  # noqa: UP045
     data_dir: Annotated[Optional[Path], typer.Option(help=_DATA_DIR_HELP)] = None,  # noqa: UP045
 ) -> None:
-    """Validate one event and send it; a rejected event is explained and not sent (exit 1)."""
+    """Validate one event and send it; a rejected event is explained and not sent (exit 1).
+
+    Exit 2: bad usage or Kafka unreachable; exit 3: Kafka did not acknowledge the event (send
+    the same file again: it is counted once)."""
     from producers.submit import check, send_one
     from streams.reasons import Rejection
     from streams.topics import Topics
@@ -441,9 +476,13 @@ def submit(
     payload = raw.strip()
     try:
         done = asyncio.run(send_one(bootstrap, Topics(prefix), payload, result))
-    except Exception as exc:  # the broker's error, shown to the officer
-        typer.echo(f"warroom submit: not delivered: {exc!r}", err=True)
-        raise typer.Exit(3) from exc
+    except Exception as exc:  # the broker's error, shown to the officer in one line
+        typer.echo(
+            f"warroom submit: not delivered (Kafka at {bootstrap} did not acknowledge it: "
+            f"{type(exc).__name__}); send the same file again, it is counted once",
+            err=True,
+        )
+        raise typer.Exit(EXIT_BROKER_LOST) from None
     typer.echo(
         f"sent: {what} -> topic {done.topic} partition {done.partition} offset {done.offset}"
     )

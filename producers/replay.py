@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from producers.kafka import EventSender
+from producers.kafka import RETRY_S, BrokerUnavailable, EventSender
 from producers.traffy import TraffySummary, read_traffy
 from streams.contract import STREAM_OF_SCHEMA, encode
 from streams.timeutil import parse_ms
@@ -56,6 +56,8 @@ class ReplaySummary:
     capped_gaps: int = 0
     capped_s: float = 0.0  # wall seconds not waited because of the cap
     max_gap_s: float = MAX_GAP_S
+    #: set when Kafka stopped acknowledging for longer than the retry budget (replay stopped)
+    broker_error: str = ""
 
     def note(self, reason: str, line: int) -> None:
         self.unrouted[reason] = self.unrouted.get(reason, 0) + 1
@@ -128,6 +130,7 @@ async def replay(
     on_progress: Callable[[ReplaySummary], None] | None = None,
     max_gap_s: float = MAX_GAP_S,
     backfill: bool = False,
+    retry_s: float = RETRY_S,
 ) -> ReplaySummary:
     """Send the file's events; ``speed`` None = as fast as possible, N = real time x N using the
     gaps between occurred_at times, each wait at most ``max_gap_s`` (the summary counts the
@@ -139,7 +142,7 @@ async def replay(
     if summary.format not in ("jsonl", "traffy"):
         raise ValueError(f"unknown format {fmt!r}: jsonl, traffy or auto")
     records = (read_traffy_records if summary.format == "traffy" else read_jsonl)(path, summary)
-    sender = EventSender(bootstrap, topics, producer="replay")
+    sender = EventSender(bootstrap, topics, producer="replay", retry_s=retry_s)
     if backfill:
         topic_of = {s: topics.backfill_for(s) for s in ("grievance", "project")}
     else:
@@ -170,8 +173,13 @@ async def replay(
                 last_progress = now
                 summary.sent, summary.elapsed_s = sender.sent, now - started
                 on_progress(summary)
+    except BrokerUnavailable as exc:
+        summary.broker_error = str(exc)
     finally:
-        await sender.stop()
+        try:
+            await sender.stop()
+        except BrokerUnavailable as exc:
+            summary.broker_error = summary.broker_error or str(exc)
         summary.sent, summary.errors = sender.sent, sender.errors
         summary.elapsed_s = time.monotonic() - started
     return summary

@@ -82,8 +82,9 @@ class BackfillProcessor(PartitionProcessor):
         now = int(time.time() * 1000) if now_ms is None else now_ms
         check = self.cfg.validator.check
         out: list[Checked] = []
+        base, last = self.base, self.offset
         for rec in records:
-            if rec.offset <= self.offset:
+            if rec.offset + base <= last:
                 continue
             res = check(rec.value, now)
             if not isinstance(res, Rejection):
@@ -149,15 +150,16 @@ class BackfillProcessor(PartitionProcessor):
         last = self.offset
         wm = self.watermark_ms
         raw_rows: list[tuple[Any, ...]] = []
+        base = self.base
         for rec, res in checked:
-            o = rec.offset
+            o = rec.offset + base
             if o <= last:
                 stats.skipped_replay += 1
                 continue
             last = o
             if type(res) is Rejection:
                 # wm 0: the quality row goes to the record's own minute (see wanted())
-                self._reject(rec, res, 0, sink)
+                self._reject(rec, res, 0, sink, o)
                 continue
             ev, ms, due_ms = res
             district = ev.district_code

@@ -145,9 +145,16 @@ def _unparsed(raw: bytes | None, rej: Rejection) -> dict[str, Any]:
 
 
 def dead_letter(
-    rec: Record, rej: Rejection, topic: str, partition: int, pseudonymizer: Pseudonymizer
+    rec: Record,
+    rej: Rejection,
+    topic: str,
+    partition: int,
+    pseudonymizer: Pseudonymizer,
+    stamp: int | None = None,
 ) -> DeadLetter:
-    """The dead letter of ``rec``, rejected for ``rej``, read from ``topic``/``partition``."""
+    """The dead letter of ``rec``, rejected for ``rej``, read from ``topic``/``partition``.
+    ``stamp``: the record's offset across log generations (the table's key; default: its
+    offset); the topic record keeps the Kafka offset, where the bytes are."""
     obj = _parse(rec, rej)
     claimed, district, source, event_id = _claims(obj)
     raw = rec.value
@@ -160,7 +167,7 @@ def dead_letter(
         ts,
         topic,
         partition,
-        rec.offset,
+        rec.offset if stamp is None else stamp,
         rej.reason.value,
         rej.field,
         rej.detail,

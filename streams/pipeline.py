@@ -43,6 +43,7 @@ _PROJECT_GAUGE = (
     "(startsWith(metric, 'project') OR (metric = 'last_event_age_seconds' AND dim1 = 'project'))"
 )
 _RAW_TABLE = {"grievance": "grievance_events", "project": "project_events"}
+_REVOKE_TIMEOUT_S = 15.0
 
 
 def _now_ms() -> int:
@@ -144,6 +145,8 @@ class Pipeline(Service):
         self._paused: set[TP] = set()
         self._paused_since: float | None = None
         self.committed: dict[TP, int] = {}
+        #: the checkpoint record last written per partition: an idle one is not written again
+        self._written_checkpoints: dict[TP, bytes] = {}
         self._sent: list[Any] = []
         self._shutting_down = False
         self._cycles = 0
@@ -157,6 +160,11 @@ class Pipeline(Service):
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self._ready_generation = -1
+        #: since when the current assignment waits for its table recovery (None: recovered)
+        self._recovering_since: float | None = time.monotonic()
+        #: partitions found on a new log generation -> the end offset seen then: the worker
+        #: is not ready until it has applied and committed the new log up to there
+        self.new_logs: dict[TP, int] = {}
         #: backfill partitions waiting for buckets read back from the store, and those tasks
         self._reading_back: set[TP] = set()
         self._read_back_tasks: set[asyncio.Task[None]] = set()
@@ -167,15 +175,42 @@ class Pipeline(Service):
         """Faust sends this once the tables of the new assignment are recovered (it then
         resumes the partitions and seeks them to the committed offsets). Every assigned
         partition gets its processor now, not at its first record: the gauge timer must keep
-        snapshotting a partition that receives nothing after a rebalance."""
+        snapshotting a partition that receives nothing after a rebalance. Backfill partitions
+        too, so one on a new log (see _restart_new_logs) is found before Faust seeks it."""
         generation = self.app.consumer_generation_id
         for tp in sorted(self.app.consumer.assignment()):
-            if tp.topic in self.stream_of_topic and tp not in self.processors:
-                proc = await self._restore(tp)
-                if generation != self.app.consumer_generation_id:
-                    return  # rebalancing again
+            live = tp.topic in self.stream_of_topic
+            if not live and tp.topic not in self.backfill_of_topic:
+                continue
+            if tp in self.processors or tp in self.backfill:
+                continue
+            proc = await self._restore(tp)
+            if generation != self.app.consumer_generation_id:
+                return  # rebalancing again
+            if live:
                 self.processors[tp] = proc
+            else:
+                assert isinstance(proc, BackfillProcessor)
+                self.backfill[tp] = proc
+        await self._restart_new_logs()
         self._ready_generation = generation
+        self._recovering_since = None
+
+    async def _restart_new_logs(self) -> None:
+        """Partitions found on a new log and not read from it yet start at its beginning.
+        Committed here because Faust seeks to the committed offsets next, and the group's
+        offset on the new broker may be one the worker committed from the old log (a seek
+        beyond the new log's end waits there, skipping everything below)."""
+        consumer: Any = self.app.consumer
+        fresh = [
+            tp
+            for tp in self.new_logs
+            if (p := self.processors.get(tp) or self.backfill.get(tp)) is not None
+            and p.offset == p.base - 1
+        ]
+        if fresh:
+            starts = await consumer.earliest_offsets(*fresh)
+            await consumer.commit_offsets({tp: starts.get(tp) or 0 for tp in fresh})
 
     async def _on_batch(self, tp: TP, records: Sequence[Any]) -> None:
         if self._ready_generation != self.app.consumer_generation_id:
@@ -191,6 +226,8 @@ class Pipeline(Service):
             if generation != self.app.consumer_generation_id:
                 return  # rebalanced while restoring: Faust seeks to the committed offsets
             self.processors[tp] = proc
+        if await self._from_new_log(tp, proc, records):
+            return
         started = time.perf_counter()
         proc.process(records, self._sink)
         self._record_stats(self._metrics[proc.stream], proc, started)
@@ -230,6 +267,8 @@ class Pipeline(Service):
                 return
             assert isinstance(restored, BackfillProcessor)
             proc = self.backfill[tp] = restored
+        if await self._from_new_log(tp, proc, records):
+            return
         started = time.perf_counter()
         checked = proc.check(records)
         metric_keys, quality_keys = proc.wanted(checked)
@@ -385,6 +424,15 @@ class Pipeline(Service):
                 checkpoint = Checkpoint.loads(value)
             else:
                 books[name] = value
+        try:
+            end = (await self.app.consumer.highwaters(tp)).get(tp)
+        except Exception as exc:  # no answer now: the batch check finds a new log later
+            log.warning(
+                "end offset unknown at restore", extra={"topic": tp.topic, "error": str(exc)}
+            )
+            end = None
+        if checkpoint is None:
+            checkpoint = await self._orphan_stamps(proc, end)
         buckets: list[Any] = []
         quality: list[Any] = []
         dedup: list[Any] = []
@@ -426,6 +474,8 @@ class Pipeline(Service):
             )
         )
         proc.restore(checkpoint, books, buckets, quality, dedup, gauge_keys)
+        if end is not None and proc.log_restarted(end):
+            self._new_generation(tp, proc, end)
         log.info(
             "partition restored",
             extra={
@@ -438,6 +488,89 @@ class Pipeline(Service):
             },
         )
         return proc
+
+    async def _orphan_stamps(self, proc: PartitionProcessor, end: int | None) -> Checkpoint | None:
+        """No checkpoint in the changelog: a partition never checkpointed, or a changelog
+        lost with its log (a restarted embedded broker). The store tells them apart: rows
+        stamped at or above the log's end offset cannot come from this log. Then the
+        stamps already in the store stand for the missing checkpoint (the books are lost)."""
+        if end is None:
+            return None
+        lane = proc.lane
+        raw = _RAW_TABLE[proc.stream]
+        rows = await self.writer.query_rows(
+            f"SELECT max(kafka_offset), toUnixTimestamp64Milli(max(occurred_at)), count() "
+            f"FROM {raw} WHERE kafka_partition = {lane}"
+        )
+        qrows = await self.writer.query_rows(
+            "SELECT max(version), count() FROM quality_buckets "
+            f"WHERE stream = '{proc.stream}' AND kafka_partition = {lane}"
+        )
+        stamps = [int(r[0]) for r, n in ((rows[0], rows[0][2]), (qrows[0], qrows[0][1])) if n]
+        if not stamps or max(stamps) < end:
+            return None
+        wm = int(rows[0][1]) if rows[0][2] else 0
+        log.error(
+            "the changelog has no checkpoint for a partition the store holds rows of, and the "
+            "log ends below them: the broker lost its log and changelogs (restarted with "
+            "memory storage?); counting continues from the stored buckets, the case and "
+            "project books of the lost log are gone (gauges restart from the new log)",
+            extra={"topic": proc.topic, "partition": proc.partition, "stamp": max(stamps)},
+        )
+        return Checkpoint(max(stamps), wm, 0, 0)
+
+    async def _from_new_log(self, tp: TP, proc: PartitionProcessor, records: Sequence[Any]) -> bool:
+        """Detect a new log under a running partition; True when the batch must be fetched
+        again from the new log's start (all of a new log is new: nothing may be skipped)."""
+        consumer: Any = self.app.consumer
+        end = consumer.highwater(tp)
+        if end is not None and proc.log_restarted(end):
+            self._new_generation(tp, proc, end)
+        if proc.base == 0 or proc.offset != proc.base - 1:
+            return False  # the first log, or the new one has been read from its start
+        start = (await consumer.earliest_offsets(tp)).get(tp) or 0
+        if records[0].offset <= start:
+            return False
+        await self._rewind(tp, start)
+        return True
+
+    def _new_generation(self, tp: TP, proc: PartitionProcessor, end: int) -> None:
+        """The partition's log starts again below what was applied: a new log generation."""
+        log.error(
+            "NEW LOG GENERATION: the broker's log of this partition ends below the last "
+            "record applied from it (the broker lost its log: restarted with memory "
+            "storage?). Its records are applied as new records from offset 0; the worker "
+            "reports unready until it has caught up",
+            extra={
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "end_offset": end,
+                "applied_offset": proc.next_offset - 1,
+            },
+        )
+        proc.new_generation()
+        self.committed.pop(tp, None)
+        self.new_logs[tp] = end
+
+    def new_log_check(self) -> tuple[bool, str]:
+        """Readiness: unready while a partition found on a new log has not caught up."""
+        for tp, end in list(self.new_logs.items()):
+            if self.committed.get(tp, 0) >= end or tp not in self.app.consumer.assignment():
+                del self.new_logs[tp]
+        if not self.new_logs:
+            return True, "no new log generation pending"
+        tps = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(self.new_logs))
+        return False, f"the broker lost its log: re-reading the new log of {tps}"
+
+    def recovery_check(self) -> tuple[bool, str]:
+        """Readiness: the assigned partitions' tables are recovered (Faust resumes them)."""
+        since = self._recovering_since
+        if since is None:
+            return True, "tables recovered"
+        return False, (
+            f"table recovery not finished after {time.monotonic() - since:.0f}s "
+            "(a changelog the broker no longer serves keeps it waiting)"
+        )
 
     # -- the cycle ----------------------------------------------------------------------------
 
@@ -533,9 +666,12 @@ class Pipeline(Service):
                 table.data[key] = raw
                 self._sent.append(await send(changelog, key, raw, tp.partition, None, None))
             key = f"{_CHECKPOINT}:{tp.partition}".encode()
-            checkpoints.append((table, changelog, tp, key, ckpt.dumps()))
-            if self.committed.get(tp) != ckpt.offset + 1:
-                offsets[tp] = ckpt.offset + 1
+            raw = ckpt.dumps()
+            # after books always: the checkpoint must stay the partition's last batch
+            if books or raw != self._written_checkpoints.get(tp):
+                checkpoints.append((table, changelog, tp, key, raw))
+            if self.committed.get(tp) != ckpt.next_offset:
+                offsets[tp] = ckpt.next_offset
         # dead letters and books acknowledged before any checkpoint is sent ...
         sent, self._sent = self._sent, []
         await asyncio.gather(*sent)
@@ -545,6 +681,8 @@ class Pipeline(Service):
             last.append(await send(changelog, key, raw, tp.partition, None, None))
         # ... and checkpoints acknowledged before any offset moves
         await asyncio.gather(*last)
+        for _table, _changelog, tp, _key, raw in checkpoints:
+            self._written_checkpoints[tp] = raw
         if offsets:
             consumer: Any = self.app.consumer  # streams.transport.Consumer
             await consumer.commit_offsets(offsets)
@@ -552,13 +690,25 @@ class Pipeline(Service):
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         """Before partitions move: make their rows durable, checkpoint, commit, forget them."""
+        if self._recovering_since is None:
+            self._recovering_since = time.monotonic()
         mine = {tp for tp in revoked if tp in self.processors or tp in self.backfill}
         if not mine:
             return
         try:
-            await self.cycle(checkpoint=True, only=mine)
+            # bounded: a broker that restarted empty may never acknowledge the changelog
+            # writes, and an unbounded wait here holds the whole rebalance. Stamps make the
+            # replay from the last commit that follows exact.
+            await asyncio.wait_for(self.cycle(checkpoint=True, only=mine), _REVOKE_TIMEOUT_S)
+        except TimeoutError:
+            log.error(
+                "partitions revoked without their final checkpoint: the broker did not "
+                "acknowledge it in time; the next owner replays from the last commit",
+                extra={"partitions": len(mine), "timeout_s": _REVOKE_TIMEOUT_S},
+            )
         finally:
             for tp in mine:
+                self._written_checkpoints.pop(tp, None)
                 self.processors.pop(tp, None)
                 self.backfill.pop(tp, None)
                 self._paused.discard(tp)

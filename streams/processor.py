@@ -9,6 +9,12 @@ with state loaded from the changelog and ClickHouse; an event at or below a stam
 applied already and is skipped for that piece of state. Every decision (duplicate, late,
 too late) depends only on the partition's log and the restored checkpoint, so a replay
 makes the same decisions and converges to the same rows.
+
+Stamps are offsets in the partition's *log generations*: a Kafka offset plus the base of the
+generation it belongs to (0 for the first). A broker that loses its log (the embedded one keeps
+it in memory) starts the partition again at offset 0, below every stamp: the pipeline detects
+that and starts a new generation whose base lies above every stamp so far, so the new log's
+records are applied as new and every row version keeps growing (``new_generation``).
 """
 
 from __future__ import annotations
@@ -94,16 +100,28 @@ class Checkpoint:
     watermark_ms: int = 0
     #: occurred_at of the last event whose jump was bounded, while unconfirmed (else 0)
     ahead_ms: int = 0
+    #: the stamp of Kafka offset 0 in the current log generation (see the module docstring)
+    base: int = 0
 
     def dumps(self) -> bytes:
         return orjson.dumps(
-            {"offset": self.offset, "wm": self.watermark_ms, "ahead": self.ahead_ms}
+            {
+                "offset": self.offset,
+                "wm": self.watermark_ms,
+                "ahead": self.ahead_ms,
+                "base": self.base,
+            }
         )
 
     @classmethod
     def loads(cls, raw: bytes) -> Checkpoint:
         d = orjson.loads(raw)
-        return cls(d["offset"], d["wm"], d.get("ahead", 0))
+        return cls(d["offset"], d["wm"], d.get("ahead", 0), d.get("base", 0))
+
+    @property
+    def next_offset(self) -> int:
+        """The Kafka offset to resume from (what is committed for this checkpoint)."""
+        return self.offset - self.base + 1
 
 
 @dataclass
@@ -131,7 +149,9 @@ class PartitionProcessor:
         self.lane = partition
         self.cfg = cfg
         self.checkpoint = Checkpoint()
-        self.offset = -1  # last offset processed
+        self.offset = -1  # stamp of the last record processed
+        #: added to a Kafka offset to give its stamp: the current log generation's start
+        self.base = 0
         self.watermark_ms = 0
         self.ahead_ms = 0  # see Checkpoint.ahead_ms
         self.books: dict[str, Any] = {}  # district -> CaseBook | ProjectBook
@@ -165,6 +185,7 @@ class PartitionProcessor:
             self.offset = checkpoint.offset
             self.watermark_ms = checkpoint.watermark_ms
             self.ahead_ms = checkpoint.ahead_ms
+            self.base = checkpoint.base
         loads = CaseBook.loads if self.stream == "grievance" else ProjectBook.loads
         self.books = {district: loads(raw) for district, raw in books.items()}
         p = self.lane
@@ -231,11 +252,12 @@ class PartitionProcessor:
         dirty_quality_add = self.dirty_quality.add
         pseudonym_of = cfg.pseudonymizer.complainant
         table = "grievance_events" if grievance else "project_events"
+        base = self.base
         ev: Any  # GrievanceEvent or ProjectEvent, by the stream
         keys = DISTRICT_KEYS
         stats.consumed += len(records)
         for rec in records:
-            o = rec.offset
+            o = rec.offset + base
             if o <= last:
                 # Already applied: covered by the restored checkpoint, or fetched again after
                 # Faust re-seeked to the committed offset (recovery does that after assignment)
@@ -244,17 +266,17 @@ class PartitionProcessor:
             last = o
             res = check(rec.value, now)
             if type(res) is Rejection:
-                self._reject(rec, res, wm, sink)
+                self._reject(rec, res, wm, sink, o)
                 continue
             ev, ms, due_ms = res  # type: ignore[misc]
             if type(ev) is not event_type:
                 wrong = Rejection(Reason.WRONG_TOPIC, "schema", ev.__struct_config__.tag)
-                self._reject(rec, wrong, wm, sink)
+                self._reject(rec, wrong, wm, sink, o)
                 continue
             district = ev.district_code
             if rec.key != keys[district]:
                 # another partition than the district's: applying it would split its state
-                self._reject(rec, wrong_key(rec.key), wm, sink)
+                self._reject(rec, wrong_key(rec.key), wm, sink, o)
                 continue
             source = ev.source
             eid = ev.event_id
@@ -459,8 +481,9 @@ class PartitionProcessor:
         sla = "unknown" if due_ms is None else ("met" if ms <= due_ms else "missed")
         bump((district, "grievance_resolved_sla", cat, sla, minute), 1.0, o)
 
-    def _reject(self, rec: Record, rej: Rejection, wm: int, sink: RowSink) -> None:
-        dl = dead_letter(rec, rej, self.topic, self.partition, self.cfg.pseudonymizer)
+    def _reject(self, rec: Record, rej: Rejection, wm: int, sink: RowSink, o: int) -> None:
+        """A rejected record (stamp ``o``): counted, logged, dead-lettered with its reason."""
+        dl = dead_letter(rec, rej, self.topic, self.partition, self.cfg.pseudonymizer, o)
         key = (rej.reason.value, dl.source)
         self.stats.rejected[key] = self.stats.rejected.get(key, 0) + 1
         self.cfg.dead_letter_log.rejected(
@@ -479,7 +502,7 @@ class PartitionProcessor:
         ts = rec.timestamp if rec.timestamp is not None else 0
         self._qbump(
             (dl.district, "rejected", rej.reason.value, dl.source, max(ts, floor) // _MINUTE_MS),
-            rec.offset,
+            o,
         )
         sink.add_many("dead_letters", [dl.row])
         self.dead_letters.append((dl.key, dl.record))
@@ -550,7 +573,23 @@ class PartitionProcessor:
         """The checkpoint as of now and the books changed since the last call, serialised."""
         books = {d: self.books[d].dumps() for d in self.dirty_books}
         self.dirty_books.clear()
-        return Checkpoint(self.offset, self.watermark_ms, self.ahead_ms), books
+        return Checkpoint(self.offset, self.watermark_ms, self.ahead_ms, self.base), books
+
+    @property
+    def next_offset(self) -> int:
+        """The Kafka offset of the next record to apply in the current log generation."""
+        return self.offset - self.base + 1
+
+    def log_restarted(self, end_offset: int) -> bool:
+        """Whether the partition's log ends (``end_offset``: the next offset to be written)
+        below a record already applied from it: only a new log can (the broker lost it)."""
+        return self.offset >= 0 and end_offset < self.next_offset
+
+    def new_generation(self) -> None:
+        """Continue on a new log: its offset 0 gets the stamp after every stamp so far, and
+        every book is written again (the new log's changelog starts empty too)."""
+        self.base = self.offset + 1
+        self.dirty_books.update(self.books)
 
     def take_stats(self) -> BatchStats:
         stats, self.stats = self.stats, BatchStats()

@@ -133,6 +133,9 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         max_lag=float(settings.ready_max_lag),
         store=writer.probe,
     )
+    # a broker that lost its log, and a table recovery that cannot finish, say so here
+    health.add_probe("log", pipeline.new_log_check)
+    health.add_probe("recovery", pipeline.recovery_check)
     health_mod.add_routes(web.web_app, health)
     if store.kind == "chdb":
         # only an embedded store needs the door: a ClickHouse server has its own HTTP

@@ -159,6 +159,12 @@ class Settings:
         500_000,
         "/readyz reports unready while the consumer lags more messages than this.",
     )
+    producer_retry_seconds: float = _setting(
+        "WARROOM_PRODUCER_RETRY_SECONDS",
+        30.0,
+        "simulate / replay send failed events again for this long while Kafka acknowledges "
+        "nothing, then stop with the counts of acknowledged and unacknowledged events (exit 3).",
+    )
     max_future_skew: int = _setting(
         "WARROOM_MAX_FUTURE_SKEW",
         3600,

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from producers.kafka import EventSender
+from producers.kafka import RETRY_S, BrokerUnavailable, EventSender
 from producers.simulator.generator import Item, SimOptions, Simulator
 from producers.simulator.live import CAUGHT_UP_MS, LivePlan
 from producers.simulator.pacing import Pacer, default_start_ms, wait_for_clock
@@ -36,6 +36,7 @@ class RunOptions:
     handle_signals: bool = True  # stop cleanly on SIGINT / SIGTERM
     #: backfill then live (the default of `warroom up`); None: paced at sim.rate / speedup
     live: LivePlan | None = None
+    retry_s: float = RETRY_S  # how long failed sends are sent again (producers/kafka.py)
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Stats:
     caught_up: bool = False
     phase: str = ""  # backfill, live (live mode) or paced
     backfill_progress: float = 0.0  # share of the backfill's simulated span sent
+    #: set when Kafka stopped acknowledging for longer than the retry budget (run stopped)
+    broker_error: str = ""
     backfill_events: int = 0  # acknowledged when the backfill ended (generated until then)
     backfill_s: float = 0.0  # wall seconds of the backfill phase
     span_start_ms: int = 0  # the simulation's start (live mode: now - the backfill hours)
@@ -109,7 +112,7 @@ async def run_simulator(
         sim_options = resolve_start(options.sim, options.duration, now_ms)
     stats = Stats(span_start_ms=sim_options.start_ms)
     metrics = telemetry().simulator
-    sender = EventSender(bootstrap, topics, producer=options.producer)
+    sender = EventSender(bootstrap, topics, producer=options.producer, retry_s=options.retry_s)
     await sender.start()
     try:
         sim = Simulator(sim_options)
@@ -119,9 +122,14 @@ async def run_simulator(
             stats.phase = "paced"
             metrics.set_phase("paced")
             await _pump(sim, sender, topics, options, stop, stats, on_progress)
+    except BrokerUnavailable as exc:
+        stats.broker_error = str(exc)
     finally:
         pumped = time.monotonic()
-        await sender.stop()
+        try:
+            await sender.stop()
+        except BrokerUnavailable as exc:
+            stats.broker_error = stats.broker_error or str(exc)
         for sig in handled:
             loop.remove_signal_handler(sig)
         stats.flush_s = time.monotonic() - pumped
