@@ -105,6 +105,13 @@ class Settings:
         "on, or off to skip the worker's per-batch Prometheus recording (only to measure what "
         "it costs: bench/pipeline.py --compare-metrics).",
     )
+    tracemalloc: int = _setting(
+        "WARROOM_TRACEMALLOC",
+        0,
+        "Engineers only (slows the worker): N > 0 traces the worker's allocations and logs, "
+        "every N seconds, the top allocation sites by file:line, their growth and the entries "
+        "of each state structure (streams/memtrace.py). 0 = off.",
+    )
     log_level: str = _setting("WARROOM_LOG_LEVEL", "info", "debug, info, warning or error.")
     log_format: str = _setting(
         "WARROOM_LOG_FORMAT", "auto", "auto (text on a terminal, JSON lines otherwise), text, json."
@@ -313,6 +320,8 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_QUERY_* limits must be above 0")
     if settings.partitions < 1:
         raise SettingsError("WARROOM_PARTITIONS must be at least 1")
+    if settings.tracemalloc < 0:
+        raise SettingsError("WARROOM_TRACEMALLOC must be 0 (off) or seconds between logs")
     if settings.late_seconds > settings.grace_seconds:
         raise SettingsError("WARROOM_LATE_SECONDS cannot exceed WARROOM_GRACE_SECONDS")
     if settings.clock_max_jump_seconds < 0:
