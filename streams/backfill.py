@@ -212,6 +212,9 @@ class BackfillProcessor(PartitionProcessor):
         if self.busy or not self.watermark_ms:
             return
         floor = (self.watermark_ms - self.hold_ms) // _MINUTE_MS
+        if floor <= self._evicted_floor:
+            return
+        self._evicted_floor = floor
         dropped = False
         for store, dirty in (
             (self.buckets, self.dirty_buckets),

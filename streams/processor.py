@@ -147,6 +147,7 @@ class PartitionProcessor:
         self._gauge_keys: dict[str, set[tuple[str, str, str]]] = {}
         #: occurred_at of the events accepted since the last take (end-to-end latency)
         self.event_ms: list[int] = []
+        self._evicted_floor = -1  # the minute evict() last dropped below
 
     # -- restore ------------------------------------------------------------------------------
 
@@ -500,8 +501,15 @@ class PartitionProcessor:
         return len(rows) + len(qrows)
 
     def evict(self) -> None:
-        """Drop buckets that can no longer change (older than watermark - grace)."""
+        """Drop buckets that can no longer change (older than watermark - grace).
+
+        Called every flush cycle; it scans only when the floor moved a minute (event time):
+        between scans the buckets are one cycle's events plus the grace, however fast a
+        backfill of history arrives."""
         floor = (self.watermark_ms - self.cfg.grace_ms) // _MINUTE_MS
+        if floor <= self._evicted_floor:
+            return
+        self._evicted_floor = floor
         for store, dirty in (
             (self.buckets, self.dirty_buckets),
             (self.quality, self.dirty_quality),
