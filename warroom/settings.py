@@ -137,8 +137,8 @@ class Settings:
         "WARROOM_DEDUP_WINDOW",
         100_000,
         "Duplicates (same event_id) are detected within this many preceding offsets of the "
-        "same topic-partition. Memory is about 160 bytes per remembered event, up to twice the "
-        "window per partition (about 32 MB each at 100 000).",
+        "same topic-partition. Memory is about 160 bytes per remembered event, up to 1.25 times "
+        "the window per partition (about 20 MB each at 100 000).",
     )
     flush_interval: float = _setting(
         "WARROOM_FLUSH_INTERVAL", 0.5, "Seconds between ClickHouse writes (freshness)."
