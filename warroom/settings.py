@@ -148,8 +148,10 @@ class Settings:
     )
     max_buffered_rows: int = _setting(
         "WARROOM_MAX_BUFFERED_ROWS",
-        1_000_000,
-        "Consumption pauses when this many rows wait for ClickHouse (backpressure).",
+        250_000,
+        "Consumption pauses when this many rows wait for ClickHouse (backpressure). These rows "
+        "and the minute buckets made meanwhile are most of the worker's peak memory, which it "
+        "keeps as RSS afterwards (bench/history.py).",
     )
     commit_interval: float = _setting(
         "WARROOM_COMMIT_INTERVAL",
