@@ -204,7 +204,7 @@ class BackfillProcessor(PartitionProcessor):
                 raw_rows.append(_project_row(ev, ms, self.lane, o))
         self.offset = last
         self.watermark_ms = wm
-        if len(dedup) > 2 * window:
+        if len(dedup) > window + window // 4:
             self._dedup = {k: v for k, v in dedup.items() if v > last - window}
         if raw_rows:
             sink.add_many("grievance_events" if grievance else "project_events", raw_rows)
@@ -214,6 +214,9 @@ class BackfillProcessor(PartitionProcessor):
         if self.busy or not self.watermark_ms:
             return
         floor = (self.watermark_ms - self.hold_ms) // _MINUTE_MS
+        if floor <= self._evicted_floor:
+            return
+        self._evicted_floor = floor
         dropped = False
         for store, dirty in (
             (self.buckets, self.dirty_buckets),

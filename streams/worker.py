@@ -21,6 +21,7 @@ from sinks.http_query import add_routes as add_query_routes
 from sinks.migrate import migrate
 from sinks.url import parse_store_url
 from sinks.writer import Writer
+from streams import memtrace
 from streams.alerting import AlertService, load_alert_directory, load_alert_rules
 from streams.app import create_app
 from streams.broker import BrokerError, ensure_topics, wait_ready
@@ -157,6 +158,8 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         alerting.add_public_routes(public.web_app)
         services.append(public)
 
+    if settings.tracemalloc:
+        memtrace.install(pipeline, alerting, settings.tracemalloc)
     worker = _Worker(
         *services,
         quiet=True,

@@ -105,6 +105,13 @@ class Settings:
         "on, or off to skip the worker's per-batch Prometheus recording (only to measure what "
         "it costs: bench/pipeline.py --compare-metrics).",
     )
+    tracemalloc: int = _setting(
+        "WARROOM_TRACEMALLOC",
+        0,
+        "Engineers only (slows the worker): N > 0 traces the worker's allocations and logs, "
+        "every N seconds, the top allocation sites by file:line, their growth and the entries "
+        "of each state structure (streams/memtrace.py). 0 = off.",
+    )
     log_level: str = _setting("WARROOM_LOG_LEVEL", "info", "debug, info, warning or error.")
     log_format: str = _setting(
         "WARROOM_LOG_FORMAT", "auto", "auto (text on a terminal, JSON lines otherwise), text, json."
@@ -130,8 +137,8 @@ class Settings:
         "WARROOM_DEDUP_WINDOW",
         100_000,
         "Duplicates (same event_id) are detected within this many preceding offsets of the "
-        "same topic-partition. Memory is about 160 bytes per remembered event, up to twice the "
-        "window per partition (about 32 MB each at 100 000).",
+        "same topic-partition. Memory is about 160 bytes per remembered event, up to 1.25 times "
+        "the window per partition (about 20 MB each at 100 000).",
     )
     flush_interval: float = _setting(
         "WARROOM_FLUSH_INTERVAL", 0.5, "Seconds between ClickHouse writes (freshness)."
@@ -141,8 +148,10 @@ class Settings:
     )
     max_buffered_rows: int = _setting(
         "WARROOM_MAX_BUFFERED_ROWS",
-        1_000_000,
-        "Consumption pauses when this many rows wait for ClickHouse (backpressure).",
+        250_000,
+        "Consumption pauses when this many rows wait for ClickHouse (backpressure). These rows "
+        "and the minute buckets made meanwhile are most of the worker's peak memory, which it "
+        "keeps as RSS afterwards (bench/history.py).",
     )
     commit_interval: float = _setting(
         "WARROOM_COMMIT_INTERVAL",
@@ -363,6 +372,8 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_QUERY_* limits must be above 0")
     if settings.partitions < 1:
         raise SettingsError("WARROOM_PARTITIONS must be at least 1")
+    if settings.tracemalloc < 0:
+        raise SettingsError("WARROOM_TRACEMALLOC must be 0 (off) or seconds between logs")
     if settings.late_seconds > settings.grace_seconds:
         raise SettingsError("WARROOM_LATE_SECONDS cannot exceed WARROOM_GRACE_SECONDS")
     if settings.clock_max_jump_seconds < 0:
