@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 from alerts.ack import ALERT_ID
+from alerts.model import base36
 
 __all__ = ["AckToken", "TokenProblem", "TokenSigner", "base36"]
 
@@ -39,16 +40,6 @@ class AckToken:
     district_code: str
     contact: str
     expires_s: int
-
-
-def base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if not n:
-            return out
 
 
 class TokenSigner:

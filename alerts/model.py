@@ -37,7 +37,8 @@ class NotificationKind(StrEnum):
     ESCALATION = "escalation"  # critical and unacknowledged: goes to the governor
 
 
-def _base36(n: int) -> str:
+def base36(n: int) -> str:
+    """`n` in base 36 (0-9a-z), as the alert ids and ack tokens write times."""
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
@@ -85,7 +86,7 @@ class Alert:
         """fingerprint + start of the episode (epoch ms in base 36): what `warroom alerts ack ID`
         takes. Base 36 because a 13-digit number looks like a citizen ID to the log filter that
         masks personal data, which would hide the id in the log sink."""
-        return f"{self.fingerprint}-{_base36(self.pending_since_ms)}"
+        return f"{self.fingerprint}-{base36(self.pending_since_ms)}"
 
     @property
     def province_code(self) -> str:
