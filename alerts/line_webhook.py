@@ -32,14 +32,12 @@ import orjson
 from aiohttp import web
 from linebot.v3.messaging import (
     ApiException,
-    AsyncApiClient,
-    AsyncMessagingApi,
-    Configuration,
     ReplyMessageRequest,
     TextMessage,
 )
 
 from alerts.ack_tokens import AckToken, TokenSigner
+from alerts.channels.line import LineApi
 from alerts.contacts_store import CODE_LENGTH, Binding, ContactsStore
 from alerts.enrolment import REPLIES as ENROL_REPLIES
 from alerts.enrolment import area_th, redeem_text
@@ -87,17 +85,8 @@ class LineReplier:
 
     def __init__(self, token: str, base_url: str, timeout: float = 10.0) -> None:
         self._token = token
-        self._base_url = base_url.rstrip("/")
         self._timeout = timeout
-        self._client: AsyncApiClient | None = None
-        self._api: AsyncMessagingApi | None = None
-
-    def _messaging(self) -> AsyncMessagingApi:
-        if self._api is None:
-            self._client = AsyncApiClient(Configuration(access_token=self._token))
-            self._api = AsyncMessagingApi(self._client)
-            self._api.line_base_path = self._base_url
-        return self._api
+        self._line = LineApi(token, base_url)
 
     async def reply(self, reply_token: str, text: str) -> bool:
         """One try: a reply token is good once and only for a short while."""
@@ -106,7 +95,7 @@ class LineReplier:
             return False
         request = ReplyMessageRequest(replyToken=reply_token, messages=[TextMessage(text=text)])
         try:
-            await self._messaging().reply_message(
+            await self._line.messaging().reply_message(
                 request, _request_timeout=aiohttp.ClientTimeout(total=self._timeout)
             )
         except ApiException as exc:
@@ -118,9 +107,7 @@ class LineReplier:
         return True
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = self._api = None
+        await self._line.close()
 
 
 @dataclass(frozen=True)

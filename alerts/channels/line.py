@@ -45,6 +45,29 @@ def retry_key(notification_id: str, address: str) -> str:
     return str(uuid.uuid5(_RETRY_NAMESPACE, f"{notification_id}\x1f{address}"))
 
 
+class LineApi:
+    """LINE's async Messaging API client for one channel token, made on first use (the SDK opens
+    an aiohttp session in its constructor: it must be built inside the running loop)."""
+
+    def __init__(self, token: str, base_url: str) -> None:
+        self._token = token
+        self._base_url = base_url.rstrip("/")
+        self._client: AsyncApiClient | None = None
+        self._api: AsyncMessagingApi | None = None
+
+    def messaging(self) -> AsyncMessagingApi:
+        if self._api is None:
+            self._client = AsyncApiClient(Configuration(access_token=self._token))
+            self._api = AsyncMessagingApi(self._client)
+            self._api.line_base_path = self._base_url
+        return self._api
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = self._api = None
+
+
 class LineChannel(Channel):
     """Recipient address: a LINE user (U…), group (C…) or room (R…) id."""
 
@@ -61,17 +84,7 @@ class LineChannel(Channel):
         super().__init__(renderer, retry)
         self._token = token
         self.buttons = buttons
-        self._base_url = base_url.rstrip("/")
-        self._client: AsyncApiClient | None = None
-        self._api: AsyncMessagingApi | None = None
-
-    def _messaging(self) -> AsyncMessagingApi:
-        # the SDK opens an aiohttp session in its constructor: build it inside the running loop
-        if self._api is None:
-            self._client = AsyncApiClient(Configuration(access_token=self._token))
-            self._api = AsyncMessagingApi(self._client)
-            self._api.line_base_path = self._base_url
-        return self._api
+        self._line = LineApi(token, base_url)
 
     async def send_once(self, notification: Notification, recipient: Recipient) -> None:
         if not self._token:
@@ -88,7 +101,7 @@ class LineChannel(Channel):
         request = PushMessageRequest(to=recipient.address, messages=messages)
         key = retry_key(notification.notification_id, recipient.address)
         try:
-            await self._messaging().push_message(
+            await self._line.messaging().push_message(
                 request,
                 x_line_retry_key=key,
                 _request_timeout=aiohttp.ClientTimeout(total=self.retry.timeout),
@@ -110,6 +123,4 @@ class LineChannel(Channel):
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = self._api = None
+        await self._line.close()
