@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboards.clickhouse import CLICKHOUSE_TYPE
 from dashboards.macros import ALL, MacroError, QueryContext, Variable, expand
+from sinks.writer import RELEASE_MEMORY_EVERY_S
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "dashboards" / "generated"
@@ -77,6 +79,26 @@ def _wait_for(what: str, check: Any, timeout: float, proc: subprocess.Popen[byte
     raise SystemExit(f"history: {what}: not within {timeout:.0f}s")
 
 
+class _PeakSampler:
+    """The highest VmRSS and RssAnon of a process, sampled every second in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.rss, self.anon = pid, 0.0, 0.0
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, name="rss-peak", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.rss = max(self.rss, rss_mb(self.pid))
+                self.anon = max(self.anon, rss_mb(self.pid, "RssAnon"))
+            except OSError:  # the process is gone
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def fill(data: Path, days: float, cases_per_day: float, seed: int) -> dict[str, float]:
     """Run broker, worker and simulator until `days` of history are stored; return facts."""
     from streams.broker import EmbeddedBroker, ensure_topics
@@ -107,6 +129,7 @@ def fill(data: Path, days: float, cases_per_day: float, seed: int) -> dict[str, 
             worker = subprocess.Popen([*warroom, "worker"], env=env, stdout=out, stderr=out)
         procs.append(worker)
         _wait_for("worker start", (data / "worker.json").exists, 180, worker)
+        peak = _PeakSampler(worker.pid)
         started = time.monotonic()
         sim_log = logs / "simulator.log"
         with sim_log.open("wb") as out:
@@ -143,11 +166,21 @@ def fill(data: Path, days: float, cases_per_day: float, seed: int) -> dict[str, 
             raise SystemExit(f"history: the worker did not read {unread} events in time")
         time.sleep(settings.commit_interval * 2 + settings.gauge_interval)  # last snapshot
         stored = time.monotonic() - started
+        # settled: at least one of the writer's memory releases after the last write
+        time.sleep(RELEASE_MEMORY_EVERY_S + 2)
         rss, anon = rss_mb(worker.pid), rss_mb(worker.pid, "RssAnon")
+        peak.stop()
         worker.send_signal(signal.SIGTERM)
         if worker.wait(120) != 0:
             raise SystemExit(f"history: the worker stopped with {worker.returncode}")
-        return {"send_s": sent, "store_s": stored, "worker_rss_mb": rss, "worker_anon_mb": anon}
+        return {
+            "send_s": sent,
+            "store_s": stored,
+            "worker_rss_mb": rss,
+            "worker_anon_mb": anon,
+            "worker_peak_rss_mb": peak.rss,
+            "worker_peak_anon_mb": peak.anon,
+        }
     finally:
         for p in procs:
             if p.poll() is None:
@@ -404,7 +437,8 @@ def main() -> int:
         print(
             f"# filled in {facts['store_s']:.0f} s (simulator {facts['send_s']:.0f} s); "
             f"worker RSS {rss:.0f} MB ({facts['worker_anon_mb']:.0f} MB anonymous) with the "
-            "history behind it",
+            f"history behind it, settled; peak while filling {facts['worker_peak_rss_mb']:.0f} MB "
+            f"({facts['worker_peak_anon_mb']:.0f} MB anonymous)",
             flush=True,
         )
     store = Store(data / "clickhouse")

@@ -41,7 +41,7 @@ from sinks.tables import INSERT_COLUMNS
 if TYPE_CHECKING:
     from warroom.telemetry import Telemetry
 
-__all__ = ["Writer", "WriterClosedError"]
+__all__ = ["RELEASE_MEMORY_EVERY_S", "Writer", "WriterClosedError"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 
 _CHUNK = 16_384
+#: how often the writer lets its backend return freed memory (seconds)
+RELEASE_MEMORY_EVERY_S = 10.0
 
 
 def _transpose(names: Sequence[str], rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
@@ -138,6 +140,7 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
+        self._released_at = time.monotonic()
         self._status = _Status()
         self.retries = 0
         self.write_errors = 0
@@ -322,7 +325,8 @@ class Writer:
     async def _run(self) -> None:
         while True:
             while not self._due():
-                timeout = None
+                # idle, it still wakes to return freed memory (queries allocate too)
+                timeout = RELEASE_MEMORY_EVERY_S
                 if self._pending_since is not None:
                     timeout = max(0.0, self._pending_since + self.flush_interval - time.monotonic())
                 self._wake.clear()
@@ -330,6 +334,10 @@ class Writer:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
+                if not self._due():
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._executor, self._release_memory
+                    )
             batch = self._take(None)
             self._durable += await self._write(batch)
             self._metrics.set_buffered(self.buffered_rows)
@@ -432,7 +440,21 @@ class Writer:
                 failed[table] = exc
             else:
                 written[table] = len(rows)
+        self._release_memory()
         return written, failed
+
+    def _release_memory(self) -> None:
+        """On the writer thread, at most every RELEASE_MEMORY_EVERY_S: let the backend return
+        the memory its engine freed (chdb keeps it otherwise; see ChdbBackend.release_memory)."""
+        release = getattr(self.backend, "release_memory", None)
+        now = time.monotonic()
+        if release is None or now - self._released_at < RELEASE_MEMORY_EVERY_S:
+            return
+        self._released_at = now
+        try:
+            release()
+        except Exception:  # memory hygiene must never fail a write
+            log.debug("releasing store memory failed", exc_info=True)
 
     def _set_status(self, ok: bool, detail: str) -> None:
         if ok:

@@ -158,6 +158,20 @@ def _locked_elsewhere(path: Path) -> bool:
     return False
 
 
+#: False once the engine refused SYSTEM JEMALLOC PURGE (a build without jemalloc): asked once
+_purge_supported = True
+
+
+def _purge_unsupported(error: str) -> None:
+    global _purge_supported
+    _purge_supported = False
+    log.warning(
+        "chdb cannot return freed memory (SYSTEM JEMALLOC PURGE refused); the worker's memory "
+        "will stay at its peak",
+        extra={"error": error[:300]},
+    )
+
+
 class ChdbBackend:
     """One chdb connection on `path`, working in `database`."""
 
@@ -271,6 +285,23 @@ class ChdbBackend:
 
     def ping(self) -> None:
         self._query("SELECT 1")
+
+    def release_memory(self) -> bool:
+        """Hand the engine's freed memory back to the system; False if it cannot.
+
+        chdb's allocator (jemalloc, one per process: the writer's session and the query
+        endpoint's readers share it) keeps the pages that queries and inserts freed, and
+        without a server's background thread it returns them only while it keeps allocating:
+        after a year of history a worker held ~660 MB of such pages above ~90 MB in use.
+        `SYSTEM JEMALLOC PURGE` returns them (~10 ms with pages to return, < 1 ms without)."""
+        if self._session is None or not _purge_supported:
+            return False
+        try:
+            self._session.query("SYSTEM JEMALLOC PURGE", "TabSeparated")
+        except Exception as exc:
+            _purge_unsupported(str(exc))
+            return False
+        return True
 
     def close(self) -> None:
         session, self._session = self._session, None
