@@ -4,6 +4,8 @@
     python bench/history.py --quick              # 14 days, 3 runs per query (CI-sized)
     python bench/history.py --store DIR          # time the queries on a store filled before
 
+Exit code 1 when a panel query fails (its error line is printed), 2 for a bad --store.
+
 Fill: an embedded Tansu broker, a real `warroom worker` writing its chdb store, and
 `warroom simulate --backfill-hours <days × 24>` (live mode's history, at the national volume
 of --cases-per-day, ending now) — the same rows the pipeline writes, because it is the
@@ -447,6 +449,7 @@ def main() -> int:
         base = baseline(store, args.repeat)
         timings = time_panels(store, now, args.repeat)
         short, long = report(timings, base, sizes(store), history_days(store))
+        failed = sum(1 for t in timings if t.error)
     finally:
         store.close()
         if args.store is None and not args.keep:
@@ -455,6 +458,9 @@ def main() -> int:
             print(f"# kept {data} (again: --store {data})")
     rss_text = "n/a (filled elsewhere)" if rss != rss else f"{rss:.0f} MB"
     print(f"worst panel p95: 30d {short:.0f} ms, 365d {long:.0f} ms; worker RSS {rss_text}")
+    if failed:
+        print(f"history: {failed} panel queries failed (the error lines above)", file=sys.stderr)
+        return 1
     return 0
 
 
