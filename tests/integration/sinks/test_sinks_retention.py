@@ -13,12 +13,15 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sinks.backends import Backend
 from sinks.migrate import migrate
-from sinks.retention import RULES, policy
-from warroom.settings import load
+from sinks.retention import RULES, policy, ttl_expression
+from streams.topics import Topics
+from tests.services.worker import WorkerProcess
+from warroom.settings import Settings, load
 
 pytestmark = pytest.mark.integration
 
@@ -190,6 +193,39 @@ def test_migrate_command_applies_the_settings_and_says_which(tmp_path: Path) -> 
     changed = run(WARROOM_RETAIN_ALERTS_HISTORY_DAYS="730")
     assert changed.returncode == 0, changed.stderr
     assert "retention changed: alerts_history" in changed.stdout
+
+
+def _changes(worker: WorkerProcess) -> dict[str, str]:
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    found = [orjson.loads(line) for line in lines if "retention changed" in line]
+    return {entry["table"]: entry["ttl"] for entry in found}
+
+
+def test_a_worker_start_applies_the_defaults_and_logs_each_change_once(
+    bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    defaults = policy(Settings())
+    env = {rule.env: str(defaults[rule.table]) for rule in RULES}  # the test workers keep all
+    worker = WorkerProcess(bootstrap, topics.prefix, tmp_path / "w", env=env)
+    try:
+        worker.start()
+        worker.stop()
+        assert _changes(worker) == {
+            rule.table: ttl_expression(rule, defaults[rule.table])
+            for rule in RULES
+            if rule.table in TIME_COLUMN
+        }
+        worker.start()  # the same settings: nothing to change, nothing logged
+        engines = worker.query(
+            "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()"
+        )
+        worker.stop()
+        assert _changes(worker) == {}
+    finally:
+        worker.kill()
+    ttl = {r["name"]: r["engine_full"] for r in engines}
+    assert "TTL bucket + toIntervalDay(40)" in ttl["metric_buckets"]
+    assert " TTL " not in ttl["ref_districts"]
 
 
 def test_every_rule_names_a_setting_of_its_table() -> None:
