@@ -25,10 +25,12 @@ def migrate_command(
     """Create the database and apply pending schema migrations; refresh reference geography."""
     from sinks.backends import StoreError, open_backend
     from sinks.migrate import migrate
+    from sinks.retention import policy
     from sinks.url import StoreURLError, parse_store_url
     from warroom.settings import load
 
-    url = store or load().store_url
+    settings = load()
+    url = store or settings.store_url
     try:
         parsed = parse_store_url(url)
         backend = open_backend(parsed)
@@ -36,7 +38,7 @@ def migrate_command(
         typer.echo(f"warroom migrate: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        result = migrate(backend)
+        result = migrate(backend, retention=policy(settings))
     except StoreError as exc:
         typer.echo(f"warroom migrate: {parsed.redacted()}: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -45,7 +47,8 @@ def migrate_command(
     applied = ", ".join(str(v) for v in result.applied) or "none (up to date)"
     typer.echo(
         f"{parsed.redacted()}: migrations applied: {applied}; reference: "
-        f"{result.provinces} provinces, {result.districts} districts"
+        f"{result.provinces} provinces, {result.districts} districts; retention changed: "
+        f"{', '.join(result.retention) or 'none (as configured)'}"
     )
 
 

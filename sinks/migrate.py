@@ -2,7 +2,8 @@
 
 Safe when several workers start at once: every statement is `IF NOT EXISTS`, and the
 bookkeeping table is a ReplacingMergeTree keyed by version, so a migration two workers both
-applied is recorded once. The reference geography is refreshed after the migrations.
+applied is recorded once. The reference geography is refreshed after the migrations, and the
+tables' TTLs are made those of the retention policy when one is given (sinks/retention.py).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 
+from sinks import retention as retention_policy
 from sinks.backends import Backend
 from streams import geography
 
@@ -43,6 +46,7 @@ class MigrationResult:
     applied: list[int]
     provinces: int
     districts: int
+    retention: list[str] = field(default_factory=list)  # tables whose TTL changed
 
 
 def load_migrations() -> list[Migration]:
@@ -70,8 +74,13 @@ def _bookkeeping(backend: Backend) -> str:
     return table
 
 
-def migrate(backend: Backend, *, reference: bool = True) -> MigrationResult:
-    """Apply pending migrations in order, record each, then refresh the reference tables."""
+def migrate(
+    backend: Backend, *, reference: bool = True, retention: Mapping[str, int] | None = None
+) -> MigrationResult:
+    """Apply pending migrations in order, record each, then refresh the reference tables.
+
+    ``retention``: days per table (sinks.retention.policy); None leaves the TTLs as they are.
+    """
     table = _bookkeeping(backend)
     done = {int(row[0]) for row in backend.query_rows(f"SELECT DISTINCT version FROM {table}")}
     applied: list[int] = []
@@ -96,7 +105,8 @@ def migrate(backend: Backend, *, reference: bool = True) -> MigrationResult:
     provinces = districts = 0
     if reference:
         provinces, districts = refresh_reference(backend)
-    return MigrationResult(applied, provinces, districts)
+    changed = retention_policy.apply(backend, retention) if retention is not None else []
+    return MigrationResult(applied, provinces, districts, changed)
 
 
 def _reference_rows() -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:

@@ -14,6 +14,7 @@ import faust
 from alerts.directory import DirectoryError
 from alerts.rules import RulesError
 from dashboards.wall.server import add_routes as add_wall_routes
+from sinks import retention
 from sinks.backends import Backend, StoreError, open_backend
 from sinks.http_insert import add_insert_route
 from sinks.http_query import QueryLimits, QueryService
@@ -93,7 +94,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     owner = store.kind != "worker"  # a worker writing through another worker's store
     backend = open_backend(store)
     if owner:
-        migrate(backend)
+        migrate(backend, retention=retention.policy(settings))
     else:
         _wait_for_store(backend, settings.store_url)
     tel = telemetry.get()

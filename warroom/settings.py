@@ -304,6 +304,74 @@ class Settings:
         "http://localhost:3000). Empty: the worker's own wall page (http://WARROOM_WEB_HOST:"
         "WARROOM_WEB_PORT/d/warroom-district/...), which serves the same paths.",
     )
+    # --- retention (issue 14 item 3): days each table keeps its rows; docs/retention.md -----
+    # 0 keeps forever. Checked by sinks.retention.problems, applied by `warroom migrate` and
+    # the worker's start. "After the end of its month": a month's rows expire together.
+    retain_grievance_events_days: int = _setting(
+        "WARROOM_RETAIN_GRIEVANCE_EVENTS_DAYS",
+        365,
+        "Days grievance events (with the complainant's pseudonym: personal data, PDPA) are "
+        "kept after the end of their month (event time). 0 = forever.",
+    )
+    retain_project_events_days: int = _setting(
+        "WARROOM_RETAIN_PROJECT_EVENTS_DAYS",
+        1096,
+        "Days project reports are kept after the end of their month (event time): three "
+        "fiscal years for the audit of project money. 0 = forever.",
+    )
+    retain_metric_buckets_days: int = _setting(
+        "WARROOM_RETAIN_METRIC_BUCKETS_DAYS",
+        40,
+        "Days 1-minute metric buckets are kept (bucket time); at least 2, at most the hourly "
+        "rollup's. 0 = forever.",
+    )
+    retain_metric_gauges_days: int = _setting(
+        "WARROOM_RETAIN_METRIC_GAUGES_DAYS",
+        40,
+        "Days 1-minute gauge snapshots are kept (bucket time); at least 2. 0 = forever.",
+    )
+    retain_quality_buckets_days: int = _setting(
+        "WARROOM_RETAIN_QUALITY_BUCKETS_DAYS",
+        40,
+        "Days 1-minute data-quality buckets are kept (bucket time); at least 2, at most the "
+        "hourly rollup's. 0 = forever.",
+    )
+    retain_metric_buckets_hourly_days: int = _setting(
+        "WARROOM_RETAIN_METRIC_BUCKETS_HOURLY_DAYS",
+        400,
+        "Days the hourly metric rollup is kept after the end of its month; at most the daily "
+        "rollup's. 0 = forever.",
+    )
+    retain_metric_buckets_daily_days: int = _setting(
+        "WARROOM_RETAIN_METRIC_BUCKETS_DAILY_DAYS",
+        3653,
+        "Days the daily metric rollup is kept after the end of its month; at least 397 (this "
+        "month against the same month last year). 0 = forever.",
+    )
+    retain_quality_buckets_hourly_days: int = _setting(
+        "WARROOM_RETAIN_QUALITY_BUCKETS_HOURLY_DAYS",
+        400,
+        "Days the hourly data-quality rollup is kept after the end of its month; at most the "
+        "daily rollup's. 0 = forever.",
+    )
+    retain_quality_buckets_daily_days: int = _setting(
+        "WARROOM_RETAIN_QUALITY_BUCKETS_DAILY_DAYS",
+        3653,
+        "Days the daily data-quality rollup is kept after the end of its month; at least 397. "
+        "0 = forever.",
+    )
+    retain_dead_letters_days: int = _setting(
+        "WARROOM_RETAIN_DEAD_LETTERS_DAYS",
+        30,
+        "Days dead letters are kept (their Kafka record time): they exist to be fixed. "
+        "0 = forever.",
+    )
+    retain_alerts_history_days: int = _setting(
+        "WARROOM_RETAIN_ALERTS_HISTORY_DAYS",
+        1096,
+        "Days the alert history (the audit trail of who was told what, when) is kept after the "
+        "end of its month. 0 = forever.",
+    )
     # --- ClickHouse server credentials, apart from WARROOM_STORE (issue 12) ------------------
     # read by sinks.url.parse_store_url: taken literally, so a password may hold / # ? % @ :
     store_user: str = _setting(
@@ -399,6 +467,11 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_ACK_TOKEN_HOURS and WARROOM_INVITE_HOURS must be above 0")
     if settings.smtp_tls not in ("auto", "starttls", "ssl", "none"):
         raise SettingsError("WARROOM_SMTP_TLS must be auto, starttls, ssl or none")
+    from sinks.retention import problems as retention_problems
+
+    retention = retention_problems(settings)
+    if retention:
+        raise SettingsError("\n".join(retention))
 
 
 # what .env.example and habit put in place of a secret

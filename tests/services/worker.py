@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from sinks.retention import RULES
+
 #: the store token every test worker gets, so a second one can write through the first
 STORE_TOKEN = "test-store-token-0123456789abcdef"
 
@@ -47,6 +49,10 @@ class WorkerProcess:
             # the tests date their events days back on purpose: send what they raise
             # (tests/integration/alerts/test_alert_catchup.py checks the hold itself)
             "WARROOM_ALERT_NOTIFY_MAX_AGE_SECONDS": "0",
+            # and at fixed dates (tests/integration/streams START_MS) that the wall clock
+            # leaves behind: keep every row (tests/integration/sinks/test_sinks_retention.py
+            # checks retention itself)
+            **{rule.env: "0" for rule in RULES},
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

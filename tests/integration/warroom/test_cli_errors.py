@@ -198,3 +198,46 @@ def test_help_shows_no_type_after_plain_flags() -> None:
         assert res.returncode == 0
         assert "<bool>" not in res.stdout
         assert "--help" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"WARROOM_RETAIN_METRIC_BUCKETS_DAYS": "1"},
+            "WARROOM_RETAIN_METRIC_BUCKETS_DAYS=1 is shorter than the 2 days the dashboards "
+            "read at minute grain: set 2 or more (0 keeps forever)",
+        ),
+        (
+            {"WARROOM_RETAIN_METRIC_BUCKETS_HOURLY_DAYS": "5000"},
+            "WARROOM_RETAIN_METRIC_BUCKETS_HOURLY_DAYS=5000 outlives "
+            "WARROOM_RETAIN_METRIC_BUCKETS_DAILY_DAYS=3653: metric_buckets_hourly must not keep "
+            "rows longer than its rollup metric_buckets_daily; lower "
+            "WARROOM_RETAIN_METRIC_BUCKETS_HOURLY_DAYS or raise "
+            "WARROOM_RETAIN_METRIC_BUCKETS_DAILY_DAYS",
+        ),
+        (
+            {"WARROOM_RETAIN_QUALITY_BUCKETS_DAYS": "0"},
+            "WARROOM_RETAIN_QUALITY_BUCKETS_DAYS=0 (keep forever) outlives "
+            "WARROOM_RETAIN_QUALITY_BUCKETS_HOURLY_DAYS=400: quality_buckets must not keep rows "
+            "longer than its rollup quality_buckets_hourly; lower "
+            "WARROOM_RETAIN_QUALITY_BUCKETS_DAYS or raise "
+            "WARROOM_RETAIN_QUALITY_BUCKETS_HOURLY_DAYS",
+        ),
+        (
+            {"WARROOM_RETAIN_DEAD_LETTERS_DAYS": "-1"},
+            "WARROOM_RETAIN_DEAD_LETTERS_DAYS=-1: give a number of days, or 0 to keep forever",
+        ),
+        (
+            {"WARROOM_RETAIN_DEAD_LETTERS_DAYS": "a month"},
+            "WARROOM_RETAIN_DEAD_LETTERS_DAYS='a month' is not a valid int",
+        ),
+    ],
+)
+def test_a_retention_that_cannot_stand_is_refused_before_the_store_opens(
+    tmp_path: Path, env: dict[str, str], expected: str
+) -> None:
+    store = tmp_path / "store"
+    err = _one_line(_run("migrate", "--store", f"chdb://{store}", **env))
+    assert err == f"warroom: {expected}"
+    assert not store.exists()  # no store was created, no TTL touched
