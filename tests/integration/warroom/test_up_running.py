@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +113,14 @@ def test_a_second_up_is_refused_and_changes_nothing(up: Up) -> None:
 def _event(path: Path) -> Path:
     first12 = "110170012345"
     check = (11 - sum(int(d) * (13 - i) for i, d in enumerate(first12)) % 11) % 10
+    today = datetime.now(timezone(timedelta(hours=7))).replace(microsecond=0)
     path.write_bytes(
         orjson.dumps(
             {
                 "schema": "grievance.v1",
                 "event_id": EVENT_ID,
-                "occurred_at": "2026-01-05T10:00:00+07:00",
+                # relative to today: a fixed date would fall to the default retention one day
+                "occurred_at": (today - timedelta(days=1)).isoformat(),
                 "district_code": "1001",
                 "source": "officer-intake",
                 "grievance_id": "G-RUN-1",
@@ -125,7 +128,7 @@ def _event(path: Path) -> Path:
                 "category": "land",
                 "channel": "walk_in",
                 "priority": "normal",
-                "due_at": "2026-01-20T10:00:00+07:00",
+                "due_at": (today + timedelta(days=14)).isoformat(),
                 "complainant": {"citizen_id": first12 + str(check)},
             }
         )
