@@ -174,13 +174,12 @@ _TO: Final = "($__toTime_ms)"
 _NO_DUE: Final = "toDateTime64(0, 3, 'UTC')"
 
 
-def _touched_after(table: str, key: str, scope: Scope) -> str:
-    """The cases of a latest-state table with an event after the end of the range: only
-    these are recomputed from their events (none when the range ends now)."""
-    return (
-        f"SELECT district_code, {key} FROM {table} FINAL "
-        f"WHERE tupleElement(last, 1) > {_TO} AND {scope.geo}"
-    )
+def _touched_after(events: str, key: str, scope: Scope) -> str:
+    """The cases with an event after the end of the range: only these are regrouped from
+    their events (none when the range ends now). Read from the events, not the latest-state
+    table: the monthly partitions and each part's occurred_at range skip all but the newest
+    parts."""
+    return f"SELECT district_code, {key} FROM {events} WHERE occurred_at > {_TO} AND {scope.geo}"
 
 
 def latest_grievances(scope: Scope) -> str:
@@ -218,7 +217,7 @@ def latest_grievances(scope: Scope) -> str:
             FROM grievance_events
             WHERE occurred_at <= {_TO} AND {scope.geo}
                 AND (district_code, grievance_id) IN (
-                    {_touched_after("grievance_latest", "grievance_id", scope)}
+                    {_touched_after("grievance_events", "grievance_id", scope)}
                 )
         )
         GROUP BY district_code, grievance_id
@@ -297,7 +296,7 @@ def projects_as_of(scope: Scope) -> str:
                 FROM project_events
                 WHERE occurred_at <= {_TO} AND {scope.geo}
                     AND (district_code, project_id) IN (
-                        {_touched_after("project_latest", "project_id", scope)}
+                        {_touched_after("project_events", "project_id", scope)}
                     )
             )
             GROUP BY district_code, province_code, project_id
