@@ -22,7 +22,7 @@ from dashboards.queries import (
     OPEN_TYPES_SQL,
     Scope,
     latest_grievances,
-    latest_projects,
+    projects_as_of,
 )
 from streams.labels import CATEGORY_TH, PRIORITY_TH, PROGRAM_TH, STATUS_TH
 
@@ -102,14 +102,12 @@ SELECT
     disbursed_thb,
     last_report
 FROM (
-    SELECT project_id, last_report,
-        tupleElement(latest, 1) AS program_code,
-        tupleElement(latest, 2) AS status_code,
-        tupleElement(latest, 3) AS progress_pct,
-        tupleElement(latest, 4) AS planned_pct,
-        tupleElement(latest, 5) AS allocated_thb,
-        tupleElement(latest, 6) AS disbursed_thb
-    FROM {latest_projects(SCOPE)}
+    SELECT project_id, last_report, program_code, status_code,
+        progress AS progress_pct,
+        planned AS planned_pct,
+        allocated AS allocated_thb,
+        disbursed AS disbursed_thb
+    FROM {projects_as_of(SCOPE)}
 )
 WHERE status_code NOT IN ({", ".join(f"'{s}'" for s in ACTIVE_EXCLUDED)})
     AND planned_pct - progress_pct > 10
@@ -135,9 +133,12 @@ def overdue_cases_table() -> table.Panel:
     return table_panel(
         "เรื่องค้างที่เกินกำหนด (รายเรื่อง)",
         OVERDUE_CASES_SQL,
-        description="Open cases past due, oldest deadline first (latest event per grievance_id "
-        "from grievance_events). The complainant is shown only as the first 8 characters of "
-        "the keyed pseudonym (PDPA): enough to spot repeat complainants, never a name or ID.",
+        description="Open cases past due, oldest deadline first: each case as of the end of the "
+        "range (its latest event up to then). Cases with no event after the end are read from "
+        "the latest-state table grievance_latest; for a range ending in the past, the cases "
+        "touched since are recomputed from grievance_events. The complainant is shown only "
+        "as the first 8 characters of the keyed pseudonym (PDPA): enough to spot repeat "
+        "complainants, never a name or ID.",
         labels={
             "grievance_id": "เลขที่เรื่อง",
             "category": "หมวดหมู่",
@@ -159,7 +160,9 @@ def behind_plan_table() -> table.Panel:
         "โครงการที่ล่าช้ากว่าแผน",
         BEHIND_PLAN_SQL,
         description="Active projects whose latest report is more than 10 points behind plan "
-        "(planned − progress), largest gap first.",
+        "(planned − progress), largest gap first; each project's latest report up to the end "
+        "of the range (latest-state table project_latest; for a range ending in the past, the "
+        "projects reported since are recomputed from project_events).",
         labels={
             "project_id": "รหัสโครงการ",
             "program": "แผนงาน",

@@ -202,8 +202,10 @@ def build() -> dashboard.Dashboard:
             "Development projects per program and status, schedule gap (planned − progress), "
             "budget allocated / obligated / disbursed per province and fiscal year (B.E.) "
             "against the quarterly disbursement plan, and stale projects. Every panel reads "
-            "each project's latest report up to the end of the time range (project_events), "
-            "so region, program, SDG goal and TPMAP dimension narrow all of them.",
+            "each project's latest report up to the end of the time range (the latest-state "
+            "table project_latest; for a range ending in the past, projects reported since are "
+            "recomputed from project_events), so region, program, SDG goal and TPMAP dimension "
+            "narrow all of them.",
             ["projects", "budget"],
         )
         .with_variable(query_variable("region", "ภาค", REGION_SQL))

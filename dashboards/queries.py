@@ -36,7 +36,6 @@ __all__ = [
     "gauge_family",
     "histogram_quantile",
     "latest_grievances",
-    "latest_projects",
     "planned_fraction",
     "projects_as_of",
 ]
@@ -162,35 +161,66 @@ def histogram_quantile(q: float, les: str, counts: str) -> str:
     )
 
 
+#: (occurred_at ms, kafka_offset) as one UInt128, so the latest report wins and a tie goes to
+#: the later offset: argMax over a tuple key took about twice as long
+_REPORT_ORDER: Final = (
+    "bitShiftLeft(toUInt128(toUnixTimestamp64Milli(occurred_at)), 64) + kafka_offset"
+)
+
+
+#: the end of the dashboard's time range, as DateTime64(3)
+_TO: Final = "($__toTime_ms)"
+#: grievance_latest.due when no event of the case carried a due time
+_NO_DUE: Final = "toDateTime64(0, 3, 'UTC')"
+
+
+def _touched_after(events: str, key: str, scope: Scope) -> str:
+    """The cases with an event after the end of the range: only these are regrouped from
+    their events (none when the range ends now). Read from the events, not the latest-state
+    table: the monthly partitions and each part's occurred_at range skip all but the newest
+    parts."""
+    return f"SELECT district_code, {key} FROM {events} WHERE occurred_at > {_TO} AND {scope.geo}"
+
+
 def latest_grievances(scope: Scope) -> str:
-    """A subquery: each grievance's state after its latest event up to the end of the range."""
+    """A subquery: each grievance's state after its latest event up to the end of the range.
+
+    Columns: district_code, grievance_id, last_type, category_code, priority_code (of the
+    latest event by occurred_at, a tie going to the later offset), due (the latest due time
+    any event gave), first_seen, pseudonym (keyed, any non-empty one).
+    A case whose latest event is not after the end of the range is read from its one row in
+    grievance_latest (migration 004, kept by a materialized view); the few cases with an
+    event after the end (all cases touched since, for a range that ends in the past) are
+    grouped from their events, found through the sorting key. No FINAL on the events: a row
+    stored twice is the same event, which max, min and argMax read the same.
+    """
     return f"""(
         SELECT district_code, grievance_id,
-            argMax(type, occurred_at) AS last_type,
-            argMax(category, occurred_at) AS category_code,
-            argMax(priority, occurred_at) AS priority_code,
-            argMax(due_at, occurred_at) AS due,
+            tupleElement(last, 3) AS last_type,
+            tupleElement(last, 4) AS category_code,
+            tupleElement(last, 5) AS priority_code,
+            if(tupleElement(due, 1) = {_NO_DUE}, NULL, tupleElement(due, 3)) AS due,
+            first_seen, pseudonym
+        FROM grievance_latest FINAL
+        WHERE tupleElement(last, 1) <= {_TO} AND {scope.geo}
+        UNION ALL
+        SELECT district_code, grievance_id,
+            argMax(type, k) AS last_type,
+            argMax(category, k) AS category_code,
+            argMax(priority, k) AS priority_code,
+            argMax(due_at, k) AS due,
             min(occurred_at) AS first_seen,
-            anyIf(complainant_pseudonym, complainant_pseudonym != '') AS pseudonym
-        FROM grievance_events FINAL
-        WHERE occurred_at <= ($__toTime_ms) AND {scope.geo}
+            max(complainant_pseudonym) AS pseudonym
+        FROM (
+            SELECT district_code, grievance_id, type, category, priority, due_at, occurred_at,
+                complainant_pseudonym, {_REPORT_ORDER} AS k
+            FROM grievance_events
+            WHERE occurred_at <= {_TO} AND {scope.geo}
+                AND (district_code, grievance_id) IN (
+                    {_touched_after("grievance_events", "grievance_id", scope)}
+                )
+        )
         GROUP BY district_code, grievance_id
-    )"""
-
-
-def latest_projects(scope: Scope) -> str:
-    """A subquery: each project's latest report up to the end of the range."""
-    return f"""(
-        SELECT district_code, province_code, project_id,
-            argMax(
-                (program, status, progress_pct, planned_pct, budget_allocated_thb,
-                 budget_disbursed_thb, fiscal_year),
-                occurred_at
-            ) AS latest,
-            max(occurred_at) AS last_report
-        FROM project_events FINAL
-        WHERE occurred_at <= ($__toTime_ms) AND {scope.geo}
-        GROUP BY district_code, province_code, project_id
     )"""
 
 
@@ -221,13 +251,6 @@ _LATEST_REPORT: Final = {
 }
 
 
-#: (occurred_at ms, kafka_offset) as one UInt128, so the latest report wins and a tie goes to
-#: the later offset: argMax over a tuple key took about twice as long
-_REPORT_ORDER: Final = (
-    "bitShiftLeft(toUInt128(toUnixTimestamp64Milli(occurred_at)), 64) + kafka_offset"
-)
-
-
 def projects_as_of(scope: Scope) -> str:
     """A subquery: each project's latest report up to the end of the range (by occurred_at; a
     tie goes to the later offset, as in the worker), one row per project, narrowed by the
@@ -237,11 +260,18 @@ def projects_as_of(scope: Scope) -> str:
     report's program_code, status_code, fy (UInt16, B.E.), progress, planned, allocated,
     obligated, disbursed (THB), goals (SDG, Array(UInt8)), dimensions (TPMAP).
     The variables test the latest report, after it is picked: filtering the events first
-    would fall back to an older report of a project whose program or goals changed. One
-    argMax per column with a scalar key (an argMax of a tuple of the columns, or over a tuple
-    key, took about twice as long). No FINAL: a row stored twice is the same event, which
-    argMax and max read the same.
+    would fall back to an older report of a project whose program or goals changed.
+    A project with no report after the end of the range is read from its one row in
+    project_latest (migration 004: the tuple of its latest report); the projects reported
+    since (none when the range ends now) are grouped from their events, one argMax per column
+    with a scalar key (an argMax of a tuple, or over a tuple key, took about twice as long).
+    No FINAL on the events: a row stored twice is the same event, which argMax and max read
+    the same.
     """
+    from_state = ",\n                ".join(
+        f"tupleElement(last, {i}) AS {name}"
+        for i, name in enumerate(_LATEST_REPORT.values(), start=3)
+    )
     latest = ",\n                ".join(
         f"argMax({column}, k) AS {name}" for column, name in _LATEST_REPORT.items()
     )
@@ -251,6 +281,12 @@ def projects_as_of(scope: Scope) -> str:
             status_code NOT IN ({sql_list(ACTIVE_EXCLUDED)}) AS is_active
         FROM (
             SELECT district_code, province_code, project_id,
+                tupleElement(last, 1) AS last_report,
+                {from_state}
+            FROM project_latest FINAL
+            WHERE tupleElement(last, 1) <= {_TO} AND {scope.geo}
+            UNION ALL
+            SELECT district_code, province_code, project_id,
                 max(occurred_at) AS last_report,
                 {latest}
             FROM (
@@ -258,7 +294,10 @@ def projects_as_of(scope: Scope) -> str:
                     {", ".join(_LATEST_REPORT)},
                     {_REPORT_ORDER} AS k
                 FROM project_events
-                WHERE occurred_at <= ($__toTime_ms) AND {scope.geo}
+                WHERE occurred_at <= {_TO} AND {scope.geo}
+                    AND (district_code, project_id) IN (
+                        {_touched_after("project_events", "project_id", scope)}
+                    )
             )
             GROUP BY district_code, province_code, project_id
         )

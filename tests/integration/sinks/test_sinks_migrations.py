@@ -1,13 +1,17 @@
-"""Migrations on real chdb: every table with the brief's columns, applied once, reference rows."""
+"""Migrations on real chdb: every table with the brief's columns, applied once, reference rows;
+004 moves a store with events forward (latest-state tables back-filled, then kept by views)."""
 
 from __future__ import annotations
+
+import uuid
+from typing import Any
 
 import geothai
 import pytest
 
 from sinks.backends import Backend
 from sinks.migrate import load_migrations, migrate
-from sinks.tables import COLUMNS
+from sinks.tables import COLUMNS, INSERT_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -141,18 +145,45 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("name", "String"),
         ("applied_at", "DateTime"),
     ],
+    # 004: one row per case, kept by materialized views
+    "grievance_latest": [
+        ("region", LC),
+        ("province_code", LC),
+        ("district_code", LC),
+        ("grievance_id", "String"),
+        ("last", f"SimpleAggregateFunction(max, Tuple({DT3}, UInt64, String, String, String))"),
+        ("due", f"SimpleAggregateFunction(max, Tuple({DT3}, UInt64, {DT3}))"),
+        ("first_seen", f"SimpleAggregateFunction(min, {DT3})"),
+        ("pseudonym", "SimpleAggregateFunction(max, String)"),
+    ],
+    "project_latest": [
+        ("region", LC),
+        ("province_code", LC),
+        ("district_code", LC),
+        ("project_id", "String"),
+        (
+            "last",
+            f"SimpleAggregateFunction(max, Tuple({DT3}, UInt64, String, String, UInt16, "
+            "Float64, Float64, Float64, Float64, Float64, Array(UInt8), Array(String)))",
+        ),
+    ],
 }
 ENGINES = {
     "metric_buckets": "ReplacingMergeTree(version)",
     "metric_gauges": "ReplacingMergeTree(version)",
     "quality_buckets": "ReplacingMergeTree(version)",
+    "grievance_latest": "AggregatingMergeTree",
+    "project_latest": "AggregatingMergeTree",
+    "grievance_latest_mv": "MaterializedView",
+    "project_latest_mv": "MaterializedView",
 }
 
 
 def _columns(backend: Backend) -> dict[str, list[tuple[str, str]]]:
     rows = backend.query_rows(
         "SELECT table, name, type FROM system.columns "
-        f"WHERE database = '{backend.database}' ORDER BY table, position"
+        f"WHERE database = '{backend.database}' AND table NOT LIKE '%\\_mv' "
+        "ORDER BY table, position"
     )
     out: dict[str, list[tuple[str, str]]] = {}
     for table, name, typ in rows:
@@ -162,19 +193,20 @@ def _columns(backend: Backend) -> dict[str, list[tuple[str, str]]]:
 
 def test_fresh_database_gets_every_table_with_the_briefs_columns(chdb_backend: Backend) -> None:
     result = migrate(chdb_backend)
-    assert result.applied == [1, 2]
+    assert result.applied == [1, 2, 4]
     assert _columns(chdb_backend) == EXPECTED
     # the writer's column orders are the tables' orders
     for table, cols in COLUMNS.items():
         assert list(cols) == [c for c, _ in EXPECTED[table]], table
     engines = dict(
         chdb_backend.query_rows(
-            "SELECT name, engine_full FROM system.tables "
+            "SELECT name, if(engine_full = '', engine, engine_full) FROM system.tables "
             f"WHERE database = '{chdb_backend.database}'"
         )
     )
     for table in EXPECTED:
-        assert engines[table].startswith("ReplacingMergeTree"), table
+        if table not in ENGINES:
+            assert engines[table].startswith("ReplacingMergeTree"), table
     for table, engine in ENGINES.items():
         assert engines[table].startswith(engine), (table, engines[table])
     assert "PARTITION BY toYYYYMM(occurred_at)" in engines["grievance_events"]
@@ -186,7 +218,7 @@ def test_second_run_applies_nothing_and_reference_is_exact(chdb_backend: Backend
     again = migrate(chdb_backend)
     assert again.applied == []
     db = chdb_backend.database
-    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(2,)]
+    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(3,)]
     # oracle: geothai itself (the geography module is built from it)
     provinces = list(geothai.provinces())
     n_districts = sum(len(list(geothai.districts(p.code))) for p in provinces)
@@ -227,7 +259,7 @@ def test_dead_letters_written_before_002_lose_what_they_said(chdb_backend: Backe
         "'unknown_enum', 'category', 'สมหญิง ทดสอบนาม', 'สมหญิง', '1001', 'สมหญิง', "
         '\'{"complainant": "สมหญิง ทดสอบนาม"}\')'
     )
-    assert migrate(chdb_backend, reference=False).applied == [2]
+    assert migrate(chdb_backend, reference=False).applied == [2, 4]
     rows = chdb_backend.query_rows(
         "SELECT topic, kafka_partition, kafka_offset, reason, field, district_code, detail, "
         f"source, event_id, payload, payload_bytes, digest FROM {db}.dead_letters"
@@ -235,3 +267,193 @@ def test_dead_letters_written_before_002_lose_what_they_said(chdb_backend: Backe
     assert rows == [
         ("grievance-events", 2, 17, "unknown_enum", "category", "1001", "", "", "", "", 0, "")
     ]
+
+
+T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+H = 3_600_000
+
+
+def _grievance(
+    gid: str, district: str, offset: int, ms: int, kind: str, **kw: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": ms,
+        "district_code": district,
+        "subdistrict_code": district + "01",
+        "source": "1111",
+        "grievance_id": gid,
+        "type": kind,
+        "category": kw.get("category", "road"),
+        "channel": "line",
+        "priority": kw.get("priority", "normal"),
+        "due_at": kw.get("due"),
+        "agency": "",
+        "complainant_kind": "citizen",
+        "complainant_pseudonym": kw.get("pseudonym", ""),
+        "kafka_partition": 3,
+        "kafka_offset": offset,
+    }
+    return row
+
+
+def _project(
+    pid: str, district: str, offset: int, ms: int, status: str, pct: float
+) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": ms,
+        "district_code": district,
+        "subdistrict_code": district + "01",
+        "source": "egp",
+        "project_id": pid,
+        "program": "kok_nong_na",
+        "fiscal_year": 2569,
+        "status": status,
+        "progress_pct": pct,
+        "planned_pct": 50.0,
+        "budget_allocated_thb": 1000.0,
+        "budget_obligated_thb": 500.0,
+        "budget_disbursed_thb": pct * 10,
+        "target_households": None,
+        "reached_households": None,
+        "sdg_goals": [1, 2],
+        "tpmap_dimensions": ["income"],
+        "kafka_partition": 5,
+        "kafka_offset": offset,
+    }
+
+
+def _insert(backend: Backend, table: str, rows: list[dict[str, Any]]) -> None:
+    backend.insert(
+        f"`{backend.database}`.{table}",
+        {c: [r[c] for r in rows] for c in INSERT_COLUMNS[table]},
+    )
+
+
+def _grievance_oracle(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """Per case: the latest event by (occurred_at, offset), the latest due time any event gave,
+    the first event's time, a non-empty pseudonym."""
+    out: dict[tuple[str, str], tuple[Any, ...]] = {}
+    cases: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        cases.setdefault((r["district_code"], r["grievance_id"]), []).append(r)
+    for key, events in cases.items():
+        last = max(events, key=lambda r: (r["occurred_at"], r["kafka_offset"]))
+        dues = [r for r in events if r["due_at"] is not None]
+        due = (
+            max(dues, key=lambda r: (r["occurred_at"], r["kafka_offset"]))["due_at"]
+            if dues
+            else None
+        )
+        names = {r["complainant_pseudonym"] for r in events} - {""}
+        assert len(names) <= 1
+        out[key] = (
+            last["type"],
+            last["category"],
+            last["priority"],
+            due,
+            min(r["occurred_at"] for r in events),
+            names.pop() if names else "",
+        )
+    return out
+
+
+def _grievance_table(backend: Backend) -> dict[tuple[str, str], tuple[Any, ...]]:
+    rows = backend.query_rows(
+        "SELECT district_code, grievance_id, tupleElement(last, 3), tupleElement(last, 4), "
+        "tupleElement(last, 5), if(toUnixTimestamp64Milli(tupleElement(due, 1)) = 0, NULL, "
+        "toUnixTimestamp64Milli(tupleElement(due, 3))), toUnixTimestamp64Milli(first_seen), "
+        "pseudonym, province_code = substring(district_code, 1, 2) AND region != '' "
+        f"FROM `{backend.database}`.grievance_latest FINAL"
+    )
+    assert all(r[-1] for r in rows), "province and region filled"
+    assert len({(r[0], r[1]) for r in rows}) == len(rows), "one row per case"
+    return {(r[0], r[1]): tuple(r[2:-1]) for r in rows}
+
+
+def _project_table(backend: Backend) -> dict[str, tuple[Any, ...]]:
+    rows = backend.query_rows(
+        "SELECT project_id, toUnixTimestamp64Milli(tupleElement(last, 1)), tupleElement(last, 2), "
+        "tupleElement(last, 4), tupleElement(last, 6) "
+        f"FROM `{backend.database}`.project_latest FINAL"
+    )
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def _project_oracle(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    out: dict[str, tuple[Any, ...]] = {}
+    for pid in {r["project_id"] for r in rows}:
+        last = max(
+            (r for r in rows if r["project_id"] == pid),
+            key=lambda r: (r["occurred_at"], r["kafka_offset"]),
+        )
+        out[pid] = (last["occurred_at"], last["kafka_offset"], last["status"], last["progress_pct"])
+    return out
+
+
+def test_004_moves_a_store_with_events_forward(chdb_backend: Backend) -> None:
+    """A store at 002 holding events: 004 back-fills the latest state of every case from
+    them; events written afterwards (late ones, duplicates, ties) keep it equal to the events."""
+    db = chdb_backend.database
+    chdb_backend.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    chdb_backend.execute(
+        f"CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime)"
+        " ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    for m in load_migrations():
+        if m.version <= 2:
+            for statement in m.statements(db):
+                chdb_backend.execute(statement)
+            chdb_backend.execute(
+                f"INSERT INTO {db}.schema_migrations VALUES ({m.version}, '', now())"
+            )
+    before = [
+        _grievance("G1", "1001", 10, T0, "received", due=T0 + 72 * H, pseudonym="ab12cd34ef"),
+        _grievance("G1", "1001", 11, T0 + H, "assigned"),
+        _grievance("G2", "1001", 12, T0, "received", due=T0 + 24 * H, priority="urgent"),
+        _grievance("G2", "1001", 13, T0 + 2 * H, "escalated", due=T0 + 48 * H),
+        _grievance("G3", "5001", 14, T0 + 3 * H, "received", due=T0 + 96 * H, category="water"),
+    ]
+    projects_before = [
+        _project("P1", "1001", 20, T0, "in_progress", 10.0),
+        _project("P2", "5001", 21, T0 + H, "planned", 0.0),
+    ]
+    _insert(chdb_backend, "grievance_events", before)
+    _insert(chdb_backend, "project_events", projects_before)
+
+    assert migrate(chdb_backend, reference=False).applied == [4]
+    assert _grievance_table(chdb_backend) == _grievance_oracle(before)
+    assert _project_table(chdb_backend) == _project_oracle(projects_before)
+
+    after = [
+        # G1: resolved at the same millisecond as assigned, later offset: the tie goes to it;
+        # a late in_progress (earlier time, later offset) changes nothing but its presence
+        _grievance("G1", "1001", 30, T0 + H, "resolved"),
+        _grievance("G1", "1001", 31, T0 + H // 2, "in_progress"),
+        # G2: a later step without a due time keeps the escalation's due time
+        _grievance("G2", "1001", 32, T0 + 5 * H, "in_progress"),
+        # a late first event of G3: first_seen moves back, the latest stays
+        _grievance("G3", "5001", 33, T0 + H, "received", due=T0 + 90 * H, category="water"),
+        _grievance("G4", "1001", 34, T0 + 6 * H, "received", due=T0 + 30 * H),
+    ]
+    projects_after = [
+        _project("P1", "1001", 40, T0 + 7 * H, "in_progress", 30.0),
+        _project("P1", "1001", 41, T0 + 7 * H, "delayed", 25.0),  # tie: the later offset
+        _project("P2", "5001", 42, T0, "planned", 5.0),  # late
+    ]
+    _insert(chdb_backend, "grievance_events", after)
+    _insert(chdb_backend, "project_events", projects_after)
+    # a replayed batch: the same events stored twice
+    _insert(chdb_backend, "grievance_events", after[:2])
+    _insert(chdb_backend, "project_events", projects_after[1:2])
+
+    expected = _grievance_oracle(before + after)
+    assert expected[("1001", "G1")][0] == "resolved"
+    assert expected[("1001", "G2")][3] == T0 + 48 * H
+    assert _grievance_table(chdb_backend) == expected
+    assert _project_table(chdb_backend) == _project_oracle(projects_before + projects_after)
+    # merged parts hold the same (the engine's own folding agrees with FINAL)
+    chdb_backend.execute(f"OPTIMIZE TABLE {db}.grievance_latest FINAL")
+    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.grievance_latest") == [(4,)]
+    assert _grievance_table(chdb_backend) == expected
