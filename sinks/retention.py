@@ -49,6 +49,12 @@ class Rule:
     field: str  # the warroom.settings.Settings field holding the days
     whole_months: bool  # expire by calendar month (the tables' partitions), not row by row
     floor_days: int = 0  # shortest allowed, besides 0
+    #: the time as an expression of ``column`` when the column is not a time itself
+    expr: str = ""
+
+    @property
+    def time(self) -> str:
+        return self.expr or self.column
 
     @property
     def env(self) -> str:
@@ -79,6 +85,18 @@ RULES: Final[tuple[Rule, ...]] = (
         "retain_quality_buckets_daily_days",
         True,
         YEAR_OVER_YEAR_DAYS,
+    ),
+    # the latest state of each case and project (migration 004) goes with its latest event:
+    # the keyed pseudonym in grievance_latest must not outlive the events it came from
+    Rule(
+        "grievance_latest",
+        "last",
+        "retain_grievance_events_days",
+        True,
+        expr="tupleElement(last, 1)",
+    ),
+    Rule(
+        "project_latest", "last", "retain_project_events_days", True, expr="tupleElement(last, 1)"
     ),
     Rule("dead_letters", "received_at", "retain_dead_letters_days", False),
     Rule("alerts_history", "at", "retain_alerts_history_days", True),
@@ -128,6 +146,7 @@ def problems(settings: Settings) -> list[str]:
                 f"{rule.env}={n} is shorter than {what}: set {rule.floor_days} or more "
                 "(0 keeps forever)"
             )
+    found = list(dict.fromkeys(found))  # two tables may share a setting: say it once
     for chain in CHAINS:
         for finer, coarser in itertools.pairwise(chain):
             a, b = _BY_TABLE[finer], _BY_TABLE[coarser]
@@ -143,8 +162,8 @@ def problems(settings: Settings) -> list[str]:
 def ttl_expression(rule: Rule, days: int) -> str:
     """The TTL as ClickHouse prints it back in system.tables.engine_full."""
     if rule.whole_months:  # the end of the row's month + days: a month's rows expire together
-        return f"(toStartOfMonth({rule.column}) + toIntervalMonth(1)) + toIntervalDay({days})"
-    return f"{rule.column} + toIntervalDay({days})"
+        return f"(toStartOfMonth({rule.time}) + toIntervalMonth(1)) + toIntervalDay({days})"
+    return f"{rule.time} + toIntervalDay({days})"
 
 
 _TTL = re.compile(r"\sTTL\s(.*?)(?:\sSETTINGS\s|$)", re.DOTALL)

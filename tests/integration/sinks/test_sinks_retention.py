@@ -56,6 +56,11 @@ KEY_COLUMN = {
     "alerts_history": "fingerprint",
 }
 SECONDS = {"metric_buckets", "metric_gauges", "quality_buckets"}  # DateTime, not DateTime64(3)
+# latest-state tables (fed by materialized views from the events): one row per case here, as
+# each inserted event has its own id; they expire with their latest event, under its setting
+LATEST = {"grievance_latest": "grievance_events", "project_latest": "project_events"}
+# the tables that get a TTL here, in the order migrate reports them (rollups do not exist)
+EXPIRING = [r.table for r in RULES if r.table in TIME_COLUMN or r.table in LATEST]
 MONTHLY = {"grievance_events", "project_events", "alerts_history"}  # whole months expire
 
 
@@ -125,7 +130,18 @@ def test_rows_past_their_time_are_gone_and_all_others_kept(chdb_backend: Backend
     for table, times in written.items():
         _insert(chdb_backend, table, times)
     result = migrate(chdb_backend, reference=False, retention=days)
-    assert result.retention == list(TIME_COLUMN)  # the rollups do not exist here: skipped
+    assert result.retention == EXPIRING  # the rollups do not exist here: skipped
+    for table, events in LATEST.items():
+        _force(chdb_backend, table)
+        kept = sorted(t for t in written[events] if _expires(events, t, days[events]) > now)
+        got = sorted(
+            int(r[0])
+            for r in chdb_backend.query_rows(
+                "SELECT toUnixTimestamp(tupleElement(last, 1)) "
+                f"FROM `{chdb_backend.database}`.{table} FINAL"
+            )
+        )
+        assert got == kept, (table, len(got), len(kept))
     for table, times in written.items():
         _force(chdb_backend, table)
         kept = sorted(t for t in times if _expires(table, t, days[table]) > now)
@@ -143,7 +159,7 @@ def test_rows_past_their_time_are_gone_and_all_others_kept(chdb_backend: Backend
 
 def test_a_changed_setting_changes_the_ttl_on_the_next_migrate(chdb_backend: Backend) -> None:
     first = migrate(chdb_backend, reference=False, retention=policy(load({})))
-    assert set(first.retention) == set(TIME_COLUMN)
+    assert set(first.retention) == set(TIME_COLUMN) | set(LATEST)
     assert _ttl(chdb_backend, "metric_buckets") == "bucket + toIntervalDay(40)"
     assert _ttl(chdb_backend, "grievance_events") == (
         "(toStartOfMonth(occurred_at) + toIntervalMonth(1)) + toIntervalDay(365)"
@@ -187,7 +203,7 @@ def test_migrate_command_applies_the_settings_and_says_which(tmp_path: Path) -> 
 
     first = run()
     assert first.returncode == 0, first.stderr
-    assert "retention changed: " + ", ".join(TIME_COLUMN) in first.stdout
+    assert "retention changed: " + ", ".join(EXPIRING) in first.stdout
     again = run()
     assert "retention changed: none (as configured)" in again.stdout, again.stdout
     changed = run(WARROOM_RETAIN_ALERTS_HISTORY_DAYS="730")
@@ -213,7 +229,7 @@ def test_a_worker_start_applies_the_defaults_and_logs_each_change_once(
         assert _changes(worker) == {
             rule.table: ttl_expression(rule, defaults[rule.table])
             for rule in RULES
-            if rule.table in TIME_COLUMN
+            if rule.table in EXPIRING
         }
         worker.start()  # the same settings: nothing to change, nothing logged
         engines = worker.query(
@@ -230,4 +246,5 @@ def test_a_worker_start_applies_the_defaults_and_logs_each_change_once(
 
 def test_every_rule_names_a_setting_of_its_table() -> None:
     for rule in RULES:
-        assert rule.env == f"WARROOM_RETAIN_{rule.table.upper()}_DAYS"
+        table = LATEST.get(rule.table, rule.table)
+        assert rule.env == f"WARROOM_RETAIN_{table.upper()}_DAYS"
