@@ -30,7 +30,7 @@ from alerts.channels.webhook import WebhookChannel
 from alerts.directory import parse_directory
 from alerts.messages import MessageRenderer
 from alerts.model import Recipient
-from alerts.notifier import DeliveryOutcome, Notifier, outbox_path
+from alerts.notifier import Backoff, DeliveryOutcome, Notifier, outbox_path
 from alerts.outbox import DELIVERED, FAILED, PENDING, Outbox
 from streams.alerting_records import HISTORY_COLUMNS, delivery_rows
 from tests.integration.alerts.conftest import LINE_TOKEN, MakeNotification
@@ -124,6 +124,50 @@ async def test_failing_line_does_not_delay_a_healthy_webhook(
     for c in chiefs:
         assert [keys[p.retry_key][1] for p in pushes if p.to == c.address] == want
     assert line_standin.violations == []
+
+
+async def test_a_destination_that_accepts_again_brings_its_waiting_heads_forward(
+    tmp_path: Path,
+    line_standin: LineStandIn,
+    renderer: MessageRenderer,
+    make_notification: MakeNotification,
+) -> None:
+    """LINE fails for a while; the chiefs' heads back off 30 s. LINE recovers and one push to
+    another chief goes through: the waiting ones are sent then, not at the end of their wait."""
+    chiefs = [Recipient("chief", f"C{i}", "line", _line_user()) for i in range(6)]
+    late = Recipient("chief", "late", "line", _line_user())
+    first, second = make_notification("5001"), make_notification("5002")
+    first.recipients, second.recipients = chiefs, [late]
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    notifier = Notifier(
+        NO_DIRECTORY,
+        {"line": LineChannel(renderer, LINE_TOKEN, base_url=line_standin.url, retry=FAST)},
+        outbox,
+        backoff=Backoff(base=30.0, cap=60.0, jitter=0.0),
+        metrics=Telemetry(CollectorRegistry()).notifier,
+    )
+    line_standin.fail_next(500, count=100_000)
+    task = await _run(notifier)
+    try:
+        notifier.submit(first)
+        started = time.monotonic()
+        while sum(i.attempts for i in outbox.items(PENDING)) < len(chiefs):
+            assert time.monotonic() - started < 30, "the chiefs' heads were not tried"
+            await asyncio.sleep(0.05)
+        line_standin.clear_failures()
+        assert min(i.next_attempt_ms for i in outbox.items(PENDING)) > time.time() * 1000 + 20_000
+        recovered = time.monotonic()
+        notifier.submit(second)
+        assert await notifier.wait_idle(10), f"still queued: {notifier.queued()}"
+        print(f"waiting chiefs sent {time.monotonic() - recovered:.2f} s after LINE recovered")
+    finally:
+        line_standin.clear_failures()
+        await notifier.close()
+        await task
+    assert {i.state for i in outbox.items()} == {DELIVERED}
+    outbox.close()
+    sent = {p.to for p in line_standin.pushes()}
+    assert {c.address for c in [*chiefs, late]} <= sent
 
 
 async def test_permanent_refusal_is_final_visible_and_does_not_block_later_ones(
