@@ -25,6 +25,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.channels.base import RetryPolicy
+from alerts.channels.email import EmailChannel, SmtpConfig
 from alerts.channels.line import LineChannel, retry_key
 from alerts.channels.webhook import WebhookChannel
 from alerts.directory import parse_directory
@@ -36,6 +37,7 @@ from streams.alerting_records import HISTORY_COLUMNS, delivery_rows
 from tests.integration.alerts.conftest import LINE_TOKEN, MakeNotification
 from tests.integration.alerts.test_channels_outbox import FAST, QUICK, _run
 from tests.services.line_standin import LineStandIn
+from tests.services.smtp import SmtpServer
 from tests.services.webhook_receiver import WebhookReceiver
 from warroom.telemetry import Telemetry
 
@@ -256,6 +258,63 @@ async def test_permanent_refusal_is_final_visible_and_does_not_block_later_ones(
     assert want[0] in shown.stdout and "HTTP 400" in shown.stdout
     assert f"chief:{bad.name}" in shown.stdout and secret_path not in shown.stdout
     assert not any(nid in shown.stdout for nid in want[1:])
+
+
+async def test_a_refused_mailbox_fails_for_good_without_its_address_anywhere(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    renderer: MessageRenderer,
+    make_notification: MakeNotification,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The mail server answers 550 for one address (and names it, as Postfix does): each
+    notification to it fails after one try, the other mailbox gets them all, and the address
+    is in no log record and no history row."""
+    tag = uuid.uuid4().hex[:12]
+    gone = Recipient("governor", "ผู้ว่าฯ ทดสอบ", "email", f"gone-{tag}@example.go.th")
+    fine = Recipient("war_room", "W", "email", f"fine-{tag}@example.go.th")
+    smtp_server.refused.add(gone.address)
+    notifications = [make_notification("5001") for _ in range(2)]
+    ctx = smtp_server.client_tls_context() if smtp_server.cert_path.exists() else None
+    config = SmtpConfig(host=smtp_server.host, port=smtp_server.port, tls_context=ctx)
+    tel = Telemetry(CollectorRegistry())
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outcomes: list[DeliveryOutcome] = []
+    notifier = Notifier(
+        NO_DIRECTORY,
+        {"email": EmailChannel(renderer, config, FAST)},
+        outbox,
+        on_delivery=outcomes.append,
+        backoff=QUICK,
+        metrics=tel.notifier,
+    )
+    caplog.set_level(logging.INFO)
+    task = await _run(notifier)
+    try:
+        for n in notifications:
+            n.recipients = [gone, fine]
+            notifier.submit(n)
+        assert await notifier.wait_idle(20), f"still queued: {notifier.queued()}"
+    finally:
+        smtp_server.refused.discard(gone.address)
+        await notifier.close()
+        await task
+    by_recipient = {(i.recipient.name, i.state, i.attempts) for i in outbox.items()}
+    assert by_recipient == {(gone.name, FAILED, 1), (fine.name, DELIVERED, 1)}
+    assert all("SMTP refused the recipient" in i.last_error for i in outbox.items(FAILED))
+    outbox.close()
+    got = [m.message["X-Warroom-Notification-Id"] for m in smtp_server.messages()
+           if m.rcpt_tos == [fine.address]]  # fmt: skip
+    assert got == [n.notification_id for n in notifications]
+    final = [o for o in outcomes if o.final]
+    assert [(o.recipient, o.reason) for o in final] == [(gone, "refused")] * 2
+    assert (
+        _sample(tel, "warroom_notifications_given_up_total", channel="email", reason="refused") == 2
+    )
+    rows = [r for o in outcomes for r in delivery_rows(o)]
+    assert gone.address not in repr(rows) and "<address>" in repr(rows)
+    ours = [r for r in caplog.records if r.name.split(".")[0] in ("alerts", "streams", "warroom")]
+    assert ours and all(gone.address not in repr(vars(r)) for r in ours)
 
 
 _CHILD = """
