@@ -98,8 +98,8 @@ async def test_failing_line_does_not_delay_a_healthy_webhook(
         drained_s = time.monotonic() - started
         print(f"healthy webhook drained in {drained_s:.2f} s while LINE failed")
         assert _ids(webhook_receiver, path) == want
-        # one notifier cycle (poll 0.1 s) per item at most, with room for a loaded machine
-        assert drained_s < 1.5, f"the healthy recipient waited {drained_s:.2f} s behind LINE"
+        # a notifier cycle (poll 0.1 s) per item, with room for a loaded machine (old code: 5.7 s)
+        assert drained_s < 2.5, f"the healthy recipient waited {drained_s:.2f} s behind LINE"
         assert not any(i.state == DELIVERED for i in outbox.items() if i.recipient in chiefs)
         # the chiefs' heads were tried and failed (each after its channel's quick retries)
         while _sample(tel, "warroom_notifications_failed_total", channel="line") < len(chiefs):
