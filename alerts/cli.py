@@ -129,3 +129,56 @@ def ack_command(
         f"district {answer.get('district_code', '?')}) by {answer.get('acknowledged_by', who)} "
         f"at {answer.get('acknowledged_at', '?')}{already}"
     )
+
+
+@alerts_app.command("outbox")
+def outbox_command(
+    state: str = typer.Option(
+        "open",
+        "--state",
+        help="Which items: open (pending and failed), pending, failed, delivered or all.",
+    ),
+    limit: int = typer.Option(50, "--limit", help="Show the newest N items (0: all)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="The worker's data folder (default: WARROOM_DATA_DIR)."
+    ),
+) -> None:
+    """List the notification outbox: what waits to be sent, what failed for good and why.
+
+    Recipients are shown as role:name, never by address. Exit status: 0 listed, 1 no outbox
+    there or it cannot be read.
+    """
+    import sqlite3
+
+    from alerts.notifier import outbox_path
+    from alerts.outbox import Outbox
+    from alerts.outbox_listing import STATES, format_listing
+    from warroom.settings import load
+
+    if state not in STATES:
+        typer.echo(
+            f"warroom alerts outbox: --state must be one of {', '.join(STATES)}, not {state!r}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    path = outbox_path(data_dir if data_dir is not None else load().data_dir)
+    if not path.exists():
+        typer.echo(
+            f"warroom alerts outbox: no outbox at {path} (no worker has run with this data "
+            "folder; pass --data-dir or set WARROOM_DATA_DIR)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    try:
+        outbox = Outbox(path)
+        try:
+            items = [i for s in STATES[state] for i in outbox.items(s)]
+            counts = outbox.counts()
+        finally:
+            outbox.close()
+    except (sqlite3.Error, OSError) as exc:
+        typer.echo(f"warroom alerts outbox: cannot read {path}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    items.sort(key=lambda i: i.seq)
+    for line in format_listing(items, counts, limit):
+        typer.echo(line)

@@ -482,9 +482,31 @@ def prometheus_rules(rules: RuleSet) -> dict[str, Any]:
                             "summary": "Alert notifications failing on {{ $labels.channel }}",
                             "summary_th": "ส่งการแจ้งเตือนทาง {{ $labels.channel }} ไม่สำเร็จ",
                             "description": "{{ $value | humanize }} failed deliveries in 10 "
-                            "minutes; they stay in the outbox and are retried.",
+                            "minutes; they stay in the outbox and are retried, except those "
+                            "refused for good (WarroomNotificationsGivenUp).",
                             "description_th": "ส่งไม่สำเร็จ {{ $value | humanize }} ครั้งใน 10 นาที "
-                            "(ยังอยู่ใน outbox และจะส่งซ้ำ)",
+                            "(ยังอยู่ใน outbox และจะส่งซ้ำ ยกเว้นที่ผู้รับปฏิเสธถาวร)",
+                        },
+                    },
+                    {
+                        "alert": "WarroomNotificationsGivenUp",
+                        "expr": (
+                            "sum by (channel, reason) "
+                            "(increase(warroom_notifications_given_up_total[1h])) > 0"
+                        ),
+                        "for": "0s",  # each one is final: say so at once
+                        "labels": {"severity": "warning", "team": "warroom-ops"},
+                        "annotations": {
+                            "summary": "Alert notifications failed for good on "
+                            "{{ $labels.channel }}",
+                            "summary_th": "การแจ้งเตือนทาง {{ $labels.channel }} ส่งไม่ถึงผู้รับ "
+                            "(ยกเลิกการส่งแล้ว)",
+                            "description": "Notifications of the last hour will not be retried "
+                            "({{ $labels.reason }}): see `warroom alerts outbox --state failed` "
+                            "and fix the recipient in the directory.",
+                            "description_th": "มีการแจ้งเตือนใน 1 ชั่วโมงที่ผ่านมาที่จะไม่ส่งซ้ำ "
+                            "({{ $labels.reason }}): ดูรายการด้วย warroom alerts outbox --state "
+                            "failed แล้วแก้ไขผู้รับในสมุดรายชื่อ",
                         },
                     },
                 ],

@@ -102,6 +102,11 @@ class Recipient:
     channel: str  # line | email | webhook | alertmanager | log
     address: str  # LINE user/group id, e-mail address, URL; '' for log
 
+    @property
+    def label(self) -> str:
+        """How logs, history rows and listings name the recipient: never by its address."""
+        return f"{self.role}:{self.name}"
+
 
 @dataclass(frozen=True)
 class Notified:

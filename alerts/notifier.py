@@ -9,6 +9,26 @@
 Delivery is at least once per (notification, recipient): an item stays pending, retried with
 exponential backoff, until its channel accepts it. Receivers de-duplicate through the ids we
 send (LINE retry key, webhook Idempotency-Key, Alertmanager label set, e-mail Message-ID).
+
+One bad recipient does not hold the others:
+- each recipient has its own queue (alerts/outbox.py): only its head is tried, so its order is
+  kept, and its failures delay only its own later items;
+- sends are limited per destination (the LINE API, the SMTP relay, a webhook or Alertmanager
+  host), not overall: a destination that fails or hangs uses up its own slots only;
+- a refusal of one notification (DeliveryError.refused: a 4xx such as 400/404, a rejected
+  address) is final at once: the item is marked failed (one warning line, the
+  `warroom_notifications_given_up_total{reason="refused"}` counter, a final `notify_failed`
+  history row, `warroom alerts outbox --state failed`) and the recipient's later items go on.
+  Each notification stands on its own: a refused one does not block the next;
+- a transient failure (5xx, 408/425/429, no connection) waits base * 2^(attempts-1) up to the
+  cap (60 s), so a recovered receiver is tried again within a minute; when one delivery to a
+  destination succeeds again, its other recipients' waiting heads are tried at once;
+- a permanent failure that needs configuration (no token, 401/403, channel not configured)
+  stays queued and is tried at the longest wait: once fixed, every queued item goes out;
+- anything still failing `give_up_after` (24 h) after it was queued is marked failed
+  (reason `expired`).
+Addresses (LINE ids, e-mail addresses, webhook URLs) never appear in logs or history rows:
+recipients are named `role:name` and errors have the address cut out.
 """
 
 from __future__ import annotations
@@ -22,9 +42,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from alerts.channels.alertmanager import AlertmanagerChannel
-from alerts.channels.base import Channel, DeliveryError, RetryPolicy
+from alerts.channels.base import Channel, DeliveryError, RetryPolicy, redact
 from alerts.channels.email import AckLinkMaker, EmailChannel, SmtpConfig
 from alerts.channels.line import DEFAULT_LINE_API, LineChannel
 from alerts.channels.log import LogChannel
@@ -33,10 +54,17 @@ from alerts.directory import Directory
 from alerts.line_buttons import LineButtons
 from alerts.messages import MessageRenderer
 from alerts.model import Notification, Recipient
-from alerts.outbox import PENDING, Outbox, OutboxItem
+from alerts.outbox import FAILED, PENDING, Outbox, OutboxItem
 from warroom import telemetry
 
-__all__ = ["Backoff", "DeliveryOutcome", "Notifier", "build_channels", "outbox_path"]
+__all__ = [
+    "Backoff",
+    "DeliveryOutcome",
+    "Notifier",
+    "build_channels",
+    "destination",
+    "outbox_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +109,33 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def destination(recipient: Recipient) -> str:
+    """Where a delivery goes on the wire; recipients of one destination share its send slots
+    (and its recovery). HTTP addresses: channel and host; LINE and e-mail: the one API or
+    relay of the channel."""
+    if recipient.address.startswith(("http://", "https://")):
+        url = urlsplit(recipient.address)
+        return f"{recipient.channel} {url.scheme}://{url.netloc}"
+    return recipient.channel
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Wait before the outbox tries an item again: base * 2^(attempts-1), capped, jittered.
-    A permanent failure (bad token, refused address) waits the cap: it needs a human."""
+    A permanent failure that needs configuration (bad token) waits `permanent_wait`
+    (default 5 x cap): it needs a human, and then the recovery of its destination brings its
+    items forward anyway."""
 
     base: float = 5.0
-    cap: float = 300.0
+    cap: float = 60.0
     jitter: float = 0.2
+    permanent_wait: float | None = None
 
     def delay(self, attempts: int, error: DeliveryError) -> float:
-        wait = self.cap if error.permanent else min(self.cap, self.base * 2 ** (attempts - 1))
+        if error.permanent:
+            wait = self.permanent_wait if self.permanent_wait is not None else 5 * self.cap
+        else:
+            wait = min(self.cap, self.base * 2 ** (attempts - 1))
         wait *= 1 + random.uniform(-self.jitter, self.jitter)
         return max(wait, error.retry_after or 0.0)
 
@@ -101,7 +145,9 @@ class DeliveryOutcome:
     """What the history hook receives after every delivery attempt of an item.
 
     state: "notified" (accepted by the channel) or "notify_failed" (this attempt failed; the
-    item stays queued unless `final`, when it was given up after `give_up_after`)."""
+    item stays queued unless `final`: marked failed for good, `reason` "refused" (the receiver
+    refused it) or "expired" (still failing after `give_up_after`)). `error` never holds the
+    recipient's address."""
 
     notification: Notification
     recipient: Recipient
@@ -110,6 +156,7 @@ class DeliveryOutcome:
     attempt: int
     error: str = ""
     final: bool = False
+    reason: str = ""
 
 
 OnDelivery = Callable[[DeliveryOutcome], Awaitable[None] | None]
@@ -135,7 +182,9 @@ class Notifier:
         self.backoff = backoff or Backoff()
         self.give_up_after_ms = int(give_up_after * 1000) if give_up_after is not None else None
         self.metrics = metrics or telemetry.get().notifier
-        self._concurrency = concurrency
+        self._concurrency = concurrency  # per destination
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._failing: set[str] = set()  # destinations whose last attempt failed
         self._in_flight: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -196,7 +245,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
-        sem = asyncio.Semaphore(self._concurrency)
+        self._slots = {}  # semaphores belong to this loop
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -213,7 +262,7 @@ class Notifier:
                     if item.next_attempt_ms > now:
                         wait = min(wait, (item.next_attempt_ms - now) / 1000)
                         break  # heads come earliest first
-                    self._in_flight[item.key] = asyncio.create_task(self._deliver(item, sem))
+                    self._in_flight[item.key] = asyncio.create_task(self._deliver(item))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, wait))
         finally:
@@ -224,10 +273,17 @@ class Notifier:
             self._in_flight.clear()
             self._stopped.set()
 
-    async def _deliver(self, item: OutboxItem, sem: asyncio.Semaphore) -> None:
+    def _slot(self, where: str) -> asyncio.Semaphore:
+        sem = self._slots.get(where)
+        if sem is None:
+            sem = self._slots[where] = asyncio.Semaphore(self._concurrency)
+        return sem
+
+    async def _deliver(self, item: OutboxItem) -> None:
         n, r = item.notification, item.recipient
+        where = destination(r)
         try:
-            async with sem:
+            async with self._slot(where):
                 channel = self.channels.get(r.channel)
                 try:
                     if channel is None:
@@ -236,14 +292,18 @@ class Notifier:
                         )
                     await channel.deliver(n, r)
                 except DeliveryError as exc:
+                    self._failing.add(where)
                     await self._failed(item, exc)
                 except Exception as exc:  # a bug in a channel must not stop the loop
                     log.exception("channel raised unexpectedly", extra={"channel": r.channel})
+                    self._failing.add(where)
                     await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
                 else:
                     now = _now_ms()
                     self.outbox.mark_delivered(item, now)
                     self.metrics.sent(r.channel)
+                    if where in self._failing:
+                        self._recovered(where, r, now)
                     log.info(
                         "notification delivered",
                         extra={
@@ -266,39 +326,79 @@ class Notifier:
             if self._wake is not None:
                 self._wake.set()  # the recipient's next item may be due now
 
+    def _recovered(self, where: str, r: Recipient, now: int) -> None:
+        """A delivery to a destination that was failing went through: its other recipients'
+        heads need not wait out their backoff."""
+        self._failing.discard(where)
+        prefix = where.split(" ", 1)[1] if " " in where else ""
+        try:
+            moved = self.outbox.retry_now(r.channel, prefix, now)
+        except Exception:
+            log.exception("bringing the waiting notifications forward failed")
+            return
+        if moved:
+            log.info(
+                "destination accepts notifications again; its waiting ones are sent now",
+                extra={"channel": r.channel, "waiting": moved},
+            )
+
     async def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
         n, r = item.notification, item.recipient
         now = _now_ms()
         attempt = item.attempts + 1
+        error = redact(str(exc), r.address)
         self.metrics.failed(r.channel)
-        final = self.give_up_after_ms is not None and now - item.queued_ms > self.give_up_after_ms
-        if final:
-            self.outbox.mark_failed(item, now, str(exc))
-            log.error(
-                "notification given up after repeated failures; kept in the outbox as failed",
+        if exc.refused:
+            reason = "refused"
+        elif self.give_up_after_ms is not None and now - item.queued_ms > self.give_up_after_ms:
+            reason = "expired"
+        else:
+            reason = ""
+        if reason:
+            self.outbox.mark_failed(item, now, error)
+            self.metrics.given_up(r.channel, reason)
+            log.warning(
+                "notification failed for good (%s); kept in the outbox as failed, the "
+                "recipient's later notifications go on: see `warroom alerts outbox --state "
+                "failed`",
+                "refused by the receiver"
+                if reason == "refused"
+                else f"still failing after {(self.give_up_after_ms or 0) / 3_600_000:g} h",
                 extra={
                     "notification_id": n.notification_id,
                     "channel": r.channel,
-                    "error": str(exc),
+                    "recipient": r.label,
+                    "attempt": attempt,
+                    "reason": reason,
+                    "error": error,
                 },
             )
         else:
             wait = self.backoff.delay(attempt, exc)
-            self.outbox.mark_retry(item, now, now + int(wait * 1000), str(exc))
+            self.outbox.mark_retry(item, now, now + int(wait * 1000), error)
             log.warning(
                 "notification delivery failed; it stays queued",
                 extra={
                     "notification_id": n.notification_id,
                     "channel": r.channel,
-                    "recipient_role": r.role,
+                    "recipient": r.label,
                     "attempt": attempt,
                     "retry_in_s": round(wait, 1),
                     "permanent": exc.permanent,
-                    "error": str(exc),
+                    "error": error,
                 },
             )
         await self._report(
-            DeliveryOutcome(n, r, "notify_failed", now, attempt, error=str(exc), final=final)
+            DeliveryOutcome(
+                n,
+                r,
+                "notify_failed",
+                now,
+                attempt,
+                error=error,
+                final=bool(reason),
+                reason=reason,
+            )
         )
 
     async def _report(self, outcome: DeliveryOutcome) -> None:
@@ -325,6 +425,14 @@ class Notifier:
             channel: count
             for (channel, state), count in self.outbox.counts().items()
             if state == PENDING
+        }
+
+    def failed(self) -> dict[str, int]:
+        """Items marked failed for good per channel (kept until an operator looks at them)."""
+        return {
+            channel: count
+            for (channel, state), count in self.outbox.counts().items()
+            if state == FAILED
         }
 
     async def wait_idle(self, timeout: float) -> bool:

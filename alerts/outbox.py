@@ -3,6 +3,9 @@
 Written before anything is sent, so a crash loses nothing: pending rows are sent again after a
 restart and delivered rows are not. Rows of one recipient are delivered in submission order
 (a "resolved" never overtakes its "firing"), so a failing recipient holds only its own queue.
+A row marked failed (refused by its receiver, or given up) leaves the queue: the recipient's
+next row becomes its head. Failed rows are kept until an operator has seen them
+(`warroom alerts outbox --state failed`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ __all__ = ["DELIVERED", "FAILED", "PENDING", "Outbox", "OutboxItem", "decode", "
 
 PENDING = "pending"
 DELIVERED = "delivered"
-FAILED = "failed"  # gave up (too old); kept for inspection, never deleted by delivery
+FAILED = "failed"  # refused by the receiver or given up; kept for inspection, never pruned
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -214,6 +217,19 @@ class Outbox:
             "state = ?, attempts = attempts + 1, last_error = ?, updated_ms = ?",
             (FAILED, error[:2000], now_ms),
         )
+
+    def retry_now(self, channel: str, address_prefix: str, now_ms: int) -> int:
+        """Pending rows of `channel` whose address is `address_prefix` or under it ('' for all)
+        that wait for a later attempt become due now (their destination works again); how
+        many. Order is untouched: only each recipient's head is ever sent."""
+        with self._lock:
+            cur = self._db.execute(
+                f"UPDATE deliveries SET next_attempt_ms = ?1 WHERE state = '{PENDING}'"
+                " AND channel = ?2 AND next_attempt_ms > ?1 AND (?3 = '' OR address = ?3"
+                " OR substr(address, 1, length(?3) + 1) IN (?3 || '/', ?3 || '?'))",
+                (now_ms, channel, address_prefix),
+            )
+        return cur.rowcount
 
     def delivered_about(self, alerts: Iterable[Alert], role: str = "chief") -> list[Notified]:
         """The first delivery per (name, channel) to `role` of any notification about these

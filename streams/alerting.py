@@ -775,6 +775,7 @@ class AlertService(Service):
             ],
             "alerts": live,
             "queued": self.notifier.queued(),
+            "failed": self.notifier.failed(),  # failed for good: `warroom alerts outbox`
         }
 
 

@@ -51,7 +51,7 @@ def _iso(ms: int) -> str:
 
 
 def recipient_label(r: Recipient) -> str:
-    return f"{r.role}:{r.name}"
+    return r.label
 
 
 def transition_rows(transitions: Sequence[Transition]) -> list[tuple[Any, ...]]:
@@ -63,11 +63,19 @@ def transition_rows(transitions: Sequence[Transition]) -> list[tuple[Any, ...]]:
     return out
 
 
+#: why a notification was given up (DeliveryOutcome.reason), as the history message says it
+_GIVEN_UP: Final = {
+    "refused": "refused by the receiver, not retried",
+    "expired": "still failing after the give-up time",
+    "": "given up",
+}
+
+
 def _delivery_row(outcome: DeliveryOutcome, a: Alert) -> tuple[Any, ...]:
     n = outcome.notification
     message = f"{n.kind} {n.notification_id}"
     if outcome.state != "notified":
-        final = " (given up)" if outcome.final else ""
+        final = f" (failed for good: {_GIVEN_UP[outcome.reason]})" if outcome.final else ""
         message = f"{message}: attempt {outcome.attempt}{final}: {outcome.error}"
     row = history_row(
         a,

@@ -366,6 +366,9 @@ class NotifierMetrics:
     def failed(self, channel: str, count: int = 1) -> None:
         self._tel.notifications_failed.labels(channel=channel).inc(count)
 
+    def given_up(self, channel: str, reason: str) -> None:
+        self._tel.notifications_given_up.labels(channel=channel, reason=reason).inc()
+
     def set_queued(self, channel: str, count: int) -> None:
         self._tel.notifications_queued.labels(channel=channel).set(count)
 
@@ -534,6 +537,14 @@ class Telemetry:
             "warroom_notifications_failed",
             "Notifications that failed after their retries.",
             ["channel"],
+            registry=r,
+        )
+        self.notifications_given_up = Counter(
+            "warroom_notifications_given_up",
+            "Notifications marked failed for good, one per (notification, recipient): reason "
+            "refused (the receiver refused it: a 4xx, a rejected address) or expired (still "
+            "failing 24 h after it was queued). `warroom alerts outbox` lists them.",
+            ["channel", "reason"],
             registry=r,
         )
         self.notifications_held_back = Counter(

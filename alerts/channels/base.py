@@ -8,26 +8,36 @@ import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from alerts.messages import MessageRenderer
 from alerts.model import Notification, Recipient
 
-__all__ = ["Channel", "DeliveryError", "RetryPolicy", "parse_retry_after"]
+__all__ = ["Channel", "DeliveryError", "RetryPolicy", "parse_retry_after", "redact"]
 
 log = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
     """A delivery attempt failed. `permanent`: retrying the same request cannot succeed until
-    someone fixes configuration (bad token, rejected address); `retry_after`: the receiver
-    asked us to wait this many seconds."""
+    someone fixes configuration (bad token, unconfigured channel): the item stays queued and is
+    tried again at the longest wait; `refused`: the receiver refused this notification for this
+    recipient (a 4xx such as 400/404/410, an address the mail server rejects, a LINE id it does
+    not accept): it never will, so the outbox marks the item failed at once and the recipient's
+    later notifications go on; `retry_after`: the receiver asked us to wait this many seconds."""
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, permanent: bool = False
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        permanent: bool = False,
+        refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.permanent = permanent
+        self.refused = refused
+        self.permanent = permanent or refused
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,20 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def redact(text: str, address: str) -> str:
+    """`text` (an error a receiver or a library gave) without the recipient's address: LINE ids,
+    e-mail addresses and webhook paths (which may carry a token) stay in the outbox only."""
+    if not address:
+        return text
+    parts = {address}
+    split = urlsplit(address)
+    if split.scheme and split.path not in ("", "/"):
+        parts.add(split.path)
+    for part in sorted(parts, key=len, reverse=True):
+        text = text.replace(part, "<address>")
+    return text
 
 
 class Channel(ABC):
@@ -86,7 +110,7 @@ class Channel(ABC):
                         "notification_id": notification.notification_id,
                         "attempt": attempt,
                         "wait_s": round(wait, 2),
-                        "error": str(exc),
+                        "error": redact(str(exc), recipient.address),
                     },
                 )
                 await asyncio.sleep(wait)

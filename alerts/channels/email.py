@@ -138,12 +138,17 @@ class EmailChannel(Channel):
             # e.g. tls=starttls but the server offers no STARTTLS: never send in clear instead
             raise DeliveryError(f"SMTP: {exc}", permanent=True) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            # 5xx for the address (no such mailbox, bad domain): this recipient never will
             codes = [e.code for e in exc.recipients]
             raise DeliveryError(
-                f"SMTP refused the recipient: {exc}", permanent=all(code >= 500 for code in codes)
+                f"SMTP refused the recipient: {exc}", refused=all(code >= 500 for code in codes)
             ) from exc
+        except aiosmtplib.SMTPDataError as exc:
+            # 5xx after the message was sent (too large, rejected as spam): this one never will
+            raise DeliveryError(f"SMTP {exc.code}: {exc.message}", refused=exc.code >= 500) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            # 4xx: try again later; 5xx (and a failed login): fix the configuration first
+            # 4xx: try again later; 5xx (a failed login, our sender refused): fix the
+            # configuration first (the item stays queued until then)
             raise DeliveryError(
                 f"SMTP {exc.code}: {exc.message}", permanent=exc.code >= 500
             ) from exc

@@ -12,13 +12,20 @@ __all__ = ["HttpClient", "error_for_status"]
 
 # the receiver is overloaded or briefly unavailable: worth retrying the same request
 _TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
+# our credentials are refused: every request fails the same way until someone fixes them, and
+# then every queued one can go out (so they stay queued, unlike a refusal of one request)
+_UNAUTHORISED = frozenset({401, 403, 407})
 
 
 def error_for_status(status: int, body: str, retry_after: str | None) -> DeliveryError:
+    """5xx and 408/425/429: transient; 401/403/407: permanent until the credentials are fixed
+    (kept queued); any other 4xx: this request is refused for good (the item fails)."""
+    client_error = status < 500 and status not in _TRANSIENT
     return DeliveryError(
         f"HTTP {status}: {body[:300]}",
         retry_after=parse_retry_after(retry_after),
-        permanent=status not in _TRANSIENT and status < 500,
+        permanent=client_error,
+        refused=client_error and status >= 400 and status not in _UNAUTHORISED,
     )
 
 

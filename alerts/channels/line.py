@@ -4,10 +4,11 @@
 `X-Line-Retry-Key`: a UUID derived from (notification id, recipient), so every retry of the
 same delivery, also after a restart, carries the same key and LINE executes it once. A 409
 answer to a retry key means an earlier try was accepted: that is success. 429 (rate limit) and
-5xx are retried with backoff (Retry-After honoured when present); 400/401/403 are permanent
-until the configuration is fixed. The text is split into at most 4 messages of 5,000 chars;
-the fifth is the buttons template (alerts/line_buttons.py: รับทราบ, เปิดแดชบอร์ด) when
-buttons are configured.
+5xx are retried with backoff (Retry-After honoured when present); 401/403 (the token, the
+plan) stay queued until the configuration is fixed; 400 and any other 4xx (an id LINE does
+not accept, a user who is not a friend of the official account) refuse that push for good.
+The text is split into at most 4 messages of 5,000 chars; the fifth is the buttons template
+(alerts/line_buttons.py: รับทราบ, เปิดแดชบอร์ด) when buttons are configured.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ receiver can drop repeats), `User-Agent: warroom-notifier`. Body (schema
                  "acknowledged_by", "escalated_at"}],
      "text": "<the Thai message as sent to LINE, untruncated>"}
 
-Any 2xx is success; 408/425/429/5xx and connection failures are retried; other 4xx are
-permanent (kept in the outbox, retried at the longest backoff).
+Any 2xx is success; 408/425/429/5xx and connection failures are retried; 401/403/407 stay
+queued until the receiver accepts our requests again (retried at the longest backoff); any
+other 4xx refuses that notification for good: it is marked failed in the outbox, and the
+recipient's later notifications are sent.
 """
 
 from __future__ import annotations

@@ -46,6 +46,16 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self.server.lock:
+            refused = address in self.server.refused
+        if refused:  # as Postfix words it, the address included
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         msg = email.message_from_bytes(raw, policy=email.policy.default)
@@ -64,6 +74,7 @@ class SmtpServer:
         self.port = port or free_port(self.host)
         self.lock = threading.Lock()
         self.received: list[Received] = []
+        self.refused: set[str] = set()  # RCPT TO these gets 550 (no such mailbox)
         self.dir = Path(tempfile.mkdtemp(prefix="smtp-"))
         self._tls: ssl.SSLContext | None = None
         if starttls:

@@ -4,6 +4,7 @@ stand-in shares.
     hook = WebhookReceiver()
     hook.start()                     # http://127.0.0.1:<port>/hook
     hook.fail_next(500, count=2)     # the next two requests get 500
+    hook.clear_failures()            # ... or not, after all
     hook.stop(); hook.start()        # down for a while, same port
     hook.deliveries()                # every accepted request, in order
     hook.violations                  # requests that broke the documented contract
@@ -93,6 +94,11 @@ class ThreadedHttpServer:
         with self.lock:
             for _ in range(count):
                 self._failures.append((status, dict(headers or {}), after_accepting))
+
+    def clear_failures(self) -> None:
+        """Forget the injected failures not used yet (the receiver has recovered)."""
+        with self.lock:
+            self._failures.clear()
 
     def take_failure(self) -> tuple[int, dict[str, str], bool] | None:
         with self.lock:

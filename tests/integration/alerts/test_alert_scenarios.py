@@ -456,6 +456,70 @@ def test_a_receiver_that_was_down_gets_every_message_in_order(
     assert worker.stop() == 0
 
 
+def test_a_refused_notification_fails_for_good_where_the_war_room_sees_it(
+    bootstrap: str,
+    topics: Topics,
+    workers: Callable[..., WorkerProcess],
+    rules_file: Path,
+    tmp_path: Path,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """The chief's webhook refuses the FIRING message (400): it is failed after one try, seen
+    in alerts_history, the worker's log, /metrics, /status/alerts and `warroom alerts outbox`,
+    never with the chief's address; the RESOLVED that follows is not held behind it."""
+    district = "1003"  # เขตหนองจอก
+    refusing = WebhookReceiver()
+    refusing.start()
+    refusing.fail_next(400)
+    d = _simple_directory(webhook_receiver, district, chief_hook=refusing.url)
+    chief = d.path(f"chief-{district}")
+    worker = workers(worker_env(d.write(tmp_path / "directory.yaml"), rules_file)).start()
+    try:
+        t0 = t0_ms()
+        tl = Timeline(bootstrap, topics, CLOCKS)
+        tl.background([district], t0 - 4 * 60 * MINUTE_MS, t0)
+        tl.send(surge(district, t0, 12))
+        wait_until(lambda: status(worker)["alerts"], "pending", worker=worker)
+        tl.tick_to(t0 + 3 * MINUTE_MS + FOR_MS)
+        failed = wait_value(
+            lambda: [r for r in history(worker) if r["state"] == "notify_failed"],
+            bool,
+            "the refusal recorded",
+            worker=worker,
+        )
+        (row,) = failed
+        assert (row["channel"], row["recipient"]) == ("webhook", f"chief:{d.chiefs[district].name}")
+        assert row["message"].startswith("firing ")
+        assert "attempt 1 (failed for good: refused by the receiver" in row["message"]
+        assert "HTTP 400" in row["message"] and chief not in row["message"]
+        assert (
+            worker.counter(
+                "warroom_notifications_given_up_total", channel="webhook", reason="refused"
+            )
+            == 1
+        )
+        assert status(worker)["failed"] == {"webhook": 1}
+        shown = subprocess.run(
+            [sys.executable, "-m", "warroom.cli", "alerts", "outbox", "--state", "failed",
+             "--data-dir", str(worker.data_dir)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        (line,) = [x for x in shown.stdout.splitlines() if "(failed)" in x]
+        assert f"chief:{d.chiefs[district].name}" in line and "HTTP 400" in line
+        assert chief not in shown.stdout
+        # the resolution is not held behind the refused firing: the chief gets it at once
+        tl.tick_to(t0 + 3 * MINUTE_MS + WINDOW_MS + 2 * MINUTE_MS)
+        wait_until(lambda: _kinds(_to(refusing, chief)) == ["resolved"], "RESOLVED", worker=worker)
+        assert worker.counter("warroom_notifications_queued", channel="webhook") == 0
+        log = worker.log_path.read_text(errors="replace")
+        warned = [x for x in log.splitlines() if "failed for good" in x]
+        assert len(warned) == 1 and "WARNING" in warned[0].upper() and chief not in log
+    finally:
+        refusing.stop()
+    assert worker.stop() == 0
+
+
 def test_two_workers_split_the_districts_and_hand_over_live_alerts(
     bootstrap: str,
     topics: Topics,

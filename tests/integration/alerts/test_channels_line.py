@@ -131,6 +131,7 @@ async def test_wrong_token_is_a_permanent_failure(
     finally:
         await channel.close()
     assert info.value.permanent and "401" in str(info.value)
+    assert not info.value.refused  # the token: queued until it is fixed, not failed
     assert line_standin.requests == requests + 1, "a permanent failure is not retried at once"
     empty = LineChannel(renderer, "", base_url=line_standin.url, retry=FAST)
     with pytest.raises(DeliveryError, match="WARROOM_LINE_CHANNEL_TOKEN"):

@@ -94,6 +94,7 @@ async def test_client_error_is_permanent_and_not_retried(
     finally:
         await channel.close()
     assert info.value.permanent and "400" in str(info.value)
+    assert info.value.refused  # this notification, never: the outbox marks it failed at once
     assert webhook_receiver.requests == before + 1
 
 

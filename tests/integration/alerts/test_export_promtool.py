@@ -48,7 +48,7 @@ def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 def test_promtool_check_rules() -> None:
     done = _promtool("check", "rules", str(PROMETHEUS_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 6 rules found" in done.stdout
+    assert "SUCCESS: 7 rules found" in done.stdout
 
 
 def _alert(name: str, labels: dict[str, str], **annotations: str) -> dict[str, Any]:
@@ -187,6 +187,11 @@ def test_promtool_unit_tests_fire_the_ops_alerts(tmp_path: Path) -> None:
                     "values": "0+0x9 0+1x30",
                 },
                 {
+                    "series": 'warroom_notifications_given_up_total{channel="webhook",'
+                    'reason="refused"}',
+                    "values": "0+0x9 1+0x30",
+                },
+                {
                     "series": 'up{job="warroom-worker",instance="127.0.0.1:6066"}',
                     "values": "1 1 1 0 0 0 0 0",
                 },
@@ -242,8 +247,35 @@ def test_promtool_unit_tests_fire_the_ops_alerts(tmp_path: Path) -> None:
                             summary="Alert notifications failing on line",
                             summary_th="ส่งการแจ้งเตือนทาง line ไม่สำเร็จ",
                             description="10 failed deliveries in 10 minutes; they stay in the "
-                            "outbox and are retried.",
-                            description_th="ส่งไม่สำเร็จ 10 ครั้งใน 10 นาที (ยังอยู่ใน outbox และจะส่งซ้ำ)",
+                            "outbox and are retried, except those refused for good "
+                            "(WarroomNotificationsGivenUp).",
+                            description_th="ส่งไม่สำเร็จ 10 ครั้งใน 10 นาที (ยังอยู่ใน outbox และจะส่งซ้ำ "
+                            "ยกเว้นที่ผู้รับปฏิเสธถาวร)",
+                        )
+                    ],
+                },
+                # one notification refused for good at m = 10: fires at once, for an hour
+                {"eval_time": "9m", "alertname": "WarroomNotificationsGivenUp", "exp_alerts": []},
+                {
+                    "eval_time": "12m",
+                    "alertname": "WarroomNotificationsGivenUp",
+                    "exp_alerts": [
+                        _alert(
+                            "WarroomNotificationsGivenUp",
+                            {
+                                "channel": "webhook",
+                                "reason": "refused",
+                                "severity": "warning",
+                                **ops,
+                            },
+                            summary="Alert notifications failed for good on webhook",
+                            summary_th="การแจ้งเตือนทาง webhook ส่งไม่ถึงผู้รับ (ยกเลิกการส่งแล้ว)",
+                            description="Notifications of the last hour will not be retried "
+                            "(refused): see `warroom alerts outbox --state failed` and fix the "
+                            "recipient in the directory.",
+                            description_th="มีการแจ้งเตือนใน 1 ชั่วโมงที่ผ่านมาที่จะไม่ส่งซ้ำ (refused): "
+                            "ดูรายการด้วย warroom alerts outbox --state failed "
+                            "แล้วแก้ไขผู้รับในสมุดรายชื่อ",
                         )
                     ],
                 },

@@ -226,6 +226,7 @@ def test_prometheus_rules_shape(prometheus: dict[str, Any]) -> None:
         "WarroomSinkWriteErrors",
         "WarroomWorkerDown",
         "WarroomNotificationsFailing",
+        "WarroomNotificationsGivenUp",
     ]
     metrics = {
         "warroom_consumer_lag",
@@ -233,6 +234,7 @@ def test_prometheus_rules_shape(prometheus: dict[str, Any]) -> None:
         "warroom_events_rejected_total",
         "warroom_sink_write_errors_total",
         "warroom_notifications_failed_total",
+        "warroom_notifications_given_up_total",
         "warroom_producer_events_sent_total",
         "up",
     }

@@ -131,10 +131,19 @@ def test_delivery_rows_name_the_recipient_and_the_attempt(rules_path: Path) -> N
     assert row["recipient"] == "chief:นายอำเภอเมืองเชียงใหม่"  # never the LINE id
     assert row["message"] == f"firing {n.notification_id}"
     failed = delivery_rows(
-        DeliveryOutcome(n, r, "notify_failed", 1, 3, error="HTTP 503", final=True)
+        DeliveryOutcome(n, r, "notify_failed", 1, 3, error="HTTP 503", final=True, reason="expired")
     )
     message = dict(zip(columns, failed[0], strict=True))["message"]
-    assert message.endswith("attempt 3 (given up): HTTP 503")
+    assert message.endswith(
+        "attempt 3 (failed for good: still failing after the give-up time): HTTP 503"
+    )
+    refused = delivery_rows(
+        DeliveryOutcome(n, r, "notify_failed", 1, 1, error="HTTP 400", final=True, reason="refused")
+    )
+    message = dict(zip(columns, refused[0], strict=True))["message"]
+    assert message.endswith(
+        "attempt 1 (failed for good: refused by the receiver, not retried): HTTP 400"
+    )
 
 
 def test_topic_records_carry_the_row_and_the_message(rules_path: Path) -> None:

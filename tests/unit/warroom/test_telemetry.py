@@ -39,6 +39,8 @@ CONTRACT = {
     "warroom_notifications_failed": ("counter", {"channel"}),
     "warroom_notifications_queued": ("gauge", {"channel"}),
     "warroom_notifications_held_back": ("counter", set()),
+    # issue 15: notifications marked failed for good (refused by the receiver, or expired)
+    "warroom_notifications_given_up": ("counter", {"channel", "reason"}),
     # issue 13: the LINE webhook (bad signatures counted, redeliveries skipped)
     "warroom_line_webhook_requests": ("counter", {"outcome"}),
     "warroom_line_webhook_events": ("counter", {"type", "outcome"}),
@@ -77,6 +79,7 @@ def populated() -> tuple[CollectorRegistry, Telemetry]:
     tel.notifier.set_firing({("backlog_spike", "warning"): 2})
     tel.notifier.sent("line")
     tel.notifier.failed("email")
+    tel.notifier.given_up("webhook", "refused")
     tel.notifier.set_queued("line", 4)
     tel.line_webhook("request", "", "bad_signature")
     tel.line_webhook("event", "postback", "acknowledged")
