@@ -490,7 +490,7 @@ class Writer:
         return written, failed
 
     def _set_buffered_metrics(self) -> None:
-        self._metrics.set_buffered(self.buffered_rows, self._bytes)
+        self._metrics.set_buffered(self.buffered_rows)
 
     def _set_status(self, ok: bool, detail: str) -> None:
         if ok:

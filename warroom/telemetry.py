@@ -14,8 +14,8 @@ out. Gauge aggregation across processes:
 
 - `warroom_consumer_lag` — livemax: a partition belongs to one worker at a time, and a worker
   zeroes the partitions it no longer holds (`set_lag`), so the max is the owner's value;
-- `warroom_sink_buffered_rows`, `warroom_sink_buffered_bytes`, `warroom_alerts_firing`,
-  `warroom_notifications_queued` — livesum: each process holds its own share;
+- `warroom_sink_buffered_rows`, `warroom_alerts_firing`, `warroom_notifications_queued` —
+  livesum: each process holds its own share;
 - `warroom_build_info` — livemax (1 per version still running).
 Counters and histograms are summed over all processes, dead ones included, so totals never go
 backwards when a worker exits. Process metrics (`process_*`) then describe the process that
@@ -311,7 +311,6 @@ class SinkMetrics:
         self._errors = tel.sink_write_errors.labels(backend=backend)
         self._retries = tel.sink_retries.labels(backend=backend)
         self._buffered = tel.sink_buffered_rows.labels(backend=backend)
-        self._buffered_bytes = tel.sink_buffered_bytes.labels(backend=backend)
         self._rows: dict[str, Histogram] = {}
 
     def record_write(self, rows_by_table: Mapping[str, int], seconds: float) -> None:
@@ -331,10 +330,8 @@ class SinkMetrics:
     def retry(self, count: int = 1) -> None:
         self._retries.inc(count)
 
-    def set_buffered(self, rows: int, estimated_bytes: int | None = None) -> None:
+    def set_buffered(self, rows: int) -> None:
         self._buffered.set(rows)
-        if estimated_bytes is not None:
-            self._buffered_bytes.set(estimated_bytes)
 
     def observe_latencies(self, seconds: Iterable[float]) -> None:
         """End-to-end latencies (event time -> written) of the rows just written."""
@@ -511,13 +508,6 @@ class Telemetry:
         self.sink_buffered_rows = Gauge(
             "warroom_sink_buffered_rows",
             "Rows waiting to be written to the store.",
-            ["backend"],
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.sink_buffered_bytes = Gauge(
-            "warroom_sink_buffered_bytes",
-            "Estimated memory of the rows waiting to be written to the store.",
             ["backend"],
             registry=r,
             multiprocess_mode="livesum",
