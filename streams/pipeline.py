@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from faust.types import TP
 from mode import Service
 
+from sinks.backends import StoreError
 from sinks.writer import Writer
 from streams import geography
 from streams.app import StreamApp
@@ -509,6 +510,24 @@ class Pipeline(Service):
             f"consumption paused for {time.monotonic() - since:.0f}s: {self._pause_reason}"
         )
 
+    async def _restore_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """A read a partition's restore needs. While the store is away (its owner died), wait
+        for it instead of failing the table recovery (which stopped the worker): the watch
+        keeps consumption paused and /readyz says why. When the assignment changes meanwhile,
+        give up with no rows: the caller drops a restore of an older generation."""
+        generation = self.app.consumer_generation_id
+        waiting_since: float | None = None
+        while True:
+            try:
+                return await self.writer.query_rows(sql)
+            except StoreError as exc:
+                if generation != self.app.consumer_generation_id or self._shutting_down:
+                    return []
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    log.warning("partition restore waits for the store: %s", exc)
+                await asyncio.sleep(1.0)
+
     async def _restore(self, tp: TP) -> PartitionProcessor:
         """State for a newly assigned partition: changelog books + checkpoint, then buckets,
         quality counts and recent event ids from the store (only when a checkpoint exists: a
@@ -551,20 +570,20 @@ class Pipeline(Service):
             keep_ms = proc.hold_ms if isinstance(proc, BackfillProcessor) else self.cfg.grace_ms
             floor_s = max(0, (checkpoint.watermark_ms - keep_ms) // 60_000 * 60)
             metrics = ", ".join(f"'{m}'" for m in _BUCKET_METRICS[stream])
-            buckets = await self.writer.query_rows(
+            buckets = await self._restore_rows(
                 "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
                 "value, version FROM metric_buckets FINAL "
                 f"WHERE kafka_partition = {lane} AND metric IN ({metrics}) "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
-            quality = await self.writer.query_rows(
+            quality = await self._restore_rows(
                 "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
                 "count, version FROM quality_buckets FINAL "
                 f"WHERE stream = '{stream}' AND kafka_partition = {lane} "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
             low = max(0, checkpoint.offset - self.cfg.dedup_window)
-            dedup = await self.writer.query_rows(
+            dedup = await self._restore_rows(
                 f"SELECT toString(event_id), kafka_offset FROM {_RAW_TABLE[stream]} "
                 f"WHERE kafka_partition = {lane} AND kafka_offset > {low}"
             )
@@ -576,7 +595,7 @@ class Pipeline(Service):
         gauge_keys = (
             []
             if backfill
-            else await self.writer.query_rows(
+            else await self._restore_rows(
                 "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
                 f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
                 "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
@@ -609,14 +628,16 @@ class Pipeline(Service):
             return None
         lane = proc.lane
         raw = _RAW_TABLE[proc.stream]
-        rows = await self.writer.query_rows(
+        rows = await self._restore_rows(
             f"SELECT max(kafka_offset), toUnixTimestamp64Milli(max(occurred_at)), count() "
             f"FROM {raw} WHERE kafka_partition = {lane}"
         )
-        qrows = await self.writer.query_rows(
+        qrows = await self._restore_rows(
             "SELECT max(version), count() FROM quality_buckets "
             f"WHERE stream = '{proc.stream}' AND kafka_partition = {lane}"
         )
+        if not rows or not qrows:
+            return None  # reassigned while waiting for the store: this restore is dropped
         stamps = [int(r[0]) for r, n in ((rows[0], rows[0][2]), (qrows[0], qrows[0][1])) if n]
         if not stamps or max(stamps) < end:
             return None
@@ -725,6 +746,16 @@ class Pipeline(Service):
                 proc.gauge_rows(self._sink, wall, version)
 
     async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
+        if only is not None and self.writer.store_away() is not None:
+            # revoked while the store is away: their rows cannot be made durable, so no final
+            # checkpoint; waiting would hold the rebalance and drop this worker from its
+            # group. The next owner replays from the last commit (stamps keep it exact).
+            log.warning(
+                "partitions revoked while the store is away: no final checkpoint; the next "
+                "owner replays them from the last commit",
+                extra={"partitions": len(only)},
+            )
+            return
         async with self._cycle_lock:
             procs = {
                 tp: p

@@ -4,10 +4,12 @@ restart its lag is right before the first commit (issue 15, items 3 and 4)."""
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,7 +20,7 @@ from producers.kafka import make_producer
 from producers.simulator.generator import Item
 from streams.topics import Topics
 from tests.integration.streams import compare
-from tests.integration.streams.conftest import oracle, simulate
+from tests.integration.streams.conftest import WORKER_ENV, oracle, simulate
 from tests.kafka_io import produce_items, read_back, run
 from tests.oracle import Rec
 from tests.services.store_faults import chattr_unavailable, immutable
@@ -178,3 +180,59 @@ def test_store_away_pauses_resumes_and_metrics_tell_the_truth(
     lags = _live_lags(_scrape(again)[1], topics)
     assert set(lags) >= set(ends) and all(v == 0 for v in lags.values()), lags
     assert again.stop() == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_store_owner_dies_the_other_worker_pauses_in_its_group(
+    bootstrap: str, topics: Topics, make_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Two workers on one store: the store's owner is killed. The other worker stays alive
+    and in the group (unready, store away), and both finish equal to the oracle once the
+    owner is back at its address."""
+    items = simulate(FIRST + SECOND, seed=29)
+    port = _free_port()
+    owner = make_worker(WARROOM_WEB_PORT=str(port)).start()
+    helper = WorkerProcess(
+        bootstrap,
+        topics.prefix,
+        tmp_path / "helper",
+        env={
+            **WORKER_ENV,
+            "WARROOM_GROUP_ID": "oracle",
+            "WARROOM_STORE": f"chdb+http://127.0.0.1:{port}",
+        },
+    ).start()
+    try:
+        for w in (owner, helper):
+            w.wait_for(lambda w=w: w.ready_check("partitions"), what="partitions assigned")
+        run(produce_items(bootstrap, topics, items[:FIRST]))
+        owner.wait_for(lambda: compare.outcomes_total(owner) >= FIRST, what="the first part")
+        owner.kill()
+        killed = time.monotonic()
+        run(produce_items(bootstrap, topics, items[FIRST:]))
+        samples = []
+        while time.monotonic() - killed < AWAY_S:
+            samples.append((_get(helper.url + "/healthz"), _get(helper.url + "/readyz")))
+            time.sleep(3.0)
+        dead = [h for h, _r in samples if h[0] != 200]
+        assert not dead, f"/healthz of the other worker failed: {dead[:3]}"
+        last = {c["name"]: c for c in samples[-1][1][1]["checks"]}
+        assert samples[-1][1][0] == 503
+        assert last["store"]["detail"].startswith("store away since "), last["store"]
+        assert last["partitions"]["ok"], last["partitions"]
+        owner.start()
+        owner.wait_for(
+            lambda: compare.outcomes_total(owner) >= FIRST + SECOND, timeout=180, what="catch-up"
+        )
+        compare.wait_settled(owner, 1)
+        exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
+        compare.assert_matches(owner, exp)
+        assert helper.stop() == 0
+    finally:
+        helper.kill()
+    assert owner.stop() == 0
