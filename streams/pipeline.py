@@ -480,8 +480,7 @@ class Pipeline(Service):
         """Backpressure and liveness on a timer that never waits for the store: pause every
         input partition while the store is away or the buffer is full, resume once the store
         answers and the buffer is at its low watermark; count the paused time as it passes;
-        refresh the lag every second (paused or not)."""
-        lag_at = 0.0
+        the lag has its own timer (_lag_loop): a broker slow to answer must not hold this one."""
         while not self.should_stop:
             await self.sleep(_WATCH_S)
             now = time.monotonic()
@@ -496,10 +495,16 @@ class Pipeline(Service):
                 self._pause_all()
             elif self._paused_since is not None and self.writer.below_low_watermark:
                 self._resume_all(now)
-            if now - lag_at >= _LAG_S:
-                lag_at = now
-                await self._refresh_ends()
-                self.refresh_lag()
+
+    @Service.task
+    async def _lag_loop(self) -> None:
+        """The lag every second, paused or not, from the first second after a restart."""
+        while not self.should_stop:
+            await self.sleep(_LAG_S)
+            if self._shutting_down:
+                return
+            await self._refresh_ends()
+            self.refresh_lag()
 
     def consumption_check(self) -> tuple[bool, str]:
         """Readiness: not ready while consumption is paused by backpressure, with the reason."""
@@ -882,6 +887,15 @@ class Pipeline(Service):
         self._shutting_down = True
         for task in list(self._read_back_tasks):
             task.cancel()  # its batch is not applied: the next start fetches it again
+        away = self.writer.store_away()
+        if away is not None:
+            log.error(
+                "stopping while the store is away (since %s): the rows not written are not "
+                "checkpointed; the next start replays them from the last commit",
+                _utc(away[0]),
+                extra={"buffered_rows": self.writer.buffered_rows},
+            )
+            return
         try:
             if self.processors or self.backfill:
                 await self.cycle(checkpoint=True)
