@@ -1,10 +1,11 @@
 """The pipeline's only way to write the store: batched, columnar, retried, bounded, with a barrier.
 
-    writer = Writer(backend, flush_rows=200_000, flush_interval=0.5, max_buffered_rows=1_000_000)
+    writer = Writer(backend, flush_rows=200_000, flush_interval=0.5, max_buffered_rows=250_000,
+                    max_buffered_bytes=128 << 20)
     await writer.start()
     writer.add("metric_buckets", row)        # non-blocking; row = tuple in sinks.tables order
-    if writer.over_capacity:                 # backpressure: pause consumption, then
-        await writer.wait_for_capacity()     # returns below the low watermark
+    if writer.over_capacity:                 # backpressure: pause consumption until
+        ...                                  # writer.below_low_watermark (and store_away() is None)
     await writer.flush()                     # barrier: all rows added before it are written
     ...                                      # now commit the Kafka offsets of those rows
     await writer.close()                     # final flush
@@ -19,7 +20,8 @@ calls `flush()`. One batch is in flight at a time, written table by table on one
 thread (the backend's calls block; chdb and the driver release the GIL). A table whose insert
 fails is retried with exponential backoff (the tables that succeeded are not written again)
 until it succeeds: nothing is ever dropped. While the store is down rows keep accumulating, so
-`over_capacity` tells the pipeline to stop consuming instead of growing memory without bound.
+`over_capacity` tells the pipeline to stop consuming instead of growing memory without bound:
+the bound is in rows and in (estimated) bytes, whichever is reached first, for every table.
 Writes are idempotent (ReplacingMergeTree), so a retry after an ambiguous failure is harmless.
 """
 
@@ -30,6 +32,7 @@ import concurrent.futures
 import contextlib
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +44,7 @@ from sinks.tables import INSERT_COLUMNS
 if TYPE_CHECKING:
     from warroom.telemetry import Telemetry
 
-__all__ = ["RELEASE_MEMORY_EVERY_S", "Writer", "WriterClosedError"]
+__all__ = ["RELEASE_MEMORY_EVERY_S", "Writer", "WriterClosedError", "row_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,18 @@ T = TypeVar("T")
 _CHUNK = 16_384
 #: how often the writer lets its backend return freed memory (seconds)
 RELEASE_MEMORY_EVERY_S = 10.0
+_sizeof = sys.getsizeof
+
+
+def row_bytes(row: tuple[Any, ...]) -> int:
+    """Estimated memory of one buffered row: the tuple and its values (a list value counts
+    its items one level deep). An estimate: shared values (interned names) count each time."""
+    total = _sizeof(row)
+    for value in row:
+        total += _sizeof(value)
+        if type(value) is list:
+            total += sum(_sizeof(v) for v in value)
+    return total
 
 
 def _transpose(names: Sequence[str], rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
@@ -86,6 +101,7 @@ class Writer:
         flush_rows: int = 200_000,
         flush_interval: float = 0.5,
         max_buffered_rows: int = 1_000_000,
+        max_buffered_bytes: int = 1 << 30,
         low_watermark: int | None = None,
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
@@ -95,15 +111,20 @@ class Writer:
     ) -> None:
         """
         flush_rows: write as soon as this many rows wait. flush_interval: seconds the oldest
-        waiting row may wait. max_buffered_rows: `over_capacity` from here (waiting + in
-        flight); `wait_for_capacity` returns at `low_watermark` (default half of it).
+        waiting row may wait. max_buffered_rows / max_buffered_bytes: `over_capacity` from
+        either (waiting + in flight; bytes estimated by `row_bytes`, the first row of each
+        add_many standing for the rest); `below_low_watermark` (and `wait_for_capacity`) at
+        `low_watermark` rows (default half of the maximum) and half of the bytes.
         retry_initial/retry_max: backoff bounds in seconds. columns: column order of extra
         tables (the warroom tables are known). telemetry: a warroom.telemetry.Telemetry
         (default: the process-wide one). on_status(ok, detail): called after each write
         attempt (e.g. Health.report("store", ...)).
         """
-        if flush_rows < 1 or max_buffered_rows < 1 or flush_interval <= 0:
-            raise ValueError("flush_rows, max_buffered_rows and flush_interval must be positive")
+        if flush_rows < 1 or max_buffered_rows < 1 or max_buffered_bytes < 1 or flush_interval <= 0:
+            raise ValueError(
+                "flush_rows, max_buffered_rows, max_buffered_bytes and flush_interval must be "
+                "positive"
+            )
         self.backend = backend
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
@@ -111,6 +132,8 @@ class Writer:
         if low_watermark is None:
             low_watermark = max_buffered_rows // 2
         self.low_watermark = min(low_watermark, max_buffered_rows)
+        self.max_buffered_bytes = max_buffered_bytes
+        self.low_watermark_bytes = max_buffered_bytes // 2
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self._columns: dict[str, tuple[str, ...]] = {t: tuple(c) for t, c in INSERT_COLUMNS.items()}
@@ -126,8 +149,11 @@ class Writer:
 
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self._pending_rows = 0
+        self._pending_bytes: dict[str, int] = {}
         self._pending_since: float | None = None
         self._inflight_rows = 0
+        self._inflight_bytes: dict[str, int] = {}
+        self._bytes = 0  # estimated bytes of the rows waiting and in flight
         self._added = 0  # rows ever added
         self._durable = 0  # rows ever written (batches complete in order)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -168,6 +194,7 @@ class Writer:
         """Queue one row (a tuple in the table's column order). Never blocks, never drops."""
         self._buffer(table, len(row)).append(row)
         self._pending_rows += 1
+        self._count_bytes(table, row_bytes(row))
         self._added += 1
         if self._pending_rows >= self.flush_rows:
             self._wake.set()
@@ -184,11 +211,16 @@ class Writer:
             raise ValueError(f"rows for {table} differ in length")
         self._buffer(table, width).extend(rows)
         self._pending_rows += len(rows)
+        self._count_bytes(table, row_bytes(rows[0]) * len(rows))
         self._added += len(rows)
         if self._pending_rows >= self.flush_rows:
             self._wake.set()
         if self._capacity.is_set() and self.over_capacity:
             self._capacity.clear()
+
+    def _count_bytes(self, table: str, size: int) -> None:
+        self._pending_bytes[table] = self._pending_bytes.get(table, 0) + size
+        self._bytes += size
 
     @property
     def name(self) -> str:
@@ -200,25 +232,40 @@ class Writer:
         return self._pending_rows + self._inflight_rows
 
     @property
+    def buffered_bytes(self) -> int:
+        """Estimated bytes of the rows added and not yet written (see `row_bytes`)."""
+        return self._bytes
+
+    @property
     def over_capacity(self) -> bool:
-        """True when consumption should pause (buffered_rows >= max_buffered_rows)."""
-        return self.buffered_rows >= self.max_buffered_rows
+        """True when consumption should pause: max_buffered_rows or max_buffered_bytes reached."""
+        return (
+            self.buffered_rows >= self.max_buffered_rows or self._bytes >= self.max_buffered_bytes
+        )
+
+    @property
+    def below_low_watermark(self) -> bool:
+        """True when a paused consumption may resume: rows and bytes at or below half."""
+        return self.buffered_rows <= self.low_watermark and self._bytes <= self.low_watermark_bytes
+
+    def store_away(self) -> tuple[float, str] | None:
+        """(wall-clock time since when, detail) while writes to the store fail, else None."""
+        since = self._status.failing_since
+        if self._status.ok or since is None:
+            return None
+        return time.time() - (time.monotonic() - since), self._status.detail
 
     async def wait_for_capacity(self) -> None:
-        """Return once buffered rows are at or below the low watermark (time counted as
-        warroom_backpressure_seconds_total)."""
-        if self.buffered_rows <= self.low_watermark:
+        """Return once buffered rows and bytes are at or below the low watermarks. (The time
+        paused is counted by whoever paused: the pipeline, while it is paused.)"""
+        if self.below_low_watermark:
             return
         self._capacity.clear()
         self._wake.set()
-        started = time.monotonic()
-        try:
-            while self.buffered_rows > self.low_watermark:
-                await self._capacity.wait()
-                if self.buffered_rows > self.low_watermark:
-                    self._capacity.clear()
-        finally:
-            self._telemetry.add_backpressure(time.monotonic() - started)
+        while not self.below_low_watermark:
+            await self._capacity.wait()
+            if not self.below_low_watermark:
+                self._capacity.clear()
 
     # --- barrier and lifecycle -----------------------------------------------------------------
 
@@ -281,7 +328,7 @@ class Writer:
                     future.set_exception(WriterClosedError("writer closed before the write"))
             self._waiters.clear()
             self._executor.shutdown(wait=True)
-            self._metrics.set_buffered(self.buffered_rows)
+            self._set_buffered_metrics()
 
     # --- reads through the writer's thread ----------------------------------------------------
 
@@ -302,6 +349,10 @@ class Writer:
 
     async def probe(self) -> tuple[bool, str]:
         """Ask the store now (a ping on the writer thread) unless a write is failing."""
+        away = self.store_away()
+        if away is not None:
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(away[0]))
+            return False, f"store away since {since}: {away[1]}"
         if not self._status.ok:
             return False, self._status.detail
         try:
@@ -317,7 +368,7 @@ class Writer:
             return False
         if self._pending_rows >= self.flush_rows or self._waiters or self._closing:
             return True
-        if self.buffered_rows > self.low_watermark and not self._capacity.is_set():
+        if not self.below_low_watermark and not self._capacity.is_set():
             return True
         assert self._pending_since is not None
         return time.monotonic() - self._pending_since >= self.flush_interval
@@ -340,7 +391,7 @@ class Writer:
                     )
             batch = self._take(None)
             self._durable += await self._write(batch)
-            self._metrics.set_buffered(self.buffered_rows)
+            self._set_buffered_metrics()
             self._release_waiters()
 
     def _take(
@@ -350,7 +401,10 @@ class Writer:
         pending, rows = self._pending, self._pending_rows
         self._pending, self._pending_rows, self._pending_since = {}, 0, None
         self._inflight_rows += rows
-        self._metrics.set_buffered(self.buffered_rows)
+        for table, size in self._pending_bytes.items():
+            self._inflight_bytes[table] = self._inflight_bytes.get(table, 0) + size
+        self._pending_bytes = {}
+        self._set_buffered_metrics()
         if into is None:
             return pending
         for table, more in pending.items():
@@ -366,7 +420,7 @@ class Writer:
             else:
                 still.append((target, future))
         self._waiters = still
-        if self.buffered_rows <= self.low_watermark:
+        if self.below_low_watermark:
             self._capacity.set()
 
     async def _write(self, batch: dict[str, list[tuple[Any, ...]]]) -> int:
@@ -388,9 +442,10 @@ class Writer:
             for table, count in written.items():
                 del remaining[table]
                 self._inflight_rows -= count
+                self._bytes -= self._inflight_bytes.pop(table, 0)
             if written:
-                self._metrics.set_buffered(self.buffered_rows)
-                if self.buffered_rows <= self.low_watermark:
+                self._set_buffered_metrics()
+                if self.below_low_watermark:
                     self._capacity.set()
             if not failed:
                 self._set_status(True, f"{self.name}: last write ok")
@@ -455,6 +510,9 @@ class Writer:
             release()
         except Exception:  # memory hygiene must never fail a write
             log.debug("releasing store memory failed", exc_info=True)
+
+    def _set_buffered_metrics(self) -> None:
+        self._metrics.set_buffered(self.buffered_rows)
 
     def _set_status(self, ok: bool, detail: str) -> None:
         if ok:

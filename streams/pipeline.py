@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from faust.types import TP
 from mode import Service
 
+from sinks.backends import StoreError
 from sinks.writer import Writer
 from streams import geography
 from streams.app import StreamApp
@@ -44,6 +46,10 @@ _PROJECT_GAUGE = (
 )
 _RAW_TABLE = {"grievance": "grievance_events", "project": "project_events"}
 _REVOKE_TIMEOUT_S = 15.0
+#: the watch loop's period: pause/resume, paused time counted, liveness while the store is away
+_WATCH_S = 0.25
+#: the lag gauge's period (end offsets asked from the broker: they move while paused too)
+_LAG_S = 1.0
 
 
 def _now_ms() -> int:
@@ -142,8 +148,17 @@ class Pipeline(Service):
         }
         self._cycle_lock = asyncio.Lock()
         self._last_checkpoint = time.monotonic()
+        #: partitions paused by backpressure (store away or buffer full), since when, why
         self._paused: set[TP] = set()
         self._paused_since: float | None = None
+        self._pause_reason = ""
+        self._pause_counted = 0.0  # monotonic time up to which paused time is counted
+        self._gauges_skipped = 0
+        #: the cycle waits for the store: the flush loop is not stuck, the store is slow/away
+        self._in_flush = False
+        #: end offsets last asked from the broker; group offsets of partitions not restored yet
+        self._ends: dict[TP, int] = {}
+        self._group_offsets: dict[TP, int] = {}
         self.committed: dict[TP, int] = {}
         #: the checkpoint record last written per partition: an idle one is not written again
         self._written_checkpoints: dict[TP, bytes] = {}
@@ -219,6 +234,8 @@ class Pipeline(Service):
             # them without the rewind would lose them: the processor never goes back).
             await self._rewind(tp, records[0].offset)
             return
+        if await self._held(tp, records):
+            return
         proc = self.processors.get(tp)
         if proc is None:
             generation = self.app.consumer_generation_id
@@ -259,6 +276,8 @@ class Pipeline(Service):
         generation = self.app.consumer_generation_id
         if self._ready_generation != generation:
             await self._rewind(tp, records[0].offset)
+            return
+        if await self._held(tp, records):
             return
         proc = self.backfill.get(tp)
         if proc is None:
@@ -370,33 +389,149 @@ class Pipeline(Service):
         if tp in consumer.assignment():
             await consumer.seek(tp, offset)
 
+    async def _held(self, tp: TP, records: Sequence[Any]) -> bool:
+        """Backpressure before applying: a batch fetched while the store is away or the
+        buffer is full is not applied (its rows would go over the limit); its partition is
+        paused and sought back to the batch, fetched again after the resume."""
+        if self._paused_since is None and not self._hold_reason():
+            return False
+        await self._rewind(tp, records[0].offset)
+        self._pause(tp)
+        return True
+
+    def _hold_reason(self) -> str:
+        """Why consumption must pause now ('' when it need not)."""
+        away = self.writer.store_away()
+        if away is not None:
+            since, detail = away
+            return f"store away since {_utc(since)}: {detail}"
+        if self.writer.over_capacity:
+            w = self.writer
+            return (
+                f"{w.buffered_rows} rows ({w.buffered_bytes / 1e6:.1f} MB) wait for the store: "
+                f"limit {w.max_buffered_rows} rows / {w.max_buffered_bytes / 1e6:.1f} MB"
+            )
+        return ""
+
     def _pause(self, tp: TP) -> None:
         """Backpressure: stop fetching this partition until the store catches up."""
         self.app.consumer.pause_partitions([tp])
         self._paused.add(tp)
         if self._paused_since is None:
-            self._paused_since = time.monotonic()
+            self._paused_since = self._pause_counted = time.monotonic()
+            self._pause_reason = self._hold_reason() or "store is behind"
             log.warning(
-                "store is behind: pausing consumption",
-                extra={"buffered_rows": self.writer.buffered_rows},
+                "pausing consumption: %s (the worker stays in its group and keeps its "
+                "partitions; it resumes by itself once the store has caught up)",
+                self._pause_reason,
+                extra={
+                    "buffered_rows": self.writer.buffered_rows,
+                    "buffered_bytes": self.writer.buffered_bytes,
+                },
             )
 
+    def _count_paused(self, now: float) -> None:
+        """warroom_backpressure_seconds_total grows while paused, once, as time passes."""
+        if self._paused_since is not None:
+            self.tel.add_backpressure(now - self._pause_counted)
+            self._pause_counted = now
+
+    def _pause_all(self) -> None:
+        """Pause every assigned input partition (again: Faust resumes partitions after a
+        table recovery). Fetching stops; polling, heartbeats and the assignment go on."""
+        consumer = self.app.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # consumer not started or stopping
+            return
+        tps = [tp for tp in assigned if tp.topic in self._table_of_topic]
+        if tps:
+            consumer.pause_partitions(tps)
+            for tp in tps:
+                self._pause(tp)
+
+    def _resume_all(self, now: float) -> None:
+        assert self._paused_since is not None
+        assigned = self.app.consumer.assignment()
+        # a backfill partition reading back buckets resumes itself when its batch is applied
+        tps = [tp for tp in self._paused if tp in assigned and tp not in self._reading_back]
+        if tps:
+            self.app.consumer.resume_partitions(tps)
+        paused_s = now - self._paused_since
+        self._paused.clear()
+        self._paused_since = None
+        why = "store away" if self._pause_reason.startswith("store away") else "buffer full"
+        log.info(
+            "consumption resumed: the store has caught up after %.0fs paused (%s); "
+            "%d gauge snapshot(s) skipped meanwhile, the next one supersedes them",
+            paused_s,
+            why,
+            self._gauges_skipped,
+            extra={
+                "paused_seconds": round(paused_s, 3),
+                "buffered_rows": self.writer.buffered_rows,
+            },
+        )
+        self._gauges_skipped = 0
+        self._pause_reason = ""
+
     @Service.task
-    async def _resume_when_drained(self) -> None:
+    async def _watch(self) -> None:
+        """Backpressure and liveness on a timer that never waits for the store: pause every
+        input partition while the store is away or the buffer is full, resume once the store
+        answers and the buffer is at its low watermark; count the paused time as it passes;
+        the lag has its own timer (_lag_loop): a broker slow to answer must not hold this one."""
         while not self.should_stop:
-            await self.sleep(0.2)
-            if not self._paused:
+            await self.sleep(_WATCH_S)
+            now = time.monotonic()
+            if self._in_flush and self.health is not None:
+                # the flush loop waits for the store: a store outage is unreadiness (the
+                # store check and /readyz say so), not a stuck worker to be killed
+                self.health.beat()
+            if self._shutting_down:
                 continue
-            await self.writer.wait_for_capacity()
-            assigned = self.app.consumer.assignment()
-            tps = [tp for tp in self._paused if tp in assigned]
-            if tps:
-                self.app.consumer.resume_partitions(tps)
-            self._paused.clear()
-            if self._paused_since is not None:
-                self.tel.backpressure.inc(time.monotonic() - self._paused_since)
-                self._paused_since = None
-            log.info("store caught up: consumption resumed")
+            self._count_paused(now)
+            if self._hold_reason():
+                self._pause_all()
+            elif self._paused_since is not None and self.writer.below_low_watermark:
+                self._resume_all(now)
+
+    @Service.task
+    async def _lag_loop(self) -> None:
+        """The lag every second, paused or not, from the first second after a restart."""
+        while not self.should_stop:
+            await self.sleep(_LAG_S)
+            if self._shutting_down:
+                return
+            await self._refresh_ends()
+            self.refresh_lag()
+
+    def consumption_check(self) -> tuple[bool, str]:
+        """Readiness: not ready while consumption is paused by backpressure, with the reason."""
+        since = self._paused_since
+        if since is None:
+            return True, "consuming"
+        return False, (
+            f"consumption paused for {time.monotonic() - since:.0f}s: {self._pause_reason}"
+        )
+
+    async def _restore_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """A read a partition's restore needs. While the store is away (its owner died), wait
+        for it instead of failing the table recovery (which stopped the worker): the watch
+        keeps consumption paused and /readyz says why. When the assignment changes meanwhile,
+        give up with no rows: the caller drops a restore of an older generation."""
+        generation = self.app.consumer_generation_id
+        waiting_since: float | None = None
+        while True:
+            try:
+                return await self.writer.query_rows(sql)
+            except StoreError as exc:
+                if generation != self.app.consumer_generation_id or self._shutting_down:
+                    return []
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    log.warning("partition restore waits for the store: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def _restore(self, tp: TP) -> PartitionProcessor:
         """State for a newly assigned partition: changelog books + checkpoint, then buckets,
@@ -440,20 +575,20 @@ class Pipeline(Service):
             keep_ms = proc.hold_ms if isinstance(proc, BackfillProcessor) else self.cfg.grace_ms
             floor_s = max(0, (checkpoint.watermark_ms - keep_ms) // 60_000 * 60)
             metrics = ", ".join(f"'{m}'" for m in _BUCKET_METRICS[stream])
-            buckets = await self.writer.query_rows(
+            buckets = await self._restore_rows(
                 "SELECT district_code, metric, dim1, dim2, intDiv(toUInt32(bucket), 60), "
                 "value, version FROM metric_buckets FINAL "
                 f"WHERE kafka_partition = {lane} AND metric IN ({metrics}) "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
-            quality = await self.writer.query_rows(
+            quality = await self._restore_rows(
                 "SELECT district_code, outcome, reason, source, intDiv(toUInt32(bucket), 60), "
                 "count, version FROM quality_buckets FINAL "
                 f"WHERE stream = '{stream}' AND kafka_partition = {lane} "
                 f"AND bucket >= toDateTime({floor_s}, 'UTC')"
             )
             low = max(0, checkpoint.offset - self.cfg.dedup_window)
-            dedup = await self.writer.query_rows(
+            dedup = await self._restore_rows(
                 f"SELECT toString(event_id), kafka_offset FROM {_RAW_TABLE[stream]} "
                 f"WHERE kafka_partition = {lane} AND kafka_offset > {low}"
             )
@@ -465,7 +600,7 @@ class Pipeline(Service):
         gauge_keys = (
             []
             if backfill
-            else await self.writer.query_rows(
+            else await self._restore_rows(
                 "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
                 f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
                 "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
@@ -498,14 +633,16 @@ class Pipeline(Service):
             return None
         lane = proc.lane
         raw = _RAW_TABLE[proc.stream]
-        rows = await self.writer.query_rows(
+        rows = await self._restore_rows(
             f"SELECT max(kafka_offset), toUnixTimestamp64Milli(max(occurred_at)), count() "
             f"FROM {raw} WHERE kafka_partition = {lane}"
         )
-        qrows = await self.writer.query_rows(
+        qrows = await self._restore_rows(
             "SELECT max(version), count() FROM quality_buckets "
             f"WHERE stream = '{proc.stream}' AND kafka_partition = {lane}"
         )
+        if not rows or not qrows:
+            return None  # reassigned while waiting for the store: this restore is dropped
         stamps = [int(r[0]) for r, n in ((rows[0], rows[0][2]), (qrows[0], qrows[0][1])) if n]
         if not stamps or max(stamps) < end:
             return None
@@ -597,12 +734,33 @@ class Pipeline(Service):
             await self.sleep(self.settings.gauge_interval)
             if self._shutting_down:
                 return
+            if self._paused_since is not None or self.writer.over_capacity:
+                # rows that do not come from consumption must not grow a full buffer: this
+                # snapshot is skipped; the first one after the resume supersedes it
+                self._gauges_skipped += 1
+                if self._gauges_skipped == 1:
+                    log.warning(
+                        "gauge snapshots skipped while consumption is paused; the first "
+                        "snapshot after the resume supersedes them",
+                        extra={"buffered_rows": self.writer.buffered_rows},
+                    )
+                continue
             wall = _now_ms()
             version = time.time_ns()
             for proc in list(self.processors.values()):
                 proc.gauge_rows(self._sink, wall, version)
 
     async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
+        if only is not None and self.writer.store_away() is not None:
+            # revoked while the store is away: their rows cannot be made durable, so no final
+            # checkpoint; waiting would hold the rebalance and drop this worker from its
+            # group. The next owner replays from the last commit (stamps keep it exact).
+            log.warning(
+                "partitions revoked while the store is away: no final checkpoint; the next "
+                "owner replays them from the last commit",
+                extra={"partitions": len(only)},
+            )
+            return
         async with self._cycle_lock:
             procs = {
                 tp: p
@@ -628,7 +786,11 @@ class Pipeline(Service):
             for proc in procs.values():
                 written.extend(proc.event_ms)
                 proc.event_ms = []
-            await self.writer.flush()
+            self._in_flush = True
+            try:
+                await self.writer.flush()
+            finally:
+                self._in_flush = False
             self.last_write_ok = time.monotonic()
             if written and self._record:
                 now_s = time.time()
@@ -725,6 +887,15 @@ class Pipeline(Service):
         self._shutting_down = True
         for task in list(self._read_back_tasks):
             task.cancel()  # its batch is not applied: the next start fetches it again
+        away = self.writer.store_away()
+        if away is not None:
+            log.error(
+                "stopping while the store is away (since %s): the rows not written are not "
+                "checkpointed; the next start replays them from the last commit",
+                _utc(away[0]),
+                extra={"buffered_rows": self.writer.buffered_rows},
+            )
+            return
         try:
             if self.processors or self.backfill:
                 await self.cycle(checkpoint=True)
@@ -760,12 +931,50 @@ class Pipeline(Service):
                     clocks[district] = clock
         return clocks
 
+    async def _refresh_ends(self) -> None:
+        """Ask the broker for the end offsets of the held partitions (a paused partition's
+        fetch highwater stops moving), and, for partitions not restored yet, the group's
+        committed offsets (bounded: the lag is a gauge, not a reason to wait)."""
+        consumer: Any = self.app.consumer
+        try:
+            tps = [tp for tp in consumer.assignment() if tp.topic in self._table_of_topic]
+            if not tps:
+                return
+            ends = await asyncio.wait_for(consumer.highwaters(*tps), 2.0)
+            self._ends = {tp: int(end) for tp, end in ends.items() if end is not None}
+            unknown = [
+                tp
+                for tp in tps
+                if tp not in self.processors
+                and tp not in self.backfill
+                and tp not in self._group_offsets
+            ]
+            if unknown:
+                aio = consumer._ensure_consumer()
+                for tp in unknown:
+                    committed = await asyncio.wait_for(
+                        consumer.call_thread(aio.committed, TopicPartition(tp.topic, tp.partition)),
+                        2.0,
+                    )
+                    if committed is not None:
+                        self._group_offsets[tp] = int(committed)
+        except Exception as exc:  # no answer now: the next refresh asks again
+            log.debug("end offsets not refreshed: %r", exc)
+
+    def _applied(self, tp: TP) -> int | None:
+        """The next offset this worker applies on tp: its processor's position (restored from
+        the checkpoint), else the group's committed offset, else unknown."""
+        proc = self.processors.get(tp) or self.backfill.get(tp)
+        if proc is not None:
+            return proc.next_offset
+        return self._group_offsets.get(tp, self.committed.get(tp))
+
     def refresh_lag(self) -> None:
         """Consumer lag per partition held (warroom_consumer_lag; others cleared) and in total
-        (/readyz): end offset - committed offset."""
+        (/readyz): end offset - the position the worker has applied."""
         consumer = self.app.consumer
         lags: dict[tuple[str, int], int] = {}
-        live = 0
+        live: int | None = 0
         try:
             assignment = consumer.assignment()
         except Exception:  # consumer stopping or not started: keep the last values
@@ -773,14 +982,21 @@ class Pipeline(Service):
         for tp in assignment:
             if tp.topic not in self.stream_of_topic and tp.topic not in self.backfill_of_topic:
                 continue
-            end = consumer.highwater(tp)
-            if end is not None:
-                lag = lags[(tp.topic, tp.partition)] = max(0, end - self.committed.get(tp, 0))
+            ends = [e for e in (self._ends.get(tp), consumer.highwater(tp)) if e is not None]
+            applied = self._applied(tp)
+            if not ends or applied is None:
                 if tp.topic in self.stream_of_topic:
-                    live += lag
+                    live = None  # a live partition's lag is not known yet: neither is the total
+                continue
+            lag = lags[(tp.topic, tp.partition)] = max(0, max(ends) - applied)
+            if tp.topic in self.stream_of_topic and live is not None:
+                live += lag
+        for tp in list(self._group_offsets):
+            if tp not in assignment:
+                del self._group_offsets[tp]
         self.tel.set_lag(lags)
         # a backfill in progress is not a reason to call the worker unready
-        self.lag_total = float(live) if lags else None
+        self.lag_total = float(live) if lags and live is not None else None
 
     # -- views for the web endpoints ----------------------------------------------------------
 
@@ -803,6 +1019,10 @@ class Pipeline(Service):
                 }
             )
         return out
+
+
+def _utc(wall_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(wall_s))
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:

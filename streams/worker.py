@@ -103,6 +103,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         flush_rows=settings.flush_rows,
         flush_interval=settings.flush_interval,
         max_buffered_rows=settings.max_buffered_rows,
+        max_buffered_bytes=settings.max_buffered_bytes,
         telemetry=tel,
     )
     stream_app = create_app(settings, bootstrap, topics)
@@ -138,6 +139,8 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     # a broker that lost its log, and a table recovery that cannot finish, say so here
     health.add_probe("log", pipeline.new_log_check)
     health.add_probe("recovery", pipeline.recovery_check)
+    # a store away or a full buffer pauses consumption: unready (not dead) until it resumes
+    health.add_probe("consumption", pipeline.consumption_check)
     health_mod.add_routes(web.web_app, health)
     if store.kind == "chdb":
         # only an embedded store needs the door: a ClickHouse server has its own HTTP

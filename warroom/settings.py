@@ -153,6 +153,13 @@ class Settings:
         "and the minute buckets made meanwhile are most of the worker's peak memory, which it "
         "keeps as RSS afterwards (bench/history.py).",
     )
+    max_buffered_bytes: int = _setting(
+        "WARROOM_MAX_BUFFERED_BYTES",
+        128 * 1024 * 1024,
+        "Consumption also pauses when the rows waiting for ClickHouse take this many bytes "
+        "(estimated: tuple and value sizes), whichever of the two limits comes first; gauge "
+        "snapshots are skipped while paused. Resumes at half of both limits.",
+    )
     commit_interval: float = _setting(
         "WARROOM_COMMIT_INTERVAL",
         2.0,

@@ -517,7 +517,8 @@ class Telemetry:
         )
         self.backpressure = Counter(
             "warroom_backpressure_seconds",
-            "Time consumption was paused because the store could not keep up.",
+            "Time consumption was paused because the store could not keep up (counted while "
+            "paused).",
             registry=r,
         )
         self.alerts_evaluated = Counter(

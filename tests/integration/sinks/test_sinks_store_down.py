@@ -152,7 +152,56 @@ async def test_writer_survives_store_down_and_catches_up(
     retries = reg.get_sample_value("warroom_sink_retries_total", {"backend": "chdb"})
     assert errors is not None and errors >= writer.retries
     assert retries == writer.retries
-    paused = reg.get_sample_value("warroom_backpressure_seconds_total", {})
-    assert paused is not None and paused >= 1.0
+    # paused time is counted by the pipeline while it is paused, not here (it was counted
+    # twice: here and by the pipeline, issue 15 item 4)
+    assert reg.get_sample_value("warroom_backpressure_seconds_total", {}) == 0
     assert reg.get_sample_value("warroom_sink_buffered_rows", {"backend": "chdb"}) == 0
+    await writer.close()
+
+
+async def test_writer_limit_holds_in_bytes_too(
+    can_chattr: None, chdb_backend: Backend, telemetry: Telemetry
+) -> None:
+    """Wide rows reach the byte limit long before the row limit: over_capacity then, and
+    capacity back only once the store has taken them (issue 15 item 4)."""
+    from sinks.writer import row_bytes
+
+    migrate(chdb_backend, reference=False)
+    one = row_bytes(dead_letter(0))
+    writer = Writer(
+        chdb_backend,
+        flush_rows=10_000,
+        flush_interval=0.1,
+        max_buffered_rows=1_000_000,
+        max_buffered_bytes=100 * one,
+        retry_initial=0.05,
+        retry_max=0.2,
+        telemetry=telemetry,
+    )
+    await writer.start()
+    reg = telemetry.registry
+    assert reg is not None
+    with immutable([_table_dir(chdb_backend, "dead_letters")]):
+        writer.add_many("dead_letters", [dead_letter(i) for i in range(99)])
+        assert not writer.over_capacity
+        writer.add("dead_letters", dead_letter(99))
+        assert writer.buffered_rows == 100 and writer.buffered_bytes == 100 * one
+        assert writer.over_capacity  # 100 rows of a million: the bytes decide
+        for _ in range(100):
+            if writer.store_away() is not None:
+                break
+            await asyncio.sleep(0.05)
+        away = writer.store_away()
+        assert away is not None and "dead_letters" in away[1]
+        ok, detail = await writer.probe()
+        assert not ok and detail.startswith("store away since ")
+        # retried, not dropped: the bytes stay counted while the rows wait
+        await asyncio.sleep(0.5)
+        assert writer.buffered_bytes == 100 * one and not writer.below_low_watermark
+        assert reg.get_sample_value("warroom_sink_buffered_rows", {"backend": "chdb"}) == 100
+    await asyncio.wait_for(writer.flush(), 30)
+    assert writer.buffered_bytes == 0 and writer.below_low_watermark and not writer.over_capacity
+    assert writer.store_away() is None
+    assert reg.get_sample_value("warroom_sink_buffered_rows", {"backend": "chdb"}) == 0
+    assert await _count(writer, "SELECT count() FROM dead_letters") == 100
     await writer.close()
