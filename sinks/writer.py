@@ -21,6 +21,8 @@ fails is retried with exponential backoff (the tables that succeeded are not wri
 until it succeeds: nothing is ever dropped. While the store is down rows keep accumulating, so
 `over_capacity` tells the pipeline to stop consuming instead of growing memory without bound.
 Writes are idempotent (ReplacingMergeTree), so a retry after an ambiguous failure is harmless.
+A write of metric_buckets / quality_buckets rows also recomputes the hourly and daily rollups of
+the hours they touch (sinks/rollups.py) before it counts as written.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sinks import rollups
 from sinks.backends import Backend, StoreError
 from sinks.tables import INSERT_COLUMNS
 
@@ -121,6 +124,9 @@ class Writer:
         self._telemetry = telemetry
         self._metrics = telemetry.sink(backend.name)
         self._on_status = on_status
+        # a worker writing through the store's owner leaves the rollups to the owner, which
+        # recomputes them for every batch it inserts (sinks/http_insert.py)
+        self._rollups = not getattr(backend, "rollups_by_owner", False)
 
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self._pending_rows = 0
@@ -427,7 +433,11 @@ class Writer:
         for table, rows in batch.items():
             names = self._columns[table]
             try:
-                self.backend.insert(table, _transpose(names, rows))
+                columns = _transpose(names, rows)
+                self.backend.insert(table, columns)
+                if table in rollups.SOURCES and self._rollups:
+                    # part of the write: a failure retries the rows, then the recompute
+                    rollups.recompute(self.backend, table, rollups.touched_hours(columns["bucket"]))
             except Exception as exc:  # every failure is retried; the loop logs it
                 failed[table] = exc
             else:
