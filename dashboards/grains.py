@@ -12,10 +12,11 @@ so a total over the range is the same number at every grain. Which grains are us
 on the range and the interval, never on the data: each branch's WHERE holds a constant condition
 (range length, `$__interval_s` divisible by the grain) that ClickHouse folds, and a branch whose
 condition is false reads nothing. Short ranges read minutes only; hourly from HOURLY_FROM, daily
-from DAILY_FROM. A time series groups rows by $__timeInterval(bucket) (counted from the epoch),
-so a grain is used only when the interval is a whole number of its periods: an hour or day then
-never straddles two intervals. Days are UTC days (a Bangkok day is 24 whole UTC hours and would
-straddle a 1-day interval).
+from DAILY_FROM. A time series groups rows by SERIES_TIME: Grafana's interval, made whole hours
+from SERIES_HOURLY_FROM and whole days from SERIES_DAILY_FROM and counted from the epoch, so an
+hour or a day of the rollups never straddles two points (Grafana sends 6 h for a year on a
+1,000 px panel: 1,460 points that only the hourly rollup could fill). Days are UTC days (a
+Bangkok day is 24 whole UTC hours and would straddle a 1-day point).
 
 The metric rollups keep the province, not the district: a scope with a district variable reads
 the rollups only when that variable is on All (`$__conditionalAll(0, $district)` is `1=1` then,
@@ -28,11 +29,22 @@ from typing import Final
 
 from dashboards.queries import Scope
 
-__all__ = ["DAILY_FROM", "HOURLY_FROM", "metric_rows", "quality_rows"]
+__all__ = [
+    "DAILY_FROM",
+    "HOURLY_FROM",
+    "SERIES_DAILY_FROM",
+    "SERIES_HOURLY_FROM",
+    "SERIES_TIME",
+    "metric_rows",
+    "quality_rows",
+]
 
 #: range lengths (seconds) from which the hourly, then the daily rollups are read
 HOURLY_FROM: Final = 2 * 86_400
 DAILY_FROM: Final = 14 * 86_400
+#: the same for time series, whose points then are whole hours / days (SERIES_TIME)
+SERIES_HOURLY_FROM: Final = 28 * 86_400
+SERIES_DAILY_FROM: Final = 90 * 86_400
 
 _F: Final = "($__fromTime)"
 _T: Final = "($__toTime)"
@@ -45,13 +57,29 @@ _D0: Final = f"(toStartOfDay({_F} - 1, 'UTC') + 86400)"
 _D1: Final = f"toStartOfDay({_T} + 60, 'UTC')"
 
 
+def _whole(period: int) -> str:
+    return f"(intDiv(($__interval_s) + {period - 1}, {period}) * {period})"
+
+
+#: a time series' point width (seconds): Grafana's interval, rounded up to whole hours from
+#: SERIES_HOURLY_FROM and to whole days from SERIES_DAILY_FROM (365 daily points for a year
+#: instead of 1,460 six-hour ones), so every hour or day of the rollups falls in one point
+SERIES_WIDTH: Final = (
+    f"multiIf({_LENGTH} >= {SERIES_DAILY_FROM}, {_whole(86_400)}, "
+    f"{_LENGTH} >= {SERIES_HOURLY_FROM}, {_whole(3600)}, ($__interval_s))"
+)
+#: the time column of a time series over metric_rows / quality_rows (instead of
+#: $__timeInterval(bucket): the same epoch-aligned start, at SERIES_WIDTH)
+SERIES_TIME: Final = f"toDateTime(intDiv(toUInt32(bucket), {SERIES_WIDTH}) * {SERIES_WIDTH})"
+
+
 def _flags(series: bool, allowed: str) -> tuple[str, str]:
     """(hourly, daily) used: constant SQL conditions."""
-    hourly = f"({allowed}) AND {_LENGTH} >= {HOURLY_FROM}"
-    daily = f"{hourly} AND {_LENGTH} >= {DAILY_FROM}"
-    if series:
-        hourly += " AND ($__interval_s) % 3600 = 0"
-        daily += " AND ($__interval_s) % 86400 = 0"
+    hourly_from, daily_from = (
+        (SERIES_HOURLY_FROM, SERIES_DAILY_FROM) if series else (HOURLY_FROM, DAILY_FROM)
+    )
+    hourly = f"({allowed}) AND {_LENGTH} >= {hourly_from}"
+    daily = f"{hourly} AND {_LENGTH} >= {daily_from}"
     return f"({hourly})", f"({daily})"
 
 

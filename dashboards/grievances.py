@@ -22,7 +22,7 @@ from dashboards.common import (
     timeseries_panel,
 )
 from dashboards.district import REGION_SQL
-from dashboards.grains import metric_rows
+from dashboards.grains import SERIES_TIME, metric_rows
 from dashboards.queries import Scope, histogram_quantile
 from streams.labels import CATEGORY_TH, CHANNEL_TH
 
@@ -61,7 +61,7 @@ ORDER BY received DESC, channel
 
 CATEGORY_OVER_TIME_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time, {sql_label("dim1", CATEGORY_TH)} AS category,
+SELECT {SERIES_TIME} AS time, {sql_label("dim1", CATEGORY_TH)} AS category,
     sum(value) AS received
 FROM {metric_rows(SCOPE, RECEIVED, series=True)}
 GROUP BY time, category
@@ -81,7 +81,7 @@ FROM (
         arrayMap(x -> x.1, arraySort(groupArray((le, n)))) AS les,
         arrayMap(x -> x.2, arraySort(groupArray((le, n)))) AS counts
     FROM (
-        SELECT $__timeInterval(bucket) AS time,
+        SELECT {SERIES_TIME} AS time,
             if(dim2 = '+Inf', inf, toFloat64(dim2)) AS le,
             sum(value) AS n
         FROM {metric_rows(SCOPE, RESOLVED_BUCKETS, series=True)}
@@ -97,7 +97,7 @@ ORDER BY time
 
 RATES_OVER_TIME_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time,
+SELECT {SERIES_TIME} AS time,
     round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'reopened')
         / nullIf(sumIf(value, metric = 'grievance_event' AND dim1 = 'resolved'), 0), 2)
         AS reopen_pct,

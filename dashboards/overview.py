@@ -17,7 +17,7 @@ from dashboards.common import (
     timeseries_panel,
 )
 from dashboards.common import ch_target as target
-from dashboards.grains import metric_rows
+from dashboards.grains import SERIES_TIME, metric_rows
 from dashboards.queries import Scope, current_fiscal_year, gauge_current
 from streams.labels import CATEGORY_TH
 
@@ -295,7 +295,7 @@ def received_resolved_sql(scope: Scope) -> Sql:
     return Sql(
         f"""
 SELECT
-    $__timeInterval(bucket) AS time,
+    {SERIES_TIME} AS time,
     sumIf(value, metric = 'grievance_received') AS received,
     sumIf(value, metric = 'grievance_event' AND dim1 = 'resolved') AS resolved
 FROM {metric_rows(scope, where, series=True)}

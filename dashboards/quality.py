@@ -21,7 +21,7 @@ from dashboards.common import (
     timeseries_panel,
     variable_uint,
 )
-from dashboards.grains import quality_rows
+from dashboards.grains import SERIES_TIME, quality_rows
 from streams.reasons import Reason
 
 __all__ = ["UID", "build"]
@@ -57,7 +57,7 @@ FROM {QUALITY}
 
 OUTCOMES_OVER_TIME_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time, {sql_label("outcome", OUTCOME_TH)} AS outcome_th,
+SELECT {SERIES_TIME} AS time, {sql_label("outcome", OUTCOME_TH)} AS outcome_th,
     sum(`count`) AS events
 FROM {QUALITY_SERIES}
 GROUP BY time, outcome_th
@@ -97,7 +97,7 @@ ORDER BY rejected_pct DESC, source_name, stream
 
 LATE_DUPLICATE_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time,
+SELECT {SERIES_TIME} AS time,
     sumIf(`count`, outcome = 'late') AS late,
     sumIf(`count`, outcome = 'too_late') AS too_late,
     sumIf(`count`, outcome = 'duplicate') AS duplicate

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dashboards import grievances, quality
-from dashboards.grains import DAILY_FROM, HOURLY_FROM
+from dashboards.grains import DAILY_FROM, HOURLY_FROM, SERIES_DAILY_FROM, SERIES_HOURLY_FROM
 from dashboards.macros import ALL, QueryContext, Variable, expand
 from streams.labels import CATEGORY_TH
 from streams.topics import Topics
@@ -120,16 +120,28 @@ def panel(
     return w.query(expand(sql, ctx))
 
 
+def series_width(frm: int, to: int, interval: int) -> int:
+    """The point width the series panels promise: the interval, made whole hours from 28 days
+    and whole days from 90 days of range."""
+    for at_least, period in ((90 * DAY, DAY), (28 * DAY, HOUR)):
+        if to - frm >= at_least:
+            return -(-interval // period) * period
+    return interval
+
+
 def assert_panels_match(w: WorkerProcess, exp: Expected) -> None:
     minutes = [k[4] for k in exp.buckets]
     first, last = min(minutes) * 60, max(minutes) * 60
     everything = {"region": Variable(ALL), "category": Variable(ALL)}
     # ranges that start and end inside an hour: partial hours come from the minute rows
-    long = (first - 5 * DAY + 1234, last - 2 * HOUR - 17)  # > 14 days: daily, hourly, minute
-    mid = (first + 2 * DAY + 1234, first + 5 * DAY + 777)  # 3 days: hourly and minute
+    year = (first - 90 * DAY + 1234, last - 2 * HOUR - 17)  # series and totals: days, hours
+    month = (first - 20 * DAY + 1234, last - 2 * HOUR - 17)  # series: hours; totals: days
+    mid = (first + 2 * DAY + 1234, first + 5 * DAY + 777)  # series: minutes; totals: hours
     series = grievances.CATEGORY_OVER_TIME_SQL.text
-    assert long[1] - long[0] >= DAILY_FROM and HOURLY_FROM <= mid[1] - mid[0] < DAILY_FROM
-    for frm, to in (long, mid):
+    assert year[1] - year[0] >= SERIES_DAILY_FROM
+    assert SERIES_HOURLY_FROM <= month[1] - month[0] < SERIES_DAILY_FROM
+    assert HOURLY_FROM <= mid[1] - mid[0] < DAILY_FROM
+    for frm, to in (year, month, mid):
         rows = panel(w, grievances.BY_CATEGORY_SQL.text, frm, to, 60, **everything)
         assert {(r["category"],): r["received"] for r in rows} == received_by(exp, frm, to, None)
         picked = {"debt", "flood"}
@@ -144,12 +156,12 @@ def assert_panels_match(w: WorkerProcess, exp: Expected) -> None:
         )
         got = {(r["category"],): r["received"] for r in rows}
         assert got == received_by(exp, frm, to, None, picked)
-        # time series: days at a 1 d interval, hours at 1 h, minutes at 30 min
-        for interval in (DAY, HOUR, 1800):
+        for interval in (DAY, 6 * HOUR, HOUR, 1800):
             sql = f"SELECT toUnixTimestamp(time) AS time, category, received FROM ({series})"
             rows = panel(w, sql, frm, to, interval, **everything)
             got = {(int(r["time"]), r["category"]): r["received"] for r in rows}
-            assert got == received_by(exp, frm, to, interval), (frm, to, interval)
+            width = series_width(frm, to, interval)
+            assert got == received_by(exp, frm, to, width), (frm, to, interval)
         # quality totals over the range
         rows = panel(w, quality.TOTALS_SQL.text, frm, to, 60, stream=Variable(ALL))
         counts: dict[str, int] = defaultdict(int)
