@@ -27,57 +27,8 @@ from tests.services.worker import WorkerProcess
 pytestmark = pytest.mark.integration
 
 N = 20_000
-HOUR = 3600
-DAY = 86_400
-
-
-def _period(minute: int, size: int) -> int:
-    return minute * 60 // size * size
-
-
-def expected_metric(exp: Expected, size: int) -> dict[tuple[Any, ...], float]:
-    """The oracle's minute buckets summed per province, key and UTC hour or day."""
-    out: dict[tuple[Any, ...], float] = defaultdict(float)
-    for (district, metric, dim1, dim2, minute), value in exp.buckets.items():
-        out[(district[:2], metric, dim1, dim2, _period(minute, size))] += value
-    return dict(out)
-
-
-def expected_quality(exp: Expected, size: int) -> dict[tuple[Any, ...], float]:
-    out: dict[tuple[Any, ...], float] = defaultdict(float)
-    for (district, stream, source, outcome, reason, minute), n in exp.quality.items():
-        out[(district, stream, source, outcome, reason, _period(minute, size))] += n
-    return dict(out)
-
-
-def stored_metric(w: WorkerProcess, grain: str) -> dict[tuple[Any, ...], float]:
-    rows = w.query(
-        "SELECT province_code AS p, metric AS m, dim1 AS a, dim2 AS b, toUInt32(bucket) AS t, "
-        f"sum(value) AS v FROM metric_buckets_{grain} FINAL GROUP BY p, m, a, b, t"
-    )
-    return {(r["p"], r["m"], r["a"], r["b"], int(r["t"])): float(r["v"]) for r in rows}
-
-
-def stored_quality(w: WorkerProcess, grain: str) -> dict[tuple[Any, ...], float]:
-    rows = w.query(
-        "SELECT district_code AS d, stream AS s, source AS src, outcome AS o, reason AS r, "
-        f"toUInt32(bucket) AS t, sum(count) AS c FROM quality_buckets_{grain} FINAL "
-        "GROUP BY d, s, src, o, r, t"
-    )
-    return {(r["d"], r["s"], r["src"], r["o"], r["r"], int(r["t"])): float(r["c"]) for r in rows}
-
-
-def assert_rollups_match(w: WorkerProcess, exp: Expected) -> None:
-    problems = {}
-    for grain, size in (("hourly", HOUR), ("daily", DAY)):
-        problems[f"metric_buckets_{grain}"] = compare.diff(
-            expected_metric(exp, size), stored_metric(w, grain)
-        )
-        problems[f"quality_buckets_{grain}"] = compare.diff(
-            expected_quality(exp, size), stored_quality(w, grain)
-        )
-    problems = {k: v for k, v in problems.items() if v}
-    assert not problems, "\n".join(f"{k}:\n  " + "\n  ".join(v) for k, v in problems.items())
+HOUR = compare.HOUR
+DAY = compare.DAY
 
 
 def forget_rollups(w: WorkerProcess) -> None:
@@ -199,12 +150,12 @@ def test_rollups_equal_the_oracle_after_a_crash_a_replay_and_a_migration(
     worker.wait_for(lambda: compare.outcomes_total(worker) >= N, what="every record counted")
     compare.wait_settled(worker, 1)
     compare.assert_matches(worker, exp)
-    assert_rollups_match(worker, exp)
+    compare.assert_rollups_match(worker, exp)
     assert_panels_match(worker, exp)
 
     # a store the old code filled: migration 003 back-fills the rollups from its minute data
     assert worker.stop() == 0
     forget_rollups(worker)
     worker.start()
-    assert_rollups_match(worker, exp)
+    compare.assert_rollups_match(worker, exp)
     assert worker.stop() == 0
