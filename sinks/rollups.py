@@ -1,4 +1,4 @@
-"""Hourly and daily rollups of metric_buckets and quality_buckets, recomputed after each write.
+"""Hourly and daily rollups of metric_buckets and quality_buckets, recomputed from the minute data.
 
     hours = rollups.touched_hours(bucket_seconds)     # from the minute rows just inserted
     rollups.recompute(backend, "metric_buckets", hours)
@@ -6,9 +6,11 @@
 A rollup row is a pure function of the deduplicated minute data (sinks/migrations/003_rollups.sql
 says why and what the tables hold): the hours touched by a write are recomputed from the minute
 table FINAL, then their days from the hourly table FINAL, with version = the store's clock in
-nanoseconds, so the newest recompute wins. The writer calls this after inserting minute rows and
-before the write counts as done (so before the worker commits the offsets); a crash in between
-leaves the offsets uncommitted, the replay rewrites the same minute rows and recomputes.
+nanoseconds, so the newest recompute wins. The writer remembers the hours its minute rows
+touched and calls this at the flush before the worker commits their offsets (sinks/writer.py);
+a crash in between leaves the offsets uncommitted, the replay rewrites the same minute rows and
+recomputes. Until then (at most one commit interval) a rollup may lag its minute rows; panels
+read the hour in progress from the minute rows anyway.
 """
 
 from __future__ import annotations

@@ -628,7 +628,8 @@ class Pipeline(Service):
             for proc in procs.values():
                 written.extend(proc.event_ms)
                 proc.event_ms = []
-            await self.writer.flush()
+            # the rollups of the written hours are recomputed before offsets are committed
+            await self.writer.flush(rollups=checkpoint)
             self.last_write_ok = time.monotonic()
             if written and self._record:
                 now_s = time.time()

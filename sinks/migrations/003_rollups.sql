@@ -2,8 +2,9 @@
 -- ranges read these instead of one row per district, key and minute.
 --
 -- A rollup row is a pure function of the deduplicated minute data: sinks/rollups.py, called by
--- the writer right after it inserted minute rows and before that write returns (so before the
--- worker commits the offsets), recomputes every touched hour from `metric_buckets FINAL`
+-- the writer at the flush before the worker commits the offsets of the minute rows it wrote
+-- (each checkpoint; the store's owner also for every batch another worker sends it),
+-- recomputes every touched hour from `metric_buckets FINAL`
 -- (`quality_buckets FINAL`) with INSERT ... SELECT ... GROUP BY, then every touched day from the
 -- hourly table FINAL. A minute row holds the FULL value of its key, so a materialized view
 -- summing inserts would count a rewritten key twice; a recompute does not, and a crash or a
