@@ -246,9 +246,33 @@ def ranges(now: datetime) -> dict[str, tuple[int, int]]:
     return out
 
 
+#: Grafana's roundInterval (public/app/core/utils/kbn / @grafana/data rangeutil): the upper
+#: bound (exclusive, ms) of the raw interval -> the interval Grafana sends
+_ROUNDED = (
+    (90_000, 60_000),
+    (210_000, 120_000),
+    (450_000, 300_000),
+    (750_000, 600_000),
+    (1_050_000, 900_000),
+    (1_500_000, 1_200_000),
+    (2_700_000, 1_800_000),
+    (5_400_000, 3_600_000),
+    (9_000_000, 7_200_000),
+    (16_200_000, 10_800_000),
+    (32_400_000, 21_600_000),
+    (86_400_000, 43_200_000),
+    (604_800_000, 86_400_000),
+    (1_814_400_000, 604_800_000),
+    (3_628_800_000, 2_592_000_000),
+)
+
+
 def interval_ms(from_ms: int, to_ms: int) -> int:
-    """Grafana's $__interval for a panel about 1,000 px wide: range / 1,000, at least 1 min."""
-    return max(60_000, (to_ms - from_ms) // 1000)
+    """Grafana's $__interval for a panel about 1,000 px wide: range / 1,000 rounded as Grafana
+    rounds it (5 min, 30 min, 1 h, 6 h, 1 d ...), at least 1 min. The panels read the hourly
+    and daily rollups only when the interval is whole hours / days, as Grafana's are."""
+    raw = max(60_000, (to_ms - from_ms) // 1000)
+    return next((rounded for below, rounded in _ROUNDED if raw < below), 31_536_000_000)
 
 
 def variables(store: Store, model: dict[str, Any], span: tuple[int, int]) -> dict[str, Variable]:

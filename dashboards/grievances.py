@@ -22,6 +22,7 @@ from dashboards.common import (
     timeseries_panel,
 )
 from dashboards.district import REGION_SQL
+from dashboards.grains import SERIES_TIME, metric_rows
 from dashboards.queries import Scope, histogram_quantile
 from streams.labels import CATEGORY_TH, CHANNEL_TH
 
@@ -30,14 +31,18 @@ __all__ = ["SCOPE", "UID", "build"]
 UID = "warroom-grievances"
 # region and category only: province/district filters live on the district drill-down
 SCOPE = Scope(region_var=True, category_var=True)
-REGION = SCOPE.geo
+# what each panel reads besides the time range and the region (metric_rows adds those)
+RECEIVED = f"metric = 'grievance_received' AND {SCOPE.category('dim1')}"
+RESOLVED_BUCKETS = f"metric = 'grievance_resolved_seconds_bucket' AND {SCOPE.category('dim1')}"
+SLA = f"metric = 'grievance_resolved_sla' AND {SCOPE.category('dim1')}"
+EVENTS_AND_RECEIVED = f"""metric IN ('grievance_event', 'grievance_received')
+    AND ((metric = 'grievance_event' AND {SCOPE.category("dim2")})
+        OR (metric = 'grievance_received' AND {SCOPE.category("dim1")}))"""
 
 BY_CATEGORY_SQL = Sql(
     f"""
 SELECT {sql_label("dim1", CATEGORY_TH)} AS category, sum(value) AS received
-FROM metric_buckets FINAL
-WHERE metric = 'grievance_received' AND $__timeFilter(bucket)
-    AND {REGION} AND {SCOPE.category("dim1")}
+FROM {metric_rows(SCOPE, RECEIVED, series=False)}
 GROUP BY category
 ORDER BY received DESC, category
 """,
@@ -47,9 +52,7 @@ ORDER BY received DESC, category
 BY_CHANNEL_SQL = Sql(
     f"""
 SELECT {sql_label("dim2", CHANNEL_TH)} AS channel, sum(value) AS received
-FROM metric_buckets FINAL
-WHERE metric = 'grievance_received' AND $__timeFilter(bucket)
-    AND {REGION} AND {SCOPE.category("dim1")}
+FROM {metric_rows(SCOPE, RECEIVED, series=False)}
 GROUP BY channel
 ORDER BY received DESC, channel
 """,
@@ -58,11 +61,9 @@ ORDER BY received DESC, channel
 
 CATEGORY_OVER_TIME_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time, {sql_label("dim1", CATEGORY_TH)} AS category,
+SELECT {SERIES_TIME} AS time, {sql_label("dim1", CATEGORY_TH)} AS category,
     sum(value) AS received
-FROM metric_buckets FINAL
-WHERE metric = 'grievance_received' AND $__timeFilter(bucket)
-    AND {REGION} AND {SCOPE.category("dim1")}
+FROM {metric_rows(SCOPE, RECEIVED, series=True)}
 GROUP BY time, category
 ORDER BY time, category
 """,
@@ -80,12 +81,10 @@ FROM (
         arrayMap(x -> x.1, arraySort(groupArray((le, n)))) AS les,
         arrayMap(x -> x.2, arraySort(groupArray((le, n)))) AS counts
     FROM (
-        SELECT $__timeInterval(bucket) AS time,
+        SELECT {SERIES_TIME} AS time,
             if(dim2 = '+Inf', inf, toFloat64(dim2)) AS le,
             sum(value) AS n
-        FROM metric_buckets FINAL
-        WHERE metric = 'grievance_resolved_seconds_bucket' AND $__timeFilter(bucket)
-            AND {REGION} AND {SCOPE.category("dim1")}
+        FROM {metric_rows(SCOPE, RESOLVED_BUCKETS, series=True)}
         GROUP BY time, le
     )
     GROUP BY time
@@ -98,17 +97,13 @@ ORDER BY time
 
 RATES_OVER_TIME_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time,
+SELECT {SERIES_TIME} AS time,
     round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'reopened')
         / nullIf(sumIf(value, metric = 'grievance_event' AND dim1 = 'resolved'), 0), 2)
         AS reopen_pct,
     round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'escalated')
         / nullIf(sumIf(value, metric = 'grievance_received'), 0), 2) AS escalation_pct
-FROM metric_buckets FINAL
-WHERE metric IN ('grievance_event', 'grievance_received') AND $__timeFilter(bucket)
-    AND {REGION}
-    AND ((metric = 'grievance_event' AND {SCOPE.category("dim2")})
-        OR (metric = 'grievance_received' AND {SCOPE.category("dim1")}))
+FROM {metric_rows(SCOPE, EVENTS_AND_RECEIVED, series=True)}
 GROUP BY time
 ORDER BY time
 """,
@@ -124,11 +119,7 @@ SELECT
         AS reopen_pct,
     round(100 * sumIf(value, metric = 'grievance_event' AND dim1 = 'escalated')
         / nullIf(sumIf(value, metric = 'grievance_received'), 0), 1) AS escalation_pct
-FROM metric_buckets FINAL
-WHERE metric IN ('grievance_event', 'grievance_received') AND $__timeFilter(bucket)
-    AND {REGION}
-    AND ((metric = 'grievance_event' AND {SCOPE.category("dim2")})
-        OR (metric = 'grievance_received' AND {SCOPE.category("dim1")}))
+FROM {metric_rows(SCOPE, EVENTS_AND_RECEIVED, series=False)}
 """,
     ("reopen_pct", "escalation_pct"),
 )
@@ -147,9 +138,7 @@ FROM (
         sumIf(value, dim2 = 'met') AS met,
         sumIf(value, dim2 = 'missed') AS missed,
         sumIf(value, dim2 = 'unknown') AS unknown
-    FROM metric_buckets FINAL
-    WHERE metric = 'grievance_resolved_sla' AND $__timeFilter(bucket)
-        AND {REGION} AND {SCOPE.category("dim1")}
+    FROM {metric_rows(SCOPE, SLA, series=False)}
     GROUP BY province_code
 ) AS s
 INNER JOIN ref_provinces AS p FINAL ON p.province_code = s.province_code

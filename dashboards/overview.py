@@ -17,6 +17,7 @@ from dashboards.common import (
     timeseries_panel,
 )
 from dashboards.common import ch_target as target
+from dashboards.grains import SERIES_TIME, metric_rows
 from dashboards.queries import Scope, current_fiscal_year, gauge_current
 from streams.labels import CATEGORY_TH
 
@@ -288,17 +289,16 @@ def top_surge_table(scope: Scope) -> table.Panel:
 
 
 def received_resolved_sql(scope: Scope) -> Sql:
+    where = f"""metric IN ('grievance_received', 'grievance_event')
+    AND ((metric = 'grievance_received' AND {scope.category("dim1")})
+        OR (metric = 'grievance_event' AND {scope.category("dim2")}))"""
     return Sql(
         f"""
 SELECT
-    $__timeInterval(bucket) AS time,
+    {SERIES_TIME} AS time,
     sumIf(value, metric = 'grievance_received') AS received,
     sumIf(value, metric = 'grievance_event' AND dim1 = 'resolved') AS resolved
-FROM metric_buckets FINAL
-WHERE metric IN ('grievance_received', 'grievance_event') AND $__timeFilter(bucket)
-    AND {scope.geo}
-    AND ((metric = 'grievance_received' AND {scope.category("dim1")})
-        OR (metric = 'grievance_event' AND {scope.category("dim2")}))
+FROM {metric_rows(scope, where, series=True)}
 GROUP BY time
 ORDER BY time
 """,

@@ -21,6 +21,7 @@ from dashboards.common import (
     timeseries_panel,
     variable_uint,
 )
+from dashboards.grains import SERIES_TIME, quality_rows
 from streams.reasons import Reason
 
 __all__ = ["UID", "build"]
@@ -36,7 +37,9 @@ OUTCOME_TH = {
     "ahead": "ล้ำหน้านาฬิกา",  # a current event far ahead of a lagging clock (docs/contract.md)
 }
 STREAM = in_variable("stream", "stream")
-QUALITY = f"quality_buckets FINAL WHERE $__timeFilter(bucket) AND {STREAM}"
+# the selected streams' quality rows in the time range, at the grain the range allows
+QUALITY = quality_rows(STREAM, series=False)
+QUALITY_SERIES = quality_rows(STREAM, series=True)
 
 TOTALS_SQL = Sql(
     f"""
@@ -54,9 +57,9 @@ FROM {QUALITY}
 
 OUTCOMES_OVER_TIME_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time, {sql_label("outcome", OUTCOME_TH)} AS outcome_th,
+SELECT {SERIES_TIME} AS time, {sql_label("outcome", OUTCOME_TH)} AS outcome_th,
     sum(`count`) AS events
-FROM {QUALITY}
+FROM {QUALITY_SERIES}
 GROUP BY time, outcome_th
 ORDER BY time, outcome_th
 """,
@@ -67,7 +70,8 @@ ORDER BY time, outcome_th
 BY_REASON_SQL = Sql(
     f"""
 SELECT {sql_label("reason", REASON_TH)} AS reason_th, sum(`count`) AS rejected
-FROM {QUALITY} AND outcome = 'rejected'
+FROM {QUALITY}
+WHERE outcome = 'rejected'
 GROUP BY reason_th
 ORDER BY rejected DESC, reason_th
 """,
@@ -93,11 +97,12 @@ ORDER BY rejected_pct DESC, source_name, stream
 
 LATE_DUPLICATE_SQL = Sql(
     f"""
-SELECT $__timeInterval(bucket) AS time,
+SELECT {SERIES_TIME} AS time,
     sumIf(`count`, outcome = 'late') AS late,
     sumIf(`count`, outcome = 'too_late') AS too_late,
     sumIf(`count`, outcome = 'duplicate') AS duplicate
-FROM {QUALITY} AND outcome IN ('late', 'too_late', 'duplicate')
+FROM {QUALITY_SERIES}
+WHERE outcome IN ('late', 'too_late', 'duplicate')
 GROUP BY time
 ORDER BY time
 """,

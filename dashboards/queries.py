@@ -73,6 +73,16 @@ class Scope:
             parts.append(in_variable("district_code", "district"))
         return " AND ".join(parts) or "1 = 1"
 
+    @property
+    def province_geo(self) -> str:
+        """Filter on region and province_code only (the rollups keep no district)."""
+        parts = []
+        if self.region_var:
+            parts.append(in_variable("region", "region"))
+        if self.district_vars:
+            parts.append(in_variable("province_code", "province"))
+        return " AND ".join(parts) or "1 = 1"
+
     def category(self, column: str) -> str:
         if not self.category_var:
             return "1 = 1"

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sinks import rollups
 from sinks.backends import StoreError
 from sinks.http_auth import STORE_TOKEN_HEADER, store_token_ok
 from sinks.tables import INSERT_COLUMNS
@@ -52,8 +53,16 @@ def add_insert_route(app: web.Application, writer: Writer, token: str) -> None:
         unknown = set(batch.column_names) - set(INSERT_COLUMNS[table])
         if unknown:
             return _error(400, f"Code: 16. DB::Exception: no column {sorted(unknown)[0]!r}")
+
+        def write(backend: Any) -> int:
+            rows = int(backend.insert_arrow(table, batch))
+            if table in rollups.SOURCES:  # before the sender hears "written" (and commits)
+                buckets = batch.column("bucket").cast(pa.int64()).to_pylist()
+                rollups.recompute(backend, table, rollups.touched_hours(buckets))
+            return rows
+
         try:
-            rows = await writer.run(lambda b: b.insert_arrow(table, batch))  # type: ignore[attr-defined]
+            rows = await writer.run(write)
         except StoreError as exc:
             log.warning(
                 "insert for another worker failed", extra={"table": table, "error": str(exc)}

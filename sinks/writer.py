@@ -23,6 +23,9 @@ until it succeeds: nothing is ever dropped. While the store is down rows keep ac
 `over_capacity` tells the pipeline to stop consuming instead of growing memory without bound:
 the bound is in rows and in (estimated) bytes, whichever is reached first, for every table.
 Writes are idempotent (ReplacingMergeTree), so a retry after an ambiguous failure is harmless.
+The hours that written metric_buckets / quality_buckets rows touch are remembered, and a
+`flush()` barrier (by default) recomputes their hourly and daily rollups (sinks/rollups.py)
+before it returns.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sinks import rollups
 from sinks.backends import Backend, StoreError
 from sinks.tables import INSERT_COLUMNS
 
@@ -146,6 +150,12 @@ class Writer:
         self._telemetry = telemetry
         self._metrics = telemetry.sink(backend.name)
         self._on_status = on_status
+        # a worker writing through the store's owner leaves the rollups to the owner, which
+        # recomputes them for every batch it inserts (sinks/http_insert.py)
+        self._rollups = not getattr(backend, "rollups_by_owner", False)
+        #: source table -> UTC hours its written rows touched, not yet recomputed
+        self._touched: dict[str, set[int]] = {}
+        self._rollups_due = False
 
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self._pending_rows = 0
@@ -288,12 +298,17 @@ class Writer:
                     future.set_exception(exc)
             self._waiters.clear()
 
-    async def flush(self) -> None:
+    async def flush(self, *, rollups: bool = True) -> None:
         """Barrier: return once every row added before this call is written (retrying as long
-        as that takes)."""
+        as that takes). With `rollups` (the default) the rollups of every hour the written
+        minute rows touched are recomputed too (sinks/rollups.py): the pipeline asks for that
+        only before it commits offsets, so the recompute runs once per checkpoint, not per
+        write."""
         target = self._added
-        if self._durable >= target:
+        if self._durable >= target and not (rollups and self._touched):
             return
+        if rollups:
+            self._rollups_due = True
         await self.start()
         if self._task is not None and self._task.done():
             self._task.result()  # re-raise what stopped the flusher
@@ -365,7 +380,7 @@ class Writer:
 
     def _due(self) -> bool:
         if self._pending_rows == 0:
-            return False
+            return self._rollups_due and bool(self._touched) and bool(self._waiters)
         if self._pending_rows >= self.flush_rows or self._waiters or self._closing:
             return True
         if not self.below_low_watermark and not self._capacity.is_set():
@@ -390,9 +405,42 @@ class Writer:
                         self._executor, self._release_memory
                     )
             batch = self._take(None)
-            self._durable += await self._write(batch)
+            written = await self._write(batch)
+            if self._rollups_due:
+                await self._recompute_rollups()
+            self._durable += written
             self._set_buffered_metrics()
             self._release_waiters()
+
+    async def _recompute_rollups(self) -> None:
+        """Recompute the rollups of the hours touched so far, retrying until it succeeds (the
+        minute rows are stored; the waiters are released after this)."""
+        loop = asyncio.get_running_loop()
+        delay = self.retry_initial
+        self._rollups_due = False
+        while self._touched:
+            touched, self._touched = self._touched, {}
+            try:
+                await loop.run_in_executor(self._executor, self._recompute, touched)
+            except Exception as exc:  # retried like a write: nothing is given up
+                for source, hours in touched.items():
+                    self._touched.setdefault(source, set()).update(hours)
+                wait = min(self.retry_max, delay) * random.uniform(0.8, 1.2)
+                log.warning(
+                    "rollup recompute failed; retrying",
+                    extra={
+                        "backend": self.name,
+                        "retry_in": round(wait, 3),
+                        "error": str(exc)[:500],
+                    },
+                )
+                self._set_status(False, f"{self.name}: recomputing rollups fails: {exc}"[:300])
+                await asyncio.sleep(wait)
+                delay = min(self.retry_max, delay * 2)
+
+    def _recompute(self, touched: dict[str, set[int]]) -> None:
+        for source, hours in touched.items():
+            rollups.recompute(self.backend, source, hours)
 
     def _take(
         self, into: dict[str, list[tuple[Any, ...]]] | None
@@ -490,7 +538,11 @@ class Writer:
         for table, rows in batch.items():
             names = self._columns[table]
             try:
-                self.backend.insert(table, _transpose(names, rows))
+                columns = _transpose(names, rows)
+                self.backend.insert(table, columns)
+                if table in rollups.SOURCES and self._rollups:
+                    hours = rollups.touched_hours(columns["bucket"])
+                    self._touched.setdefault(table, set()).update(hours)
             except Exception as exc:  # every failure is retried; the loop logs it
                 failed[table] = exc
             else:

@@ -788,7 +788,8 @@ class Pipeline(Service):
                 proc.event_ms = []
             self._in_flush = True
             try:
-                await self.writer.flush()
+                # the rollups of the written hours are recomputed before offsets are committed
+                await self.writer.flush(rollups=checkpoint)
             finally:
                 self._in_flush = False
             self.last_write_ok = time.monotonic()

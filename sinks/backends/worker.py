@@ -34,6 +34,8 @@ class WorkerStoreBackend:
     """A Backend over another worker's store (see the module docstring)."""
 
     name = "chdb"  # the store is chdb; metrics label it the same as the owner's writes
+    #: the owner recomputes the rollups of the minute rows it inserts for us (http_insert)
+    rollups_by_owner = True
 
     def __init__(self, url: StoreURL) -> None:
         self.host = url.host

@@ -140,6 +140,35 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("region_th", "String"),
         ("region_en", "String"),
     ],
+    # rollups (003): a province's hour or day of metric_buckets, a district's of quality
+    **{
+        f"metric_buckets_{grain}": [
+            ("province_code", LC),
+            ("region", LC),
+            ("metric", LC),
+            ("dim1", LC),
+            ("dim2", LC),
+            ("bucket", "DateTime('UTC')"),
+            ("value", "Float64"),
+            ("version", "UInt64"),
+        ]
+        for grain in ("hourly", "daily")
+    },
+    **{
+        f"quality_buckets_{grain}": [
+            ("district_code", LC),
+            ("province_code", LC),
+            ("region", LC),
+            ("stream", LC),
+            ("source", LC),
+            ("outcome", LC),
+            ("reason", LC),
+            ("bucket", "DateTime('UTC')"),
+            ("count", "UInt64"),
+            ("version", "UInt64"),
+        ]
+        for grain in ("hourly", "daily")
+    },
     "schema_migrations": [
         ("version", "UInt32"),
         ("name", "String"),
@@ -172,6 +201,10 @@ ENGINES = {
     "metric_buckets": "ReplacingMergeTree(version)",
     "metric_gauges": "ReplacingMergeTree(version)",
     "quality_buckets": "ReplacingMergeTree(version)",
+    "metric_buckets_hourly": "ReplacingMergeTree(version)",
+    "metric_buckets_daily": "ReplacingMergeTree(version)",
+    "quality_buckets_hourly": "ReplacingMergeTree(version)",
+    "quality_buckets_daily": "ReplacingMergeTree(version)",
     "grievance_latest": "AggregatingMergeTree",
     "project_latest": "AggregatingMergeTree",
     "grievance_latest_mv": "MaterializedView",
@@ -193,7 +226,7 @@ def _columns(backend: Backend) -> dict[str, list[tuple[str, str]]]:
 
 def test_fresh_database_gets_every_table_with_the_briefs_columns(chdb_backend: Backend) -> None:
     result = migrate(chdb_backend)
-    assert result.applied == [1, 2, 4]
+    assert result.applied == [1, 2, 3, 4]
     assert _columns(chdb_backend) == EXPECTED
     # the writer's column orders are the tables' orders
     for table, cols in COLUMNS.items():
@@ -259,7 +292,7 @@ def test_dead_letters_written_before_002_lose_what_they_said(chdb_backend: Backe
         "'unknown_enum', 'category', 'สมหญิง ทดสอบนาม', 'สมหญิง', '1001', 'สมหญิง', "
         '\'{"complainant": "สมหญิง ทดสอบนาม"}\')'
     )
-    assert migrate(chdb_backend, reference=False).applied == [2, 4]
+    assert migrate(chdb_backend, reference=False).applied == [2, 3, 4]
     rows = chdb_backend.query_rows(
         "SELECT topic, kafka_partition, kafka_offset, reason, field, district_code, detail, "
         f"source, event_id, payload, payload_bytes, digest FROM {db}.dead_letters"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 from typing import Any
 
 from tests.oracle import Expected
@@ -103,5 +104,60 @@ def assert_matches(w: WorkerProcess, exp: Expected) -> None:
     dead = int(w.query("SELECT count() AS n FROM dead_letters FINAL")[0]["n"])
     if dead != exp.rejected:
         problems["dead_letters"] = [f"expected {exp.rejected}, got {dead}"]
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, "\n".join(f"{k}:\n  " + "\n  ".join(v) for k, v in problems.items())
+
+
+# --- rollups (sinks/rollups.py): the oracle's minute buckets summed per UTC hour / day ---
+
+HOUR = 3600
+DAY = 86_400
+
+
+def _period(minute: int, size: int) -> int:
+    return minute * 60 // size * size
+
+
+def expected_metric(exp: Expected, size: int) -> dict[tuple[Any, ...], float]:
+    """The oracle's minute buckets summed per province, key and UTC hour or day."""
+    out: dict[tuple[Any, ...], float] = defaultdict(float)
+    for (district, metric, dim1, dim2, minute), value in exp.buckets.items():
+        out[(district[:2], metric, dim1, dim2, _period(minute, size))] += value
+    return dict(out)
+
+
+def expected_quality(exp: Expected, size: int) -> dict[tuple[Any, ...], float]:
+    out: dict[tuple[Any, ...], float] = defaultdict(float)
+    for (district, stream, source, outcome, reason, minute), n in exp.quality.items():
+        out[(district, stream, source, outcome, reason, _period(minute, size))] += n
+    return dict(out)
+
+
+def stored_metric(w: WorkerProcess, grain: str) -> dict[tuple[Any, ...], float]:
+    rows = w.query(
+        "SELECT province_code AS p, metric AS m, dim1 AS a, dim2 AS b, toUInt32(bucket) AS t, "
+        f"sum(value) AS v FROM metric_buckets_{grain} FINAL GROUP BY p, m, a, b, t"
+    )
+    return {(r["p"], r["m"], r["a"], r["b"], int(r["t"])): float(r["v"]) for r in rows}
+
+
+def stored_quality(w: WorkerProcess, grain: str) -> dict[tuple[Any, ...], float]:
+    rows = w.query(
+        "SELECT district_code AS d, stream AS s, source AS src, outcome AS o, reason AS r, "
+        f"toUInt32(bucket) AS t, sum(count) AS c FROM quality_buckets_{grain} FINAL "
+        "GROUP BY d, s, src, o, r, t"
+    )
+    return {(r["d"], r["s"], r["src"], r["o"], r["r"], int(r["t"])): float(r["c"]) for r in rows}
+
+
+def assert_rollups_match(w: WorkerProcess, exp: Expected) -> None:
+    problems = {}
+    for grain, size in (("hourly", HOUR), ("daily", DAY)):
+        problems[f"metric_buckets_{grain}"] = diff(
+            expected_metric(exp, size), stored_metric(w, grain)
+        )
+        problems[f"quality_buckets_{grain}"] = diff(
+            expected_quality(exp, size), stored_quality(w, grain)
+        )
     problems = {k: v for k, v in problems.items() if v}
     assert not problems, "\n".join(f"{k}:\n  " + "\n  ".join(v) for k, v in problems.items())

@@ -158,6 +158,8 @@ def test_two_workers_share_the_partitions_and_the_store(
         assert all(n > 0 for n in both), f"one worker consumed nothing: {both}"
         exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
         compare.assert_matches(owner, exp)
+        # the owner recomputed the rollups of the rows it inserted for the helper
+        compare.assert_rollups_match(owner, exp)
         assert helper.stop() == 0
     finally:
         helper.kill()
