@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["Settings", "SettingsError", "env_table", "load"]
 
@@ -433,6 +433,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+#: the smallest WARROOM_MAX_BUFFERED_ROWS: two gauge snapshots of the whole country
+MIN_BUFFERED_ROWS: Final = 20_000
+
+
 def check(settings: Settings) -> None:
     """Refuse settings that cannot work, with a message that names the variable."""
     if settings.mode not in ("embedded", "production"):
@@ -447,6 +451,14 @@ def check(settings: Settings) -> None:
         raise SettingsError("WARROOM_QUERY_* limits must be above 0")
     if settings.partitions < 1:
         raise SettingsError("WARROOM_PARTITIONS must be at least 1")
+    if settings.max_buffered_rows < MIN_BUFFERED_ROWS:
+        # one gauge snapshot of the whole country is ~10,000 rows: a smaller limit is full
+        # after every snapshot, and consumption would pause after each one
+        raise SettingsError(
+            f"WARROOM_MAX_BUFFERED_ROWS={settings.max_buffered_rows} is below "
+            f"{MIN_BUFFERED_ROWS:,}: one gauge snapshot of 928 districts is ~10,000 rows; "
+            f"set {MIN_BUFFERED_ROWS} or more"
+        )
     if settings.tracemalloc < 0:
         raise SettingsError("WARROOM_TRACEMALLOC must be 0 (off) or seconds between logs")
     if settings.late_seconds > settings.grace_seconds:

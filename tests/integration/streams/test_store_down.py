@@ -36,7 +36,7 @@ def test_store_down_for_a_while_then_caught_up_exactly(
         pytest.skip(why)
     items = simulate(N, seed=17)
     # a small buffer bound, so the outage also exercises backpressure (consumption pauses)
-    worker = make_worker(WARROOM_MAX_BUFFERED_ROWS="4000").start()
+    worker = make_worker(WARROOM_MAX_BUFFERED_ROWS="20000").start()
     run(produce_items(bootstrap, topics, items[: N // 4]))
     worker.wait_for(lambda: compare.outcomes_total(worker) >= N // 4, what="a first quarter")
     rows = worker.query(
@@ -58,7 +58,7 @@ def test_store_down_for_a_while_then_caught_up_exactly(
         worker.wait_for(
             lambda: (
                 worker.counter("warroom_backpressure_seconds_total") > 0
-                or worker.counter("warroom_sink_buffered_rows") >= 4000
+                or worker.counter("warroom_sink_buffered_rows") >= 20000
             ),
             what="backpressure",
         )

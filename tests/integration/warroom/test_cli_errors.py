@@ -241,3 +241,15 @@ def test_a_retention_that_cannot_stand_is_refused_before_the_store_opens(
     err = _one_line(_run("migrate", "--store", f"chdb://{store}", **env))
     assert err == f"warroom: {expected}"
     assert not store.exists()  # no store was created, no TTL touched
+
+
+def test_a_buffer_limit_smaller_than_a_gauge_snapshot_is_refused(tmp_path: Path) -> None:
+    """Below two gauge snapshots of the whole country the buffer is full after every snapshot
+    and consumption would pause after each one (seen: a worker that never caught up)."""
+    err = _one_line(
+        _run("worker", WARROOM_DATA_DIR=str(tmp_path), WARROOM_MAX_BUFFERED_ROWS="4000")
+    )
+    assert err == (
+        "warroom: WARROOM_MAX_BUFFERED_ROWS=4000 is below 20,000: one gauge snapshot of 928 "
+        "districts is ~10,000 rows; set 20000 or more"
+    )
