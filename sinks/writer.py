@@ -187,6 +187,21 @@ class Writer:
         if self._capacity.is_set() and self.over_capacity:
             self._capacity.clear()
 
+    def discard_pending(self, table: str, drop: Callable[[tuple[Any, ...]], bool]) -> int:
+        """Fencing hook: the waiting (not yet in flight) rows of ``table`` for which
+        ``drop(row)`` is true are not written, e.g. snapshots computed by an owner whose
+        partitions were handed over meanwhile. They stay counted (as a hole the write skips),
+        so flush barriers and buffer counts are unchanged. Returns how many were dropped."""
+        rows = self._pending.get(table)
+        if not rows:
+            return 0
+        dropped = 0
+        for i, row in enumerate(rows):
+            if row is not None and drop(row):
+                rows[i] = None  # type: ignore[call-overload]
+                dropped += 1
+        return dropped
+
     @property
     def name(self) -> str:
         return self.backend.name
@@ -426,8 +441,11 @@ class Writer:
         failed: dict[str, Exception] = {}
         for table, rows in batch.items():
             names = self._columns[table]
+            holes = rows.count(None)  # type: ignore[arg-type]  # dropped by discard_pending
             try:
-                self.backend.insert(table, _transpose(names, rows))
+                if holes < len(rows):
+                    live = [r for r in rows if r is not None] if holes else rows
+                    self.backend.insert(table, _transpose(names, live))
             except Exception as exc:  # every failure is retried; the loop logs it
                 failed[table] = exc
             else:
