@@ -54,6 +54,7 @@ def _send(bootstrap: str, topics: Topics, items: list[object]) -> threading.Thre
     return sender
 
 
+@pytest.mark.timeout(180 + 120 * ROUNDS)  # about a minute a round on 2 loaded cores
 def test_repeated_handovers_end_equal_to_the_oracle(
     bootstrap: str, topics: Topics, tmp_path: Path, make_worker: Callable[..., WorkerProcess]
 ) -> None:
