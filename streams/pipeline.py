@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 from mode import Service
 
@@ -20,6 +22,7 @@ from streams.pdpa import DEV_KEY, Pseudonymizer
 from streams.processor import Checkpoint, PartitionProcessor, ProcessorConfig
 from streams.transport import register_batch_topic
 from streams.validation import Validator
+from warroom.drain import _true_ends
 from warroom.settings import Settings
 from warroom.telemetry import StreamMetrics, Telemetry
 
@@ -554,7 +557,9 @@ class Pipeline(Service):
         )
         proc.restore(checkpoint, books, buckets, quality, dedup, gauge_keys)
         if end is not None and proc.log_restarted(end):
-            self._new_generation(tp, proc, end)
+            end = await self._true_end(tp, end)
+            if proc.log_restarted(end):
+                self._new_generation(tp, proc, end)
         log.info(
             "partition restored",
             extra={
@@ -606,7 +611,9 @@ class Pipeline(Service):
         consumer: Any = self.app.consumer
         end = consumer.highwater(tp)
         if end is not None and proc.log_restarted(end):
-            self._new_generation(tp, proc, end)
+            end = await self._true_end(tp, end)
+            if proc.log_restarted(end):
+                self._new_generation(tp, proc, end)
         if proc.base == 0 or proc.offset != proc.base - 1:
             return False  # the first log, or the new one has been read from its start
         start = (await consumer.earliest_offsets(tp)).get(tp) or 0
@@ -614,6 +621,24 @@ class Pipeline(Service):
             return False
         await self._rewind(tp, start)
         return True
+
+    async def _true_end(self, tp: TP, reported: int) -> int:
+        """The partition's end, read: Tansu reports its last batch's *first* offset + 1, so a
+        checkpoint inside the last batch (a restore after the stream went quiet) looked like a
+        log that restarted below it. Only asked when the reported end says so."""
+        bootstrap = ",".join(f"{u.host}:{u.port}" for u in self.app.conf.broker)
+        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        part = TopicPartition(tp.topic, tp.partition)
+        try:
+            await reader.start()
+            reader.assign([part])
+            return max(reported, (await _true_ends(reader, [part])).get(part, reported))
+        except Exception as exc:  # no answer: the reported end stands
+            log.warning("end offset not read", extra={"topic": tp.topic, "error": str(exc)})
+            return reported
+        finally:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader.stop()
 
     def _new_generation(self, tp: TP, proc: PartitionProcessor, end: int) -> None:
         """The partition's log starts again below what was applied: a new log generation."""
