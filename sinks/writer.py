@@ -232,6 +232,21 @@ class Writer:
         self._pending_bytes[table] = self._pending_bytes.get(table, 0) + size
         self._bytes += size
 
+    def discard_pending(self, table: str, drop: Callable[[tuple[Any, ...]], bool]) -> int:
+        """Fencing hook: the waiting (not yet in flight) rows of ``table`` for which
+        ``drop(row)`` is true are not written, e.g. snapshots computed by an owner whose
+        partitions were handed over meanwhile. They stay counted (as a hole the write skips),
+        so flush barriers and buffer counts are unchanged. Returns how many were dropped."""
+        rows = self._pending.get(table)
+        if not rows:
+            return 0
+        dropped = 0
+        for i, row in enumerate(rows):
+            if row is not None and drop(row):
+                rows[i] = None  # type: ignore[call-overload]
+                dropped += 1
+        return dropped
+
     @property
     def name(self) -> str:
         return self.backend.name
@@ -537,12 +552,15 @@ class Writer:
         failed: dict[str, Exception] = {}
         for table, rows in batch.items():
             names = self._columns[table]
+            holes = rows.count(None)  # type: ignore[arg-type]  # dropped by discard_pending
             try:
-                columns = _transpose(names, rows)
-                self.backend.insert(table, columns)
-                if table in rollups.SOURCES and self._rollups:
-                    hours = rollups.touched_hours(columns["bucket"])
-                    self._touched.setdefault(table, set()).update(hours)
+                if holes < len(rows):
+                    live = [r for r in rows if r is not None] if holes else rows
+                    columns = _transpose(names, live)
+                    self.backend.insert(table, columns)
+                    if table in rollups.SOURCES and self._rollups:
+                        hours = rollups.touched_hours(columns["bucket"])
+                        self._touched.setdefault(table, set()).update(hours)
             except Exception as exc:  # every failure is retried; the loop logs it
                 failed[table] = exc
             else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 from mode import Service
 
@@ -21,6 +22,7 @@ from streams.pdpa import DEV_KEY, Pseudonymizer
 from streams.processor import Checkpoint, PartitionProcessor, ProcessorConfig
 from streams.transport import register_batch_topic
 from streams.validation import Validator
+from warroom.drain import _true_ends
 from warroom.settings import Settings
 from warroom.telemetry import StreamMetrics, Telemetry
 
@@ -50,6 +52,17 @@ _REVOKE_TIMEOUT_S = 15.0
 _WATCH_S = 0.25
 #: the lag gauge's period (end offsets asked from the broker: they move while paused too)
 _LAG_S = 1.0
+#: how often a restore that waits for the store says so again
+_STORE_WAIT_LOG_S = 10.0
+
+
+def _gauge_family(row: tuple[Any, ...]) -> str:
+    """The stream a metric_gauges row (sinks.tables order) belongs to (see _PROJECT_GAUGE)."""
+    metric = row[1]
+    project = metric.startswith("project") or (
+        metric == "last_event_age_seconds" and row[2] == "project"
+    )
+    return "project" if project else "grievance"
 
 
 def _now_ms() -> int:
@@ -175,6 +188,12 @@ class Pipeline(Service):
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self._ready_generation = -1
+        #: partitions being revoked -> when their fence falls: past it the group may have
+        #: handed them to another worker, so nothing computed here for them is written any
+        #: more (checkpoint, books, offsets, gauge snapshots): half the rebalance timeout,
+        #: the time the group coordinator waits for this worker to rejoin
+        self._fence_s = min(_REVOKE_TIMEOUT_S, settings.rebalance_timeout / 2)
+        self._fences: dict[TP, float] = {}
         #: since when the current assignment waits for its table recovery (None: recovered)
         self._recovering_since: float | None = time.monotonic()
         #: partitions found on a new log generation -> the end offset seen then: the worker
@@ -193,20 +212,35 @@ class Pipeline(Service):
         snapshotting a partition that receives nothing after a rebalance. Backfill partitions
         too, so one on a new log (see _restart_new_logs) is found before Faust seeks it."""
         generation = self.app.consumer_generation_id
+        restored: dict[TP, int] = {}
         for tp in sorted(self.app.consumer.assignment()):
             live = tp.topic in self.stream_of_topic
             if not live and tp.topic not in self.backfill_of_topic:
                 continue
-            if tp in self.processors or tp in self.backfill:
+            kept = self.processors.get(tp) or self.backfill.get(tp)
+            if kept is not None:
+                kept.generation = generation  # still this worker's in the new generation
                 continue
-            proc = await self._restore(tp)
-            if generation != self.app.consumer_generation_id:
+            proc = await self._restore_when_stored(tp, generation)
+            if proc is None or generation != self.app.consumer_generation_id:
                 return  # rebalancing again
             if live:
                 self.processors[tp] = proc
             else:
                 assert isinstance(proc, BackfillProcessor)
                 self.backfill[tp] = proc
+            restored[tp] = proc.next_offset
+        if restored:
+            # Faust seeks to the committed offsets next. Those may be ahead of the restored
+            # checkpoint (a previous owner's commit that landed after its checkpoint was read
+            # here): reading from there would skip records the books never saw. The restored
+            # state says where this owner continues.
+            consumer: Any = self.app.consumer
+            try:
+                await consumer.commit_offsets(restored)
+                self.committed.update(restored)
+            except Exception as exc:  # the batch check (_gap) still reads from the state
+                log.warning("commit of the restored offsets failed", extra={"error": str(exc)})
         await self._restart_new_logs()
         self._ready_generation = generation
         self._recovering_since = None
@@ -239,11 +273,11 @@ class Pipeline(Service):
         proc = self.processors.get(tp)
         if proc is None:
             generation = self.app.consumer_generation_id
-            proc = await self._restore(tp)
-            if generation != self.app.consumer_generation_id:
+            restored = await self._restore_when_stored(tp, generation)
+            if restored is None or generation != self.app.consumer_generation_id:
                 return  # rebalanced while restoring: Faust seeks to the committed offsets
-            self.processors[tp] = proc
-        if await self._from_new_log(tp, proc, records):
+            proc = self.processors[tp] = restored
+        if await self._from_new_log(tp, proc, records) or await self._gap(tp, proc, records):
             return
         started = time.perf_counter()
         proc.process(records, self._sink)
@@ -281,12 +315,12 @@ class Pipeline(Service):
             return
         proc = self.backfill.get(tp)
         if proc is None:
-            restored = await self._restore(tp)
-            if generation != self.app.consumer_generation_id:
+            restored = await self._restore_when_stored(tp, generation)
+            if restored is None or generation != self.app.consumer_generation_id:
                 return
             assert isinstance(restored, BackfillProcessor)
             proc = self.backfill[tp] = restored
-        if await self._from_new_log(tp, proc, records):
+        if await self._from_new_log(tp, proc, records) or await self._gap(tp, proc, records):
             return
         started = time.perf_counter()
         checked = proc.check(records)
@@ -533,6 +567,52 @@ class Pipeline(Service):
                     log.warning("partition restore waits for the store: %s", exc)
                 await asyncio.sleep(1.0)
 
+    async def _gap(self, tp: TP, proc: PartitionProcessor, records: Sequence[Any]) -> bool:
+        """True when the batch starts beyond the next record this partition's state needs (the
+        consumer was sought to an offset another owner committed after the checkpoint restored
+        here): it is read again from the state's next record, nothing is skipped."""
+        want = proc.next_offset
+        first = records[0].offset
+        if first <= want:
+            return False
+        consumer: Any = self.app.consumer
+        start = (await consumer.earliest_offsets(tp)).get(tp) or 0
+        if want < start:
+            log.error(
+                "records between this partition's checkpoint and the log's start are gone "
+                "(retention?): they were never applied",
+                extra={"topic": tp.topic, "partition": tp.partition, "from": want, "to": start},
+            )
+            return False
+        log.warning(
+            "fetched past this partition's restored state (an offset committed by its previous "
+            "owner after the checkpoint restored here): reading again from the checkpoint",
+            extra={"topic": tp.topic, "partition": tp.partition, "from": want, "fetched": first},
+        )
+        await self._rewind(tp, want)
+        return True
+
+    async def _restore_when_stored(self, tp: TP, generation: int) -> PartitionProcessor | None:
+        """_restore, waiting for a store that does not answer (its owner restarting) instead of
+        crashing the worker; None when the assignment changed meanwhile."""
+        said = 0.0
+        while True:
+            try:
+                proc = await self._restore(tp)
+            except StoreError as exc:
+                if self._shutting_down or generation != self.app.consumer_generation_id:
+                    return None
+                if time.monotonic() - said >= _STORE_WAIT_LOG_S:
+                    said = time.monotonic()
+                    log.warning(
+                        "the store does not answer: the partition's state is restored once it does",
+                        extra={"topic": tp.topic, "partition": tp.partition, "error": str(exc)},
+                    )
+                await asyncio.sleep(1.0)
+                continue
+            proc.generation = generation
+            return proc
+
     async def _restore(self, tp: TP) -> PartitionProcessor:
         """State for a newly assigned partition: changelog books + checkpoint, then buckets,
         quality counts and recent event ids from the store (only when a checkpoint exists: a
@@ -610,13 +690,17 @@ class Pipeline(Service):
         )
         proc.restore(checkpoint, books, buckets, quality, dedup, gauge_keys)
         if end is not None and proc.log_restarted(end):
-            self._new_generation(tp, proc, end)
+            end = await self._true_end(tp, end)
+            if proc.log_restarted(end):
+                self._new_generation(tp, proc, end)
         log.info(
             "partition restored",
             extra={
                 "topic": tp.topic,
                 "partition": tp.partition,
                 "checkpoint": checkpoint.offset if checkpoint else None,
+                "checkpoint_generation": checkpoint.generation if checkpoint else None,
+                "generation": self.app.consumer_generation_id,
                 "books": len(books),
                 "buckets": len(buckets),
                 "event_ids": len(dedup),
@@ -662,7 +746,9 @@ class Pipeline(Service):
         consumer: Any = self.app.consumer
         end = consumer.highwater(tp)
         if end is not None and proc.log_restarted(end):
-            self._new_generation(tp, proc, end)
+            end = await self._true_end(tp, end)
+            if proc.log_restarted(end):
+                self._new_generation(tp, proc, end)
         if proc.base == 0 or proc.offset != proc.base - 1:
             return False  # the first log, or the new one has been read from its start
         start = (await consumer.earliest_offsets(tp)).get(tp) or 0
@@ -670,6 +756,24 @@ class Pipeline(Service):
             return False
         await self._rewind(tp, start)
         return True
+
+    async def _true_end(self, tp: TP, reported: int) -> int:
+        """The partition's end, read: Tansu reports its last batch's *first* offset + 1, so a
+        checkpoint inside the last batch (a restore after the stream went quiet) looked like a
+        log that restarted below it. Only asked when the reported end says so."""
+        bootstrap = ",".join(f"{u.host}:{u.port}" for u in self.app.conf.broker)
+        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        part = TopicPartition(tp.topic, tp.partition)
+        try:
+            await reader.start()
+            reader.assign([part])
+            return max(reported, (await _true_ends(reader, [part])).get(part, reported))
+        except Exception as exc:  # no answer: the reported end stands
+            log.warning("end offset not read", extra={"topic": tp.topic, "error": str(exc)})
+            return reported
+        finally:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader.stop()
 
     def _new_generation(self, tp: TP, proc: PartitionProcessor, end: int) -> None:
         """The partition's log starts again below what was applied: a new log generation."""
@@ -747,8 +851,9 @@ class Pipeline(Service):
                 continue
             wall = _now_ms()
             version = time.time_ns()
-            for proc in list(self.processors.values()):
-                proc.gauge_rows(self._sink, wall, version)
+            for tp, proc in list(self.processors.items()):
+                if self._writable(tp, proc):
+                    proc.gauge_rows(self._sink, wall, version)
 
     async def cycle(self, *, checkpoint: bool, only: set[TP] | None = None) -> None:
         if only is not None and self.writer.store_away() is not None:
@@ -799,7 +904,9 @@ class Pipeline(Service):
             # the metric rows of this flush are stored: the alert engine may read them now
             self._sink.deliver(flushed)
             if checkpoint:
-                await self._checkpoint(taken)
+                # never cut short by a revocation's bound: books without the checkpoint after
+                # them would end the changelog partition (see _checkpoint)
+                await asyncio.shield(self._checkpoint(taken, procs))
                 self._last_checkpoint = time.monotonic()
             self._cycles += 1
             self.refresh_lag()
@@ -809,7 +916,22 @@ class Pipeline(Service):
             for proc in procs.values():
                 proc.evict()
 
-    async def _checkpoint(self, taken: dict[TP, tuple[Checkpoint, dict[str, bytes]]]) -> None:
+    def _writable(self, tp: TP, proc: PartitionProcessor) -> bool:
+        """The fence: whether what ``proc`` computed for ``tp`` may still be written. Only the
+        partition's processor of the current group generation writes, and a partition being
+        revoked only until its fence falls (then the group may have handed it over: the next
+        owner restores from the changelog and the commit, which must not move under it)."""
+        fence = self._fences.get(tp)
+        if fence is not None and time.monotonic() >= fence:
+            return False
+        current = self.processors.get(tp) or self.backfill.get(tp)
+        return current is proc and proc.generation == self.app.consumer_generation_id
+
+    async def _checkpoint(
+        self,
+        taken: dict[TP, tuple[Checkpoint, dict[str, bytes]]],
+        procs: dict[TP, PartitionProcessor],
+    ) -> None:
         """Books, then the checkpoint records, then the offsets, each step acknowledged first.
 
         The checkpoint record of a changelog partition is sent alone, after the books are
@@ -817,12 +939,20 @@ class Pipeline(Service):
         reports a partition's end as the last batch's *first* offset + 1, and Faust's table
         recovery reads only up to that end. A checkpoint sharing a batch would be lost in
         recovery while its offsets were already committed.
+
+        Fenced (see _writable): a partition handed over meanwhile gets none of it, and its
+        offsets are committed only while it is still this worker's.
         """
         offsets: dict[TP, int] = {}
         send = self.app.producer.send
         checkpoints: list[tuple[Any, str, TP, bytes, bytes]] = []
+        fenced: set[TP] = set()
         for tp, (ckpt, books) in taken.items():
             if ckpt.offset < 0:
+                continue
+            if not self._writable(tp, procs[tp]):
+                fenced.add(tp)
+                procs[tp].dirty_books.update(books)  # unwritten: due again if it stays here
                 continue
             table = self._table_of_topic[tp.topic]
             changelog = table.changelog_topic.get_topic_name()
@@ -842,41 +972,76 @@ class Pipeline(Service):
         await asyncio.gather(*sent)
         last = []
         for table, changelog, tp, key, raw in checkpoints:
+            # not fenced here: books sent are always followed by their checkpoint, which must
+            # stay the changelog partition's last batch (a late one is harmless: stamps)
             table.data[key] = raw
             last.append(await send(changelog, key, raw, tp.partition, None, None))
         # ... and checkpoints acknowledged before any offset moves
         await asyncio.gather(*last)
         for _table, _changelog, tp, _key, raw in checkpoints:
             self._written_checkpoints[tp] = raw
+        for tp in list(offsets):
+            if tp in fenced or not self._writable(tp, procs[tp]):
+                fenced.add(tp)
+                del offsets[tp]
+        if fenced:
+            log.warning(
+                "checkpoint not written for partitions handed over meanwhile (their fence "
+                "fell): the next owner continues from the last checkpoint and commit",
+                extra={"partitions": _names(fenced)},
+            )
         if offsets:
             consumer: Any = self.app.consumer  # streams.transport.Consumer
             await consumer.commit_offsets(offsets)
             self.committed.update(offsets)
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        """Before partitions move: make their rows durable, checkpoint, commit, forget them."""
+        """Before partitions move: make their rows durable, checkpoint, commit, forget them.
+
+        Fenced: the group coordinator waits about the rebalance timeout for this worker to
+        rejoin, then hands the partitions to another. Past half of it (the fence) nothing of
+        these partitions is written any more — no checkpoint, book, offset or gauge snapshot —
+        so a new owner never restores under a write of the old one."""
         if self._recovering_since is None:
             self._recovering_since = time.monotonic()
         mine = {tp for tp in revoked if tp in self.processors or tp in self.backfill}
         if not mine:
             return
+        started = time.monotonic()
+        for tp in mine:
+            self._fences[tp] = started + self._fence_s
         try:
-            # bounded: a broker that restarted empty may never acknowledge the changelog
-            # writes, and an unbounded wait here holds the whole rebalance. Stamps make the
-            # replay from the last commit that follows exact.
-            await asyncio.wait_for(self.cycle(checkpoint=True, only=mine), _REVOKE_TIMEOUT_S)
-        except TimeoutError:
-            log.error(
-                "partitions revoked without their final checkpoint: the broker did not "
-                "acknowledge it in time; the next owner replays from the last commit",
-                extra={"partitions": len(mine), "timeout_s": _REVOKE_TIMEOUT_S},
+            # bounded: a slow store or a broker that restarted empty may never let it finish,
+            # and an unbounded wait here holds the whole rebalance. Stamps make the replay
+            # from the last commit that follows exact.
+            await asyncio.wait_for(self.cycle(checkpoint=True, only=mine), self._fence_s)
+            took_ms = round(1000 * (time.monotonic() - started))
+            log.info(
+                "partitions handed over: rows, checkpoints and offsets written",
+                extra={"partitions": len(mine), "took_ms": took_ms},
+            )
+        except TimeoutError:  # expected with a slow store: nothing is lost, only replayed
+            log.warning(
+                "partitions handed over without their final checkpoint: not written within "
+                "the fence, after which the group may give them to another worker; nothing "
+                "more of them is written here, the next owner replays from the last commit",
+                extra={"partitions": _names(mine), "fence_s": self._fence_s},
             )
         finally:
+            # snapshots still waiting in the writer would land after the next owner's
+            # (ReplacingMergeTree keeps the latest bucket): they are dropped
+            streams = self.stream_of_topic
+            gauged = {(streams[tp.topic], tp.partition) for tp in mine if tp in self.processors}
+            if gauged:
+                self.writer.discard_pending(
+                    "metric_gauges", lambda row: (_gauge_family(row), row[5]) in gauged
+                )
             for tp in mine:
                 self._written_checkpoints.pop(tp, None)
                 self.processors.pop(tp, None)
                 self.backfill.pop(tp, None)
                 self._paused.discard(tp)
+                self._fences.pop(tp, None)
 
     async def on_start(self) -> None:
         await self.writer.start()
@@ -1024,6 +1189,10 @@ class Pipeline(Service):
 
 def _utc(wall_s: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(wall_s))
+
+
+def _names(tps: set[TP]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps))
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:

@@ -102,6 +102,8 @@ class Checkpoint:
     ahead_ms: int = 0
     #: the stamp of Kafka offset 0 in the current log generation (see the module docstring)
     base: int = 0
+    #: the consumer-group generation of the assignment it was taken under (who wrote it)
+    generation: int = 0
 
     def dumps(self) -> bytes:
         return orjson.dumps(
@@ -110,13 +112,14 @@ class Checkpoint:
                 "wm": self.watermark_ms,
                 "ahead": self.ahead_ms,
                 "base": self.base,
+                "gen": self.generation,
             }
         )
 
     @classmethod
     def loads(cls, raw: bytes) -> Checkpoint:
         d = orjson.loads(raw)
-        return cls(d["offset"], d["wm"], d.get("ahead", 0), d.get("base", 0))
+        return cls(d["offset"], d["wm"], d.get("ahead", 0), d.get("base", 0), d.get("gen", 0))
 
     @property
     def next_offset(self) -> int:
@@ -149,6 +152,9 @@ class PartitionProcessor:
         self.lane = partition
         self.cfg = cfg
         self.checkpoint = Checkpoint()
+        #: the consumer-group generation whose assignment this processor was restored for:
+        #: its checkpoints and offsets are written only while that assignment holds
+        self.generation = 0
         self.offset = -1  # stamp of the last record processed
         #: added to a Kafka offset to give its stamp: the current log generation's start
         self.base = 0
@@ -582,7 +588,8 @@ class PartitionProcessor:
         """The checkpoint as of now and the books changed since the last call, serialised."""
         books = {d: self.books[d].dumps() for d in self.dirty_books}
         self.dirty_books.clear()
-        return Checkpoint(self.offset, self.watermark_ms, self.ahead_ms, self.base), books
+        ckpt = Checkpoint(self.offset, self.watermark_ms, self.ahead_ms, self.base, self.generation)
+        return ckpt, books
 
     @property
     def next_offset(self) -> int:

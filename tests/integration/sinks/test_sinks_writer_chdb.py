@@ -193,3 +193,31 @@ async def test_bad_rows_are_refused_at_add(chdb_backend: Backend, telemetry: Tel
         writer.add("nope", (1,))
     assert writer.buffered_rows == 0
     await writer.close()
+
+
+async def test_discarded_rows_are_not_written_and_the_barrier_still_returns(
+    chdb_backend: Backend, telemetry: Telemetry
+) -> None:
+    """The fencing hook (streams/pipeline.py drops the gauge snapshots of partitions handed
+    over): the waiting rows it picks never reach the store, the others all do, and a flush
+    barrier taken before or after the discard returns once the rest is written."""
+    migrate(chdb_backend, reference=False)
+    rng = random.Random(11)
+    rows = [bucket_row(i, rng) for i in range(4_000)]
+    writer = Writer(chdb_backend, flush_rows=1_000_000, flush_interval=60, telemetry=telemetry)
+    await writer.start()
+    writer.add_many("metric_gauges", rows[:2_000])
+    before = asyncio.ensure_future(writer.flush())  # a barrier over rows about to be dropped
+    writer.add_many("metric_gauges", rows[2_000:])
+    dropped = writer.discard_pending("metric_gauges", lambda row: row[5] == 1)
+    assert dropped == sum(1 for r in rows if r[5] == 1) > 0
+    assert writer.discard_pending("metric_buckets", lambda row: True) == 0  # nothing waits
+    await asyncio.wait_for(before, 30)
+    await asyncio.wait_for(writer.flush(), 30)
+    assert writer.buffered_rows == 0
+    kept = [r for r in rows if r[5] != 1]
+    got = await writer.query_rows(
+        "SELECT count(), countIf(kafka_partition = 1), sum(value) FROM metric_gauges"
+    )
+    assert got == [(len(kept), 0, sum(r[6] for r in kept))]  # type: ignore[misc]
+    await writer.close()
