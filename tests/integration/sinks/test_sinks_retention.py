@@ -59,8 +59,8 @@ SECONDS = {"metric_buckets", "metric_gauges", "quality_buckets"}  # DateTime, no
 # latest-state tables (fed by materialized views from the events): one row per case here, as
 # each inserted event has its own id; they expire with their latest event, under its setting
 LATEST = {"grievance_latest": "grievance_events", "project_latest": "project_events"}
-# the tables that get a TTL here, in the order migrate reports them (rollups do not exist)
-EXPIRING = [r.table for r in RULES if r.table in TIME_COLUMN or r.table in LATEST]
+# the tables that get a TTL, in the order migrate reports them (every rule's table exists)
+EXPIRING = [r.table for r in RULES]
 MONTHLY = {"grievance_events", "project_events", "alerts_history"}  # whole months expire
 
 
@@ -130,7 +130,7 @@ def test_rows_past_their_time_are_gone_and_all_others_kept(chdb_backend: Backend
     for table, times in written.items():
         _insert(chdb_backend, table, times)
     result = migrate(chdb_backend, reference=False, retention=days)
-    assert result.retention == EXPIRING  # the rollups do not exist here: skipped
+    assert result.retention == EXPIRING
     for table, events in LATEST.items():
         _force(chdb_backend, table)
         kept = sorted(t for t in written[events] if _expires(events, t, days[events]) > now)
@@ -159,7 +159,7 @@ def test_rows_past_their_time_are_gone_and_all_others_kept(chdb_backend: Backend
 
 def test_a_changed_setting_changes_the_ttl_on_the_next_migrate(chdb_backend: Backend) -> None:
     first = migrate(chdb_backend, reference=False, retention=policy(load({})))
-    assert set(first.retention) == set(TIME_COLUMN) | set(LATEST)
+    assert set(first.retention) == set(EXPIRING)
     assert _ttl(chdb_backend, "metric_buckets") == "bucket + toIntervalDay(40)"
     assert _ttl(chdb_backend, "grievance_events") == (
         "(toStartOfMonth(occurred_at) + toIntervalMonth(1)) + toIntervalDay(365)"
