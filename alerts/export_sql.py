@@ -55,7 +55,7 @@ def _latest_gauges(db: str, metrics: Iterable[str], extra: str = "") -> str:
         "SELECT district_code, metric, dim1, dim2, sum(v) AS value FROM ("
         " SELECT district_code, metric, dim1, dim2, kafka_partition,"
         " argMax(value, bucket) AS v"
-        f" FROM {db}.metric_gauges FINAL"
+        f" FROM {db}.metric_gauges_latest FINAL"
         f" WHERE metric IN ({_in(sorted(metrics))}) AND bucket <= {NOW}"
         f" AND bucket > {NOW} - INTERVAL {GAUGE_LOOKBACK_DAYS} DAY{extra}"
         " GROUP BY district_code, metric, dim1, dim2, kafka_partition)"

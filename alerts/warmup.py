@@ -112,7 +112,7 @@ def warmup_queries(engine: Engine, now_ms: int, database: str = "warroom") -> li
                 " sum(v) AS value FROM ("
                 " SELECT district_code, metric, dim1, dim2, kafka_partition,"
                 " toInt64(toUnixTimestamp(max(bucket))) AS b, argMax(value, bucket) AS v"
-                f" FROM {db}.metric_gauges FINAL WHERE metric IN ({metrics})"
+                f" FROM {db}.metric_gauges_latest FINAL WHERE metric IN ({metrics})"
                 f" AND bucket > {_dt(now_ms)} - INTERVAL {GAUGE_LOOKBACK_DAYS} DAY"
                 " GROUP BY district_code, metric, dim1, dim2, kafka_partition)"
                 " GROUP BY district_code, metric, dim1, dim2",

@@ -125,27 +125,45 @@ def gauge_family(metric: str) -> str:
 def gauge_current(metrics: Sequence[str], geo: str = "1 = 1", where: str = "1 = 1") -> str:
     """A subquery: the current value of each gauge key as of the end of the time range.
 
-    The current state of a district is the rows of its latest snapshot (per kafka_partition
-    and family) within GAUGE_LOOKBACK_DAYS: a key missing there is zero. A snapshot writes a
-    0 row only for keys that dropped to zero since the previous snapshot *of the same
-    process*; after a restart or a rebalance a dropped key just stops being written, so the
-    latest row per key (argMax(value, bucket)) would keep showing its old value.
+    A process's snapshot (per district, kafka_partition and family) at the end of the range
+    is its latest one within GAUGE_LOOKBACK_DAYS; a key missing there is zero. Where that
+    process's latest snapshot is not after the end of the range (always, for a range that
+    ends now) it is read from metric_gauges_latest: its non-zero rows are exactly the latest
+    snapshot's (a dropped key gets a 0 row; a restored worker zeroes the keys it no longer
+    has). Where it is after the end (a range ending in the past), the history's latest
+    snapshot up to the end is read from metric_gauges (one per WARROOM_GAUGE_HISTORY_MINUTES;
+    there a key missing from the snapshot is zero).
 
     `geo` may only filter whole districts (region, province, district): it also narrows the
     search for the latest snapshot. `where` filters the keys (dim1, dim2) after that.
     """
     families = sorted({gauge_family(m) for m in metrics})
     window = f"bucket > ($__toTime) - INTERVAL {GAUGE_LOOKBACK_DAYS} DAY AND bucket <= ($__toTime)"
+    keys = f"metric IN ({sql_list(metrics)}) AND {geo} AND {where}"
     return f"""(
         SELECT district_code, province_code, region, metric, dim1, dim2, sum(value) AS value
-        FROM metric_gauges FINAL
-        WHERE metric IN ({sql_list(metrics)}) AND {window} AND {geo} AND {where}
-            AND (district_code, kafka_partition, {GAUGE_FAMILY}, bucket) IN (
-                SELECT district_code, kafka_partition, {GAUGE_FAMILY} AS family, max(bucket)
-                FROM metric_gauges
-                WHERE {window} AND {geo} AND family IN ({sql_list(families)})
-                GROUP BY district_code, kafka_partition, family
-            )
+        FROM (
+            SELECT district_code, province_code, region, metric, dim1, dim2, value
+            FROM metric_gauges_latest FINAL
+            WHERE {keys} AND value != 0 AND {window}
+            UNION ALL
+            SELECT district_code, province_code, region, metric, dim1, dim2, value
+            FROM metric_gauges FINAL
+            WHERE {keys} AND {window}
+                AND (district_code, kafka_partition, {GAUGE_FAMILY}, bucket) IN (
+                    SELECT district_code, kafka_partition, {GAUGE_FAMILY} AS family, max(bucket)
+                    FROM metric_gauges
+                    WHERE {window} AND {geo} AND family IN ({sql_list(families)})
+                        AND (district_code, kafka_partition, family) IN (
+                            SELECT district_code, kafka_partition, {GAUGE_FAMILY} AS family
+                            FROM metric_gauges_latest
+                            WHERE {geo} AND family IN ({sql_list(families)})
+                            GROUP BY district_code, kafka_partition, family
+                            HAVING argMax(bucket, version) > ($__toTime)
+                        )
+                    GROUP BY district_code, kafka_partition, family
+                )
+        )
         GROUP BY district_code, province_code, region, metric, dim1, dim2
     )"""
 

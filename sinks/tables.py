@@ -73,6 +73,7 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "metric_buckets": _METRIC,
     "metric_gauges": _METRIC,
+    "metric_gauges_latest": _METRIC,
     "quality_buckets": (
         "district_code",
         "province_code",
@@ -141,6 +142,7 @@ DERIVED: Final[dict[str, frozenset[str]]] = {
     "project_events": frozenset({"province_code", "region", "ingested_at"}),
     "metric_buckets": frozenset({"province_code", "region", "updated_at"}),
     "metric_gauges": frozenset({"province_code", "region", "updated_at"}),
+    "metric_gauges_latest": frozenset({"province_code", "region", "updated_at"}),
     "quality_buckets": frozenset({"province_code", "region"}),
 }
 

@@ -1,7 +1,7 @@
 """The alert service of the worker: evaluates the rules on the stored metric rows, notifies.
 
-Data in: every metric_buckets / metric_gauges row the pipeline stored (a listener called after
-the flush that wrote it), for the districts of this worker's partitions only. Time: the
+Data in: every metric_buckets / metric_gauges_latest row the pipeline stored (a listener called
+after the flush that wrote it), for the districts of this worker's partitions only. Time: the
 pipeline's stream clock, on a timer and soon after new counts arrive. Out, per evaluation:
 notifications into the durable outbox (then delivered in the background) and onto the
 `alerts` topic, every transition into `alerts_history` and onto the topic, then the changed
@@ -348,7 +348,7 @@ class AlertService(Service):
         had events then: silence), noted once per district per flush."""
         held, warming = self._held, self._warming
         observe = self.engine.observe
-        gauges = table == "metric_gauges"
+        gauges = table == "metric_gauges_latest"
         read = self._read_gauges if gauges else self._read_buckets
         latest: dict[str, int] = {}
         partitions: dict[str, int] = {}

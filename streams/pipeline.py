@@ -57,7 +57,7 @@ _STORE_WAIT_LOG_S = 10.0
 
 
 def _gauge_family(row: tuple[Any, ...]) -> str:
-    """The stream a metric_gauges row (sinks.tables order) belongs to (see _PROJECT_GAUGE)."""
+    """The stream a gauge row (sinks.tables order) belongs to (see _PROJECT_GAUGE)."""
     metric = row[1]
     project = metric.startswith("project") or (
         metric == "last_event_age_seconds" and row[2] == "project"
@@ -70,7 +70,8 @@ def _now_ms() -> int:
 
 
 MetricListener = Callable[[str, list[tuple[Any, ...]]], None]
-_TAPPED = frozenset({"metric_buckets", "metric_gauges"})
+#: metric_gauges (the history) holds copies of some snapshots written to metric_gauges_latest
+_TAPPED = frozenset({"metric_buckets", "metric_gauges_latest"})
 
 
 class _Tap:
@@ -137,6 +138,7 @@ class Pipeline(Service):
             late_ms=settings.late_seconds * 1000,
             dedup_window=settings.dedup_window,
             stale_ms=settings.stale_days * 86_400_000,
+            gauge_history_s=settings.gauge_history_minutes * 60,
             # at most the grace: one record may never push a stream's events into too late
             max_jump_ms=min(settings.clock_max_jump_seconds, settings.grace_seconds) * 1000,
         )
@@ -674,18 +676,16 @@ class Pipeline(Service):
             )
             if isinstance(proc, BackfillProcessor):
                 proc.restored_floor(floor_s // 60)
-        # the keys of each district's latest gauge snapshot: the first snapshot after this
-        # writes 0 for those that dropped, so "latest row per key" readers stay right too
+        # every gauge key this partition's stream shows non-zero: the first snapshot after
+        # this writes 0 for those that dropped (in both gauge tables), so a non-zero row of
+        # metric_gauges_latest is always its key's current value
         family = _PROJECT_GAUGE if stream == "project" else f"NOT {_PROJECT_GAUGE}"
         gauge_keys = (
             []
             if backfill
             else await self._restore_rows(
-                "WITH g AS (SELECT district_code, metric, dim1, dim2, bucket, value "
-                f"FROM metric_gauges FINAL WHERE kafka_partition = {tp.partition} AND {family}) "
-                "SELECT g.district_code, g.metric, g.dim1, g.dim2 FROM g INNER JOIN "
-                "(SELECT district_code, max(bucket) AS b FROM g GROUP BY district_code) AS l "
-                "ON g.district_code = l.district_code AND g.bucket = l.b WHERE g.value != 0"
+                "SELECT district_code, metric, dim1, dim2 FROM metric_gauges_latest FINAL "
+                f"WHERE kafka_partition = {tp.partition} AND {family} AND value != 0"
             )
         )
         proc.restore(checkpoint, books, buckets, quality, dedup, gauge_keys)
@@ -1033,9 +1033,10 @@ class Pipeline(Service):
             streams = self.stream_of_topic
             gauged = {(streams[tp.topic], tp.partition) for tp in mine if tp in self.processors}
             if gauged:
-                self.writer.discard_pending(
-                    "metric_gauges", lambda row: (_gauge_family(row), row[5]) in gauged
-                )
+                for table in ("metric_gauges_latest", "metric_gauges"):
+                    self.writer.discard_pending(
+                        table, lambda row: (_gauge_family(row), row[5]) in gauged
+                    )
             for tp in mine:
                 self._written_checkpoints.pop(tp, None)
                 self.processors.pop(tp, None)

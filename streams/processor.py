@@ -85,6 +85,9 @@ class ProcessorConfig:
     #: a partition whose watermark is within this of the wall clock is live: its clock
     #: follows wall time between events, so overdue and stale counts advance on their own
     live_ms: int = 15 * 60_000
+    #: the gauge history (metric_gauges) keeps the first minute of each slot of this length;
+    #: every snapshot goes to metric_gauges_latest (one row per key)
+    gauge_history_s: int = 3600
     #: an accepted event more than this ahead of the partition's watermark, and dated no
     #: earlier than this before its own Kafka timestamp (a current event on a lagging
     #: partition), moves the watermark only once the next accepted event confirms the jump
@@ -170,7 +173,12 @@ class PartitionProcessor:
         self._dedup: dict[str, int] = {}
         self.stats = BatchStats()
         self.dead_letters: list[tuple[bytes | None, bytes]] = []  # (key, record) for the topic
+        #: per district, the gauge keys of the last snapshot written to metric_gauges_latest
+        #: and to the history (metric_gauges): a key gone since gets a 0 row there
         self._gauge_keys: dict[str, set[tuple[str, str, str]]] = {}
+        self._history_keys: dict[str, set[tuple[str, str, str]]] = {}
+        self._history_slot = -1
+        self._history_minute = -1
         #: occurred_at of the events accepted since the last take (end-to-end latency)
         self.event_ms: list[int] = []
         self._evicted_floor = -1  # the minute evict() last dropped below
@@ -221,6 +229,7 @@ class PartitionProcessor:
             ]
         for district, metric, dim1, dim2 in gauge_keys:
             self._gauge_keys.setdefault(district, set()).add((metric, dim1, dim2))
+            self._history_keys.setdefault(district, set()).add((metric, dim1, dim2))
         for event_id, offset in dedup:
             if self._dedup.get(event_id, offset + 1) > offset:
                 self._dedup[event_id] = offset
@@ -556,33 +565,54 @@ class PartitionProcessor:
         return wm
 
     def gauge_rows(self, sink: RowSink, wall_ms: int, version: int) -> int:
-        """A snapshot of every district's gauges at the current stream minute."""
+        """A snapshot of every district's gauges at the current stream minute: every key to
+        metric_gauges_latest (its current value), and the snapshots of the first minute of
+        each history slot to metric_gauges too (the states that ranges ending in the past
+        read). A key gone since the previous snapshot written to a table gets a 0 row there."""
         clock = self.clock_ms(wall_ms)
         if not clock:
             return 0
         minute_s = clock // _MINUTE_MS * 60
+        # the history keeps each slot's first minute: every snapshot of that minute rewrites
+        # it (ReplacingMergeTree per key and bucket), so it holds the minute's last state
+        slot = minute_s // self.cfg.gauge_history_s
+        history = slot != self._history_slot or minute_s == self._history_minute
+        if history:
+            self._history_slot, self._history_minute = slot, minute_s
         partition = self.partition
         grievance = self.stream == "grievance"
         retention_floor = clock - self.cfg.case_retention_ms
         rows: list[tuple[Any, ...]] = []
+        kept: list[tuple[Any, ...]] = []
         for district, book in self.books.items():
             if grievance:
                 book.purge_closed(retention_floor)
                 values = book.gauges(clock)
             else:
                 values = book.gauges(clock, self.cfg.stale_ms)
-            previous = self._gauge_keys.get(district, set())
             keys = set(values)
-            for gone in previous - keys:
-                values[gone] = 0.0
-            self._gauge_keys[district] = keys
-            rows.extend(
+            current = [
                 (district, metric, dim1, dim2, minute_s, partition, value, version)
                 for (metric, dim1, dim2), value in values.items()
+            ]
+            rows.extend(current)
+            rows.extend(
+                (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
+                for metric, dim1, dim2 in self._gauge_keys.get(district, set()) - keys
             )
+            self._gauge_keys[district] = keys
+            if history:
+                kept.extend(current)
+                kept.extend(
+                    (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
+                    for metric, dim1, dim2 in self._history_keys.get(district, set()) - keys
+                )
+                self._history_keys[district] = keys
         if rows:
-            sink.add_many("metric_gauges", rows)
-        return len(rows)
+            sink.add_many("metric_gauges_latest", rows)
+        if kept:
+            sink.add_many("metric_gauges", kept)
+        return len(rows) + len(kept)
 
     def take_checkpoint(self) -> tuple[Checkpoint, dict[str, bytes]]:
         """The checkpoint as of now and the books changed since the last call, serialised."""

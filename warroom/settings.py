@@ -170,6 +170,13 @@ class Settings:
         5.0,
         "Seconds between snapshots of the per-district gauges (backlog, overdue, projects).",
     )
+    gauge_history_minutes: int = _setting(
+        "WARROOM_GAUGE_HISTORY_MINUTES",
+        60,
+        "Minutes between the gauge snapshots kept as history (metric_gauges), which ranges "
+        "ending in the past read; the current values (metric_gauges_latest) follow every "
+        "snapshot. 1 to 1440.",
+    )
     ready_max_lag: int = _setting(
         "WARROOM_READY_MAX_LAG",
         500_000,
@@ -335,7 +342,8 @@ class Settings:
     retain_metric_gauges_days: int = _setting(
         "WARROOM_RETAIN_METRIC_GAUGES_DAYS",
         40,
-        "Days 1-minute gauge snapshots are kept (bucket time); at least 2. 0 = forever.",
+        "Days the gauge history (WARROOM_GAUGE_HISTORY_MINUTES snapshots) is kept (bucket "
+        "time); at least 2. 0 = forever.",
     )
     retain_quality_buckets_days: int = _setting(
         "WARROOM_RETAIN_QUALITY_BUCKETS_DAYS",
@@ -459,6 +467,8 @@ def check(settings: Settings) -> None:
             f"{MIN_BUFFERED_ROWS:,}: one gauge snapshot of 928 districts is ~10,000 rows; "
             f"set {MIN_BUFFERED_ROWS} or more"
         )
+    if not 1 <= settings.gauge_history_minutes <= 1440:
+        raise SettingsError("WARROOM_GAUGE_HISTORY_MINUTES must be between 1 and 1440")
     if settings.tracemalloc < 0:
         raise SettingsError("WARROOM_TRACEMALLOC must be 0 (off) or seconds between logs")
     if settings.late_seconds > settings.grace_seconds:

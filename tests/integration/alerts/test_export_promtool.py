@@ -423,7 +423,7 @@ def _gauge_rows() -> list[tuple[str, str, str, str, int, int, float]]:
 
 def _insert(table: str, rows: list[tuple[str, str, str, str, int, int, float]]) -> str:
     values = ", ".join(
-        f"('{d}', '{d[:2]}', '{m}', '{a}', '{b}', {t}, {p}, {v!r}, 1)"
+        f"('{d}', '{d[:2]}', '{m}', '{a}', '{b}', {t}, {p}, {v!r}, {t})"
         for d, m, a, b, t, p, v in rows
     )
     return (
@@ -482,7 +482,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     warm = warmup_queries(engine, NOW * 1000)
     for i, q in enumerate(warm):
         queries[f"warm:{i}"] = q.sql
-    setup = [_insert("metric_buckets", _bucket_rows()), _insert("metric_gauges", _gauge_rows())]
+    setup = [
+        _insert("metric_buckets", _bucket_rows()),
+        _insert("metric_gauges_latest", _gauge_rows()),
+    ]
     results = _run_chdb(tmp_path_factory.mktemp("chdb-alerts"), setup, queries)
     return {"rules": rules, "results": results, "warm": warm}
 

@@ -65,6 +65,9 @@ WORKER_ENV = {
     "WARROOM_FLUSH_INTERVAL": "0.3",
     "WARROOM_COMMIT_INTERVAL": "1",
     "WARROOM_GAUGE_INTERVAL": "1",
+    # gauge history every minute: the "past" gauge panels read the history at the end of the
+    # fixture's phase 1, which the oracle computes to the minute
+    "WARROOM_GAUGE_HISTORY_MINUTES": "1",
     # evaluations follow the stream clock at least every second
     "WARROOM_ALERT_TICK_SECONDS": "1",
 }

@@ -78,23 +78,18 @@ def _stat(uid: str, title: str, warehouse: Any, to: int, **selected: Any) -> tup
 
 
 def test_keys_that_dropped_to_zero_across_the_restart_are_written_as_zero(warehouse: Any) -> None:
-    """The fixture restarts its worker; keys missing from a district's first snapshot after
-    that get a 0 row (the worker seeds them from its latest snapshot), so reading the latest
-    row per key and reading the latest snapshot per district agree. The zero rows exist."""
+    """The fixture restarts its worker; keys it no longer has after that get a 0 row in
+    metric_gauges_latest (the worker seeds them from the table's non-zero keys), so every
+    non-zero row there is from its process's latest snapshot. The zero rows exist."""
     _, rows = warehouse.query(
         f"""
-        SELECT countIf(k.v != 0 AND k.b < l.lb), countIf(k.v = 0)
-        FROM (
-            SELECT district_code, kafka_partition, metric, dim1, dim2,
-                argMax(value, bucket) AS v, max(bucket) AS b, any(family) AS f
-            FROM (SELECT *, {GAUGE_FAMILY} AS family FROM metric_gauges FINAL)
-            GROUP BY district_code, kafka_partition, metric, dim1, dim2
-        ) AS k
+        SELECT countIf(k.value != 0 AND k.version < l.v), countIf(k.value = 0)
+        FROM (SELECT *, {GAUGE_FAMILY} AS family FROM metric_gauges_latest FINAL) AS k
         INNER JOIN (
-            SELECT district_code, kafka_partition, {GAUGE_FAMILY} AS family, max(bucket) AS lb
-            FROM metric_gauges GROUP BY district_code, kafka_partition, family
+            SELECT district_code, kafka_partition, {GAUGE_FAMILY} AS family, max(version) AS v
+            FROM metric_gauges_latest GROUP BY district_code, kafka_partition, family
         ) AS l ON l.district_code = k.district_code AND l.kafka_partition = k.kafka_partition
-            AND l.family = k.f
+            AND l.family = k.family
         """
     )
     stale, zeros = rows[0]

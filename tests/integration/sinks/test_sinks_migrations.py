@@ -74,6 +74,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     ],
     "metric_buckets": _METRIC,
     "metric_gauges": _METRIC,
+    "metric_gauges_latest": _METRIC,
     "quality_buckets": [
         ("district_code", LC),
         ("province_code", LC),
@@ -200,6 +201,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
 ENGINES = {
     "metric_buckets": "ReplacingMergeTree(version)",
     "metric_gauges": "ReplacingMergeTree(version)",
+    "metric_gauges_latest": "ReplacingMergeTree(version)",
     "quality_buckets": "ReplacingMergeTree(version)",
     "metric_buckets_hourly": "ReplacingMergeTree(version)",
     "metric_buckets_daily": "ReplacingMergeTree(version)",
@@ -226,7 +228,7 @@ def _columns(backend: Backend) -> dict[str, list[tuple[str, str]]]:
 
 def test_fresh_database_gets_every_table_with_the_briefs_columns(chdb_backend: Backend) -> None:
     result = migrate(chdb_backend)
-    assert result.applied == [1, 2, 3, 4]
+    assert result.applied == [1, 2, 3, 4, 5]
     assert _columns(chdb_backend) == EXPECTED
     # the writer's column orders are the tables' orders
     for table, cols in COLUMNS.items():
@@ -251,7 +253,7 @@ def test_second_run_applies_nothing_and_reference_is_exact(chdb_backend: Backend
     again = migrate(chdb_backend)
     assert again.applied == []
     db = chdb_backend.database
-    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(4,)]
+    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(5,)]
     # oracle: geothai itself (the geography module is built from it)
     provinces = list(geothai.provinces())
     n_districts = sum(len(list(geothai.districts(p.code))) for p in provinces)
@@ -292,7 +294,7 @@ def test_dead_letters_written_before_002_lose_what_they_said(chdb_backend: Backe
         "'unknown_enum', 'category', 'สมหญิง ทดสอบนาม', 'สมหญิง', '1001', 'สมหญิง', "
         '\'{"complainant": "สมหญิง ทดสอบนาม"}\')'
     )
-    assert migrate(chdb_backend, reference=False).applied == [2, 3, 4]
+    assert migrate(chdb_backend, reference=False).applied == [2, 3, 4, 5]
     rows = chdb_backend.query_rows(
         "SELECT topic, kafka_partition, kafka_offset, reason, field, district_code, detail, "
         f"source, event_id, payload, payload_bytes, digest FROM {db}.dead_letters"
@@ -455,7 +457,7 @@ def test_004_moves_a_store_with_events_forward(chdb_backend: Backend) -> None:
     _insert(chdb_backend, "grievance_events", before)
     _insert(chdb_backend, "project_events", projects_before)
 
-    assert migrate(chdb_backend, reference=False).applied == [3, 4]
+    assert migrate(chdb_backend, reference=False).applied == [3, 4, 5]
     assert _grievance_table(chdb_backend) == _grievance_oracle(before)
     assert _project_table(chdb_backend) == _project_oracle(projects_before)
 
@@ -490,3 +492,100 @@ def test_004_moves_a_store_with_events_forward(chdb_backend: Backend) -> None:
     chdb_backend.execute(f"OPTIMIZE TABLE {db}.grievance_latest FINAL")
     assert chdb_backend.query_rows(f"SELECT count() FROM {db}.grievance_latest") == [(4,)]
     assert _grievance_table(chdb_backend) == expected
+
+
+def _gauge_oracle(rows: list[tuple[Any, ...]]) -> dict[tuple[str, int, str, str, str], float]:
+    """What a reader of the history took as current: per district, partition and family, the
+    rows of the latest snapshot (bucket), the highest version per key; other keys are 0."""
+
+    def family(metric: str, dim1: str) -> str:
+        project = metric.startswith("project") or (
+            metric == "last_event_age_seconds" and dim1 == "project"
+        )
+        return "project" if project else "grievance"
+
+    final: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for r in rows:  # (district, metric, dim1, dim2, bucket_s, partition, value, version)
+        key = (r[0], r[1], r[2], r[3], r[4], r[5])
+        if key not in final or r[7] >= final[key][7]:
+            final[key] = r
+    latest: dict[tuple[str, int, str], int] = {}
+    for r in final.values():
+        g = (r[0], r[5], family(r[1], r[2]))
+        latest[g] = max(latest.get(g, 0), r[4])
+    return {
+        (r[0], r[5], r[1], r[2], r[3]): r[6]
+        for r in final.values()
+        if r[4] == latest[(r[0], r[5], family(r[1], r[2]))] and r[6] != 0
+    }
+
+
+def test_005_moves_the_gauge_history_into_the_latest_table(chdb_backend: Backend) -> None:
+    """A store at 004 whose gauges are only the per-minute history: 005 puts each key's current
+    value (what the history's latest snapshot said) into metric_gauges_latest, and keeps the
+    history as it was."""
+    db = chdb_backend.database
+    chdb_backend.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    chdb_backend.execute(
+        f"CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime)"
+        " ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    for m in load_migrations():
+        if m.version <= 4:
+            for statement in m.statements(db):
+                chdb_backend.execute(statement)
+            chdb_backend.execute(
+                f"INSERT INTO {db}.schema_migrations VALUES ({m.version}, '', now())"
+            )
+    t = T0 // 1000
+    rows = [
+        # 1001: two snapshots; 'land' dropped to zero (a 0 row), 'debt' dropped after a
+        # restart (no row in the latest snapshot at all), 'water' is new
+        ("1001", "grievance_open", "land", "normal", t, 0, 3.0, 1),
+        ("1001", "grievance_open", "debt", "normal", t, 0, 2.0, 1),
+        ("1001", "grievance_open", "land", "normal", t + 60, 0, 0.0, 2),
+        ("1001", "grievance_open", "water", "urgent", t + 60, 0, 5.0, 2),
+        # the same minute written twice: the higher version wins
+        ("1001", "grievance_open", "water", "urgent", t + 60, 0, 6.0, 3),
+        ("1001", "last_event_age_seconds", "grievance", "", t + 60, 0, 30.0, 3),
+        # 1001's projects snapshot at their own stream minute
+        ("1001", "project_count", "kok_nong_na", "planned", t - 600, 0, 4.0, 1),
+        ("1001", "last_event_age_seconds", "project", "", t - 600, 0, 7.0, 1),
+        # 5001 on partition 1: one snapshot
+        ("5001", "grievance_overdue", "land", "urgent", t + 120, 1, 1.0, 4),
+    ]
+    columns = ("district_code", "metric", "dim1", "dim2", "bucket", "kafka_partition")
+    chdb_backend.insert(
+        f"`{db}`.metric_gauges",
+        {
+            **{c: [r[i] for r in rows] for i, c in enumerate(columns)},
+            "value": [r[6] for r in rows],
+            "version": [r[7] for r in rows],
+        },
+    )
+    history_before = chdb_backend.query_rows(
+        f"SELECT * EXCEPT updated_at FROM {db}.metric_gauges FINAL ORDER BY ALL"
+    )
+    assert migrate(chdb_backend, reference=False).applied == [5]
+    got = {
+        (d, int(p), m, a, b): float(v)
+        for d, p, m, a, b, v in chdb_backend.query_rows(
+            "SELECT district_code, kafka_partition, metric, dim1, dim2, value "
+            f"FROM {db}.metric_gauges_latest FINAL WHERE value != 0"
+        )
+    }
+    expected = _gauge_oracle(rows)
+    assert expected[("1001", 0, "grievance_open", "water", "urgent")] == 6.0
+    assert ("1001", 0, "grievance_open", "debt", "normal") not in expected
+    assert got == expected
+    # one row per key: the zeros are there too, and nothing else
+    keys = {(r[0], r[5], r[1], r[2], r[3]) for r in rows}
+    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.metric_gauges_latest FINAL") == [
+        (len(keys),)
+    ]
+    assert (
+        chdb_backend.query_rows(
+            f"SELECT * EXCEPT updated_at FROM {db}.metric_gauges FINAL ORDER BY ALL"
+        )
+        == history_before
+    )

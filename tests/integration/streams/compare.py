@@ -11,18 +11,8 @@ from tests.oracle import Expected
 from tests.services.worker import WorkerProcess
 
 GAUGES_LATEST = """
-WITH g AS (
-    SELECT district_code, kafka_partition, metric, dim1, dim2, bucket, value,
-           if(startsWith(metric, 'project') OR (metric = 'last_event_age_seconds'
-              AND dim1 = 'project'), 'project', 'grievance') AS fam
-    FROM metric_gauges FINAL
-)
-SELECT g.district_code AS d, g.metric AS m, g.dim1 AS a, g.dim2 AS b, sum(g.value) AS v
-FROM g INNER JOIN (
-    SELECT district_code, kafka_partition, fam, max(bucket) AS mb FROM g
-    GROUP BY district_code, kafka_partition, fam
-) AS l ON g.district_code = l.district_code AND g.kafka_partition = l.kafka_partition
-      AND g.fam = l.fam AND g.bucket = l.mb
+SELECT district_code AS d, metric AS m, dim1 AS a, dim2 AS b, sum(value) AS v
+FROM metric_gauges_latest FINAL
 GROUP BY d, m, a, b
 HAVING v != 0
 """
@@ -82,7 +72,9 @@ def wait_settled(w: WorkerProcess, consumed: int, timeout: float = 180.0) -> Non
     done_ms = int(time.time() * 1000)
 
     def snapshot_after() -> bool:
-        rows = w.query("SELECT toUnixTimestamp64Milli(max(updated_at)) AS t FROM metric_gauges")
+        rows = w.query(
+            "SELECT toUnixTimestamp64Milli(max(updated_at)) AS t FROM metric_gauges_latest"
+        )
         return bool(rows) and int(rows[0]["t"]) > done_ms + 500
 
     w.wait_for(snapshot_after, timeout=60, what="a gauge snapshot after the last record")

@@ -261,7 +261,8 @@ def test_no_planted_identity_survives_anywhere_and_a_wrong_key_is_rejected(
         metrics = worker.metrics_text()
         assert leaks(metrics) == []
         # the district's state is on its own partition only
-        for table in ("grievance_events", "metric_buckets", "metric_gauges"):
+        tables = ("grievance_events", "metric_buckets", "metric_gauges", "metric_gauges_latest")
+        for table in tables:
             parts = worker.query(
                 f"SELECT DISTINCT kafka_partition AS p FROM {table} "
                 f"WHERE district_code = '{DISTRICT}'"

@@ -35,6 +35,7 @@ TABLES = (
     "project_events",
     "metric_buckets",
     "metric_gauges",
+    "metric_gauges_latest",
     "quality_buckets",
     "dead_letters",
 )
