@@ -176,7 +176,9 @@ class PartitionProcessor:
         #: per district, the gauge keys of the last snapshot written to metric_gauges_latest
         #: and to the history (metric_gauges): a key gone since gets a 0 row there
         self._gauge_keys: dict[str, set[tuple[str, str, str]]] = {}
-        self._history_keys: dict[str, set[tuple[str, str, str]]] = {}
+        #: per district, what the history's current minute holds (key -> value; None: not
+        #: known, after a restore)
+        self._history: dict[str, dict[tuple[str, str, str], float | None]] = {}
         self._history_slot = -1
         self._history_minute = -1
         #: occurred_at of the events accepted since the last take (end-to-end latency)
@@ -229,7 +231,7 @@ class PartitionProcessor:
             ]
         for district, metric, dim1, dim2 in gauge_keys:
             self._gauge_keys.setdefault(district, set()).add((metric, dim1, dim2))
-            self._history_keys.setdefault(district, set()).add((metric, dim1, dim2))
+            self._history.setdefault(district, {})[(metric, dim1, dim2)] = None
         for event_id, offset in dedup:
             if self._dedup.get(event_id, offset + 1) > offset:
                 self._dedup[event_id] = offset
@@ -573,10 +575,13 @@ class PartitionProcessor:
         if not clock:
             return 0
         minute_s = clock // _MINUTE_MS * 60
-        # the history keeps each slot's first minute: every snapshot of that minute rewrites
-        # it (ReplacingMergeTree per key and bucket), so it holds the minute's last state
+        # the history keeps each slot's first minute: its first snapshot writes every key, the
+        # later ones of that minute the keys that changed (ReplacingMergeTree per key and
+        # bucket), so it holds the minute's last state. A clock that stands still (a stream
+        # that is not live) stays in that minute without rewriting it every snapshot.
         slot = minute_s // self.cfg.gauge_history_s
-        history = slot != self._history_slot or minute_s == self._history_minute
+        same_minute = minute_s == self._history_minute
+        history = slot != self._history_slot or same_minute
         if history:
             self._history_slot, self._history_minute = slot, minute_s
         partition = self.partition
@@ -602,12 +607,17 @@ class PartitionProcessor:
             )
             self._gauge_keys[district] = keys
             if history:
-                kept.extend(current)
+                held = self._history.get(district, {})
+                kept.extend(
+                    row
+                    for row in current
+                    if not same_minute or held.get((row[1], row[2], row[3])) != row[6]
+                )
                 kept.extend(
                     (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
-                    for metric, dim1, dim2 in self._history_keys.get(district, set()) - keys
+                    for metric, dim1, dim2 in held.keys() - keys
                 )
-                self._history_keys[district] = keys
+                self._history[district] = dict(values)
         if rows:
             sink.add_many("metric_gauges_latest", rows)
         if kept:

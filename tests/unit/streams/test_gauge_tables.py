@@ -104,9 +104,9 @@ def test_every_snapshot_goes_to_the_latest_table_the_slot_start_to_the_history()
     assert latest[2] == {("1001", "land", m0 + 120): 1, ("1001", "debt", m0 + 120): 1} | {
         ("5001", "land", m0 + 120): 1
     }
-    # the history: the slot's first minute (both of its snapshots), then nothing until the
-    # next hour starts (T0 is 10 minutes into an hour: the next slot starts 50 minutes on)
-    assert history[0] == latest[0] and history[1] == latest[1]
+    # the history: the slot's first minute (its second snapshot there changed nothing), then
+    # nothing until the next hour starts (T0 is 10 minutes into an hour: 50 minutes on)
+    assert history[0] == latest[0] and history[1] == {}
     assert history[2] == {} and history[3] == {}
     assert history[4] == latest[4] and {k[2] for k in history[4]} == {m0 + 50 * 60}
     assert (m0 + 50 * 60) % 3600 == 0
@@ -148,3 +148,26 @@ def test_one_minute_slots_keep_every_minute() -> None:
         proc.gauge_rows(sink, wall, version=wall)
         minutes |= {k[2] for k in _open(sink.rows["metric_gauges"])}
     assert minutes == {T0 // 1000, T0 // 1000 + 60, T0 // 1000 + 120}
+
+
+def test_a_clock_that_stands_still_rewrites_only_changed_keys_into_the_history() -> None:
+    """A stream that is not live keeps its clock at the watermark: its snapshots stay in one
+    minute. The history gets that minute once, then only what changed in it."""
+    proc = _processor(history_minutes=60)
+    _feed(
+        proc,
+        [(T0, "1001", "G1", "received", "land"), (T0 + 1000, "1001", "G2", "received", "debt")],
+    )
+    m0 = T0 // 1000
+    wall = T0 + 3 * HOUR  # hours after the watermark: not live, the clock stays at T0 + 1 s
+    first, idle = Sink(), Sink()
+    proc.gauge_rows(first, wall, version=1)
+    proc.gauge_rows(idle, wall + 5_000, version=2)
+    assert _open(first.rows["metric_gauges"]) == {("1001", "land", m0): 1, ("1001", "debt", m0): 1}
+    assert "metric_gauges" not in idle.rows
+    # the latest table still gets every key each snapshot
+    assert _open(idle.rows["metric_gauges_latest"]) == _open(first.rows["metric_gauges_latest"])
+    _feed(proc, [(T0 + 2000, "1001", "G1", "resolved", "land")])
+    changed = Sink()
+    proc.gauge_rows(changed, wall + 10_000, version=3)
+    assert _open(changed.rows["metric_gauges"]) == {("1001", "land", m0): 0}
