@@ -1077,7 +1077,7 @@ class Pipeline(Service):
     # -- for the alert engine and the web endpoints ------------------------------------------
 
     def add_metric_listener(self, listener: MetricListener) -> None:
-        """``listener(table, rows)`` gets every metric_buckets / metric_gauges row (in
+        """``listener(table, rows)`` gets every metric_buckets / metric_gauges_latest row (in
         sinks.tables.INSERT_COLUMNS order) once the flush that wrote it has completed."""
         self._sink.listeners.append(listener)
 
