@@ -21,6 +21,10 @@ def migrate_command(
         str | None,
         typer.Option(help="Store URL (chdb:///path or clickhouse://...); default WARROOM_STORE."),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data folder whose store to migrate, as `up` and `query` take it."),
+    ] = None,
 ) -> None:
     """Create the database and apply pending schema migrations; refresh reference geography."""
     from sinks.backends import StoreError, open_backend
@@ -30,7 +34,10 @@ def migrate_command(
     from warroom.settings import load
 
     settings = load()
-    url = store or settings.store_url
+    # a flag beats the environment: --data-dir names that folder's store even when
+    # WARROOM_STORE is set
+    folder = settings.replace(data_dir=data_dir, store="") if data_dir else settings
+    url = store or folder.store_url
     try:
         parsed = parse_store_url(url)
         backend = open_backend(parsed)

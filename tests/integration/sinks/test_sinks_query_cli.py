@@ -106,3 +106,36 @@ def test_cli_migrate_then_query_and_locked_store(tmp_path: Path) -> None:
         timeout=120,
     )
     assert (out.returncode, out.stdout) == (0, "1\n"), out.stderr
+
+
+def test_cli_migrate_takes_the_data_dir_as_up_and_query_do(tmp_path: Path) -> None:
+    """`warroom migrate --data-dir D` migrates D's store (D/clickhouse), even with another
+    store in WARROOM_STORE; `query --data-dir D` then reads it."""
+    data = tmp_path / "data"
+    elsewhere = f"chdb://{tmp_path / 'elsewhere'}?database=warroom"
+    env = {**os.environ, "WARROOM_STORE": elsewhere, "WARROOM_WEB_PORT": str(free_port())}
+    out = subprocess.run(
+        [WARROOM, "migrate", "--data-dir", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"chdb://{(data / 'clickhouse').resolve()}" in out.stdout
+    assert (data / "clickhouse").is_dir() and not (tmp_path / "elsewhere").exists()
+    env.pop("WARROOM_STORE")
+    out = subprocess.run(
+        [
+            WARROOM,
+            "query",
+            "SELECT count() FROM ref_districts",
+            "--format=TSV",
+            f"--data-dir={data}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (out.returncode, out.stdout) == (0, "928\n"), out.stderr
