@@ -173,8 +173,8 @@ class PartitionProcessor:
         self._dedup: dict[str, int] = {}
         self.stats = BatchStats()
         self.dead_letters: list[tuple[bytes | None, bytes]] = []  # (key, record) for the topic
-        #: per district, the gauge keys of the last snapshot written to metric_gauges_latest
-        #: and to the history (metric_gauges): a key gone since gets a 0 row there
+        #: per district, the gauge keys of the last snapshot written to metric_gauges_latest:
+        #: a key gone since gets a 0 row there
         self._gauge_keys: dict[str, set[tuple[str, str, str]]] = {}
         #: per district, what the history's current minute holds (key -> value; None: not
         #: known, after a restore)
