@@ -31,6 +31,7 @@ def migrate_command(
     from sinks.migrate import migrate
     from sinks.retention import policy
     from sinks.url import StoreURLError, parse_store_url
+    from warroom import runinfo
     from warroom.settings import load
 
     settings = load()
@@ -40,6 +41,15 @@ def migrate_command(
     url = store or folder.store_url
     try:
         parsed = parse_store_url(url)
+        holder = runinfo.store_holder(parsed.path) if parsed.path is not None else None
+        if holder is not None:  # before chdb opens it: its engine prints its own error first
+            who = f"pid {holder}" if holder > 0 else "another process"
+            typer.echo(
+                f"warroom migrate: the store {parsed.path} is in use by {who}; stop it first "
+                "(a worker applies the migrations itself when it starts)",
+                err=True,
+            )
+            raise typer.Exit(2)
         backend = open_backend(parsed)
     except (StoreURLError, StoreError) as exc:
         typer.echo(f"warroom migrate: {exc}", err=True)

@@ -95,6 +95,15 @@ def test_cli_migrate_then_query_and_locked_store(tmp_path: Path) -> None:
         )
         assert out.returncode == 1
         assert "locked by another process" in out.stderr
+        # migrate says it in one line of its own (chdb's engine printed its error first)
+        out = subprocess.run(
+            [WARROOM, "migrate"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 2
+        assert out.stderr.strip() == (
+            f"warroom migrate: the store {tmp_path / 'store'} is in use by pid {holder.pid}; "
+            "stop it first (a worker applies the migrations itself when it starts)"
+        )
     finally:
         holder.kill()
         holder.wait(10)
