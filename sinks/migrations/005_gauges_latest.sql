@@ -9,38 +9,10 @@
 -- (streams/pipeline.py), so a non-zero row here is its key's current value. No partitions:
 -- rows of one key must meet in merges. No TTL: one row per key ever seen, no personal data.
 
-CREATE TABLE IF NOT EXISTS {db}.metric_gauges_latest
-(
-    district_code LowCardinality(String),
-    province_code LowCardinality(String) DEFAULT substring(district_code, 1, 2),
-    region LowCardinality(String) DEFAULT transform(substring(district_code, 1, 2),
-            ['10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24',
-             '25', '26', '27', '30', '31', '32', '33', '34', '35', '36', '37', '38', '39', '40',
-             '41', '42', '43', '44', '45', '46', '47', '48', '49', '50', '51', '52', '53', '54',
-             '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '67', '70', '71',
-             '72', '73', '74', '75', '76', '77', '80', '81', '82', '83', '84', '85', '86', '90',
-             '91', '92', '93', '94', '95', '96'],
-            ['central', 'central', 'central', 'central', 'central', 'central', 'central', 'central',
-             'central', 'central', 'east', 'east', 'east', 'east', 'east', 'east', 'central',
-             'east', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
-             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
-             'northeast', 'northeast', 'northeast', 'northeast', 'northeast', 'northeast',
-             'northeast', 'northeast', 'northeast', 'north', 'north', 'north', 'north', 'north',
-             'north', 'north', 'north', 'north', 'central', 'central', 'central', 'west',
-             'central', 'central', 'central', 'central', 'west', 'west', 'central', 'central',
-             'central', 'central', 'west', 'west', 'south', 'south', 'south', 'south', 'south',
-             'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south', 'south'],
-            ''),
-    metric LowCardinality(String),
-    dim1 LowCardinality(String),
-    dim2 LowCardinality(String),
-    bucket DateTime('UTC'),
-    kafka_partition UInt16,
-    value Float64,
-    version UInt64,
-    updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
-)
+-- the history's columns; its engine clause is replaced whole (no monthly partitions, no TTL)
+CREATE TABLE IF NOT EXISTS {db}.metric_gauges_latest AS {db}.metric_gauges
 ENGINE = ReplacingMergeTree(version)
+PARTITION BY tuple()
 ORDER BY (district_code, kafka_partition, metric, dim1, dim2);
 
 -- every key's latest row so far (the history's latest snapshot per district wins; a key

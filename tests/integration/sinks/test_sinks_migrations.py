@@ -359,6 +359,21 @@ def _project(
     }
 
 
+def _store_at(backend: Backend, version: int) -> None:
+    """A store as the migrations up to `version` left it."""
+    db = backend.database
+    backend.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    backend.execute(
+        f"CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime)"
+        " ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    for m in load_migrations():
+        if m.version <= version:
+            for statement in m.statements(db):
+                backend.execute(statement)
+            backend.execute(f"INSERT INTO {db}.schema_migrations VALUES ({m.version}, '', now())")
+
+
 def _insert(backend: Backend, table: str, rows: list[dict[str, Any]]) -> None:
     backend.insert(
         f"`{backend.database}`.{table}",
@@ -431,18 +446,7 @@ def test_004_moves_a_store_with_events_forward(chdb_backend: Backend) -> None:
     """A store at 002 holding events: 004 back-fills the latest state of every case from
     them; events written afterwards (late ones, duplicates, ties) keep it equal to the events."""
     db = chdb_backend.database
-    chdb_backend.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-    chdb_backend.execute(
-        f"CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime)"
-        " ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    for m in load_migrations():
-        if m.version <= 2:
-            for statement in m.statements(db):
-                chdb_backend.execute(statement)
-            chdb_backend.execute(
-                f"INSERT INTO {db}.schema_migrations VALUES ({m.version}, '', now())"
-            )
+    _store_at(chdb_backend, 2)
     before = [
         _grievance("G1", "1001", 10, T0, "received", due=T0 + 72 * H, pseudonym="ab12cd34ef"),
         _grievance("G1", "1001", 11, T0 + H, "assigned"),
@@ -525,18 +529,7 @@ def test_005_moves_the_gauge_history_into_the_latest_table(chdb_backend: Backend
     value (what the history's latest snapshot said) into metric_gauges_latest, and keeps the
     history as it was."""
     db = chdb_backend.database
-    chdb_backend.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-    chdb_backend.execute(
-        f"CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime)"
-        " ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    for m in load_migrations():
-        if m.version <= 4:
-            for statement in m.statements(db):
-                chdb_backend.execute(statement)
-            chdb_backend.execute(
-                f"INSERT INTO {db}.schema_migrations VALUES ({m.version}, '', now())"
-            )
+    _store_at(chdb_backend, 4)
     t = T0 // 1000
     rows = [
         # 1001: two snapshots; 'land' dropped to zero (a 0 row), 'debt' dropped after a

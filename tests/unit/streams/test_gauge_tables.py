@@ -6,7 +6,6 @@ day live)."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,26 +14,11 @@ import orjson
 from streams.pdpa import DEV_KEY, Pseudonymizer
 from streams.processor import PartitionProcessor, ProcessorConfig
 from streams.validation import Validator
+from tests.unit.streams.test_clock_bound import Rec, Sink
 
 MIN = 60_000
 HOUR = 60 * MIN
 T0 = 1_780_000_000_000 // HOUR * HOUR + 10 * MIN  # 10 minutes into an hour (UTC)
-
-
-@dataclass
-class Rec:
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[Any, ...]]] = {}
-
-    def add_many(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        self.rows.setdefault(table, []).extend(rows)
 
 
 def _event(ms: int, district: str, gid: str, typ: str, category: str) -> bytes:
