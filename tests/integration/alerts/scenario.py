@@ -29,6 +29,9 @@ from tests.services.worker import WorkerProcess
 T = TypeVar("T")
 
 MINUTE_MS = 60_000
+# how long a wait may take before it fails: only a failure waits this long, and a loaded CI
+# machine (2 cores, every worker starting up at once) took over a minute to apply a surge
+WAIT_S = 180.0
 HOUR_MS = 60 * MINUTE_MS
 _NS = uuid.UUID("1c3a63c2-7f55-4d8e-8a1e-3d4f4f0c9b21")
 
@@ -241,7 +244,7 @@ class Directory:
 def wait_until(
     predicate: Callable[[], T | None],
     what: str,
-    timeout: float = 60.0,
+    timeout: float = WAIT_S,
     worker: WorkerProcess | None = None,
 ) -> T:
     """Poll until `predicate` returns something truthy; returns it."""
@@ -267,7 +270,7 @@ def wait_value(
     fetch: Callable[[], T],
     ok: Callable[[T], bool],
     what: str,
-    timeout: float = 60.0,
+    timeout: float = WAIT_S,
     worker: WorkerProcess | None = None,
 ) -> T:
     """Poll `fetch` until `ok(value)`; returns the value."""

@@ -27,10 +27,12 @@ from streams.broker import free_port
 from streams.topics import Topics
 from tests.integration.alerts.conftest import LINE_TOKEN
 from tests.integration.alerts.scenario import (
+    CLOCKS,
     ESCALATE_MS,
     FOR_MS,
     MINUTE_MS,
     RULES_YAML,
+    WAIT_S,
     WINDOW_MS,
     Directory,
     Timeline,
@@ -51,11 +53,9 @@ from tests.services.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-CLOCKS = ("9002", "9004", "9001", "9003")
 A = "5001"
 ACK_SECRET = "scenario-ack-secret"
-#: seconds to wait for a worker: these run beside other suites on 2 shared cores
-SLOW = 180.0
+SLOW = WAIT_S
 
 
 @pytest.fixture
