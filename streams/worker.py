@@ -6,6 +6,8 @@ import asyncio
 import gc
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -43,12 +45,35 @@ class _Worker(faust.Worker):
     (Faust would set the root logger to DEBUG even at "warn") — and without its terminal
     spinner, whose cursor codes on stdout glued themselves to the next JSON log line."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stop_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spinner = None
+        self.stop_timeout = stop_timeout
 
     def _setup_logging(self) -> None:
         return None
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        """A stop is bounded: one that hangs (seen under load when SIGTERM came while the
+        partitions were being restored, and nobody was left to SIGKILL the worker because the
+        `up` that started it had been killed) ends as a crash would, which the store's stamps
+        and the committed offsets make safe."""
+        if not self._signal_stop_time:
+            timer = threading.Timer(self.stop_timeout, _stop_overdue, (signal, self.stop_timeout))
+            timer.daemon = True
+            timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _stop_overdue(signum: signal.Signals, timeout: float) -> None:
+    log.error(
+        "the worker did not stop within %.0fs of %s; exiting without its final flush and "
+        "checkpoint (the next start replays from the last commit, nothing is counted twice)",
+        timeout,
+        signum.name,
+    )
+    logging.shutdown()
+    os._exit(1)
 
 
 def _wait_for_store(backend: Backend, url: str, timeout: float = 90.0) -> None:
@@ -170,6 +195,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         redirect_stdouts=False,
         override_logging=False,
         loglevel=settings.log_level.upper(),
+        stop_timeout=settings.stop_timeout,
     )
     log.info(
         "worker starting",

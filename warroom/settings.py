@@ -177,6 +177,13 @@ class Settings:
         "ending in the past read; the current values (metric_gauges_latest) follow every "
         "snapshot. 1 to 1440.",
     )
+    stop_timeout: float = _setting(
+        "WARROOM_STOP_TIMEOUT",
+        20.0,
+        "Seconds a worker may take to stop after SIGTERM or Ctrl-C (final flush and "
+        "checkpoint); after that it exits with code 1 as a crash would, and the next start "
+        "replays from the last commit. Keep it below your orchestrator's kill timeout.",
+    )
     ready_max_lag: int = _setting(
         "WARROOM_READY_MAX_LAG",
         500_000,
@@ -469,6 +476,8 @@ def check(settings: Settings) -> None:
         )
     if not 1 <= settings.gauge_history_minutes <= 1440:
         raise SettingsError("WARROOM_GAUGE_HISTORY_MINUTES must be between 1 and 1440")
+    if settings.stop_timeout <= 0:
+        raise SettingsError("WARROOM_STOP_TIMEOUT must be more than 0 seconds")
     if settings.tracemalloc < 0:
         raise SettingsError("WARROOM_TRACEMALLOC must be 0 (off) or seconds between logs")
     if settings.late_seconds > settings.grace_seconds:

@@ -33,11 +33,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _alive(pid: int) -> bool:
+    """Running, not just present: an orphan that exited stays a zombie until PID 1 reaps it,
+    and a container's PID 1 may never do that."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _wait_for(what: str, check: object, timeout: float) -> None:
@@ -244,7 +246,12 @@ def test_children_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(10)
         for name, pid in pids.items():
-            _wait_for(f"the {name} (pid {pid}) to exit", lambda pid=pid: not _alive(pid), 30)
+            # a worker stops within WARROOM_STOP_TIMEOUT (20s) even when its stop hangs
+            try:
+                _wait_for(f"the {name} (pid {pid}) to exit", lambda pid=pid: not _alive(pid), 60)
+            except AssertionError as exc:
+                log = (data / "logs" / f"{name}.log").read_text(errors="replace")
+                raise AssertionError(f"{exc}; its log ends:\n{log[-3000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
