@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -215,15 +215,19 @@ class Pipeline(Service):
         too, so one on a new log (see _restart_new_logs) is found before Faust seeks it."""
         generation = self.app.consumer_generation_id
         restored: dict[TP, int] = {}
+        new: list[TP] = []
         for tp in sorted(self.app.consumer.assignment()):
-            live = tp.topic in self.stream_of_topic
-            if not live and tp.topic not in self.backfill_of_topic:
+            if tp.topic not in self.stream_of_topic and tp.topic not in self.backfill_of_topic:
                 continue
             kept = self.processors.get(tp) or self.backfill.get(tp)
             if kept is not None:
                 kept.generation = generation  # still this worker's in the new generation
-                continue
-            proc = await self._restore_when_stored(tp, generation)
+            else:
+                new.append(tp)
+        ends = await self._end_offsets(new)
+        for tp in new:
+            live = tp.topic in self.stream_of_topic
+            proc = await self._restore_when_stored(tp, generation, ends)
             if proc is None or generation != self.app.consumer_generation_id:
                 return  # rebalancing again
             if live:
@@ -594,13 +598,30 @@ class Pipeline(Service):
         await self._rewind(tp, want)
         return True
 
-    async def _restore_when_stored(self, tp: TP, generation: int) -> PartitionProcessor | None:
+    async def _end_offsets(self, tps: Sequence[TP]) -> dict[TP, int]:
+        """The end offsets of partitions about to be restored, in one request: Faust asks its
+        consumer thread, which answers between long polls, so one request per partition took
+        1.5 s each (24 s for a worker's 16 partitions). Empty when the broker does not answer
+        now: each restore then asks for its own."""
+        if not tps:
+            return {}
+        try:
+            ends = await self.app.consumer.highwaters(*tps)
+        except Exception as exc:
+            log.warning("end offsets unknown at restore", extra={"error": str(exc)})
+            return {}
+        return {tp: end for tp, end in ends.items() if end is not None}
+
+    async def _restore_when_stored(
+        self, tp: TP, generation: int, ends: Mapping[TP, int] | None = None
+    ) -> PartitionProcessor | None:
         """_restore, waiting for a store that does not answer (its owner restarting) instead of
-        crashing the worker; None when the assignment changed meanwhile."""
+        crashing the worker; None when the assignment changed meanwhile. `ends`: end offsets
+        already read for this assignment."""
         said = 0.0
         while True:
             try:
-                proc = await self._restore(tp)
+                proc = await self._restore(tp, (ends or {}).get(tp))
             except StoreError as exc:
                 if self._shutting_down or generation != self.app.consumer_generation_id:
                     return None
@@ -615,7 +636,7 @@ class Pipeline(Service):
             proc.generation = generation
             return proc
 
-    async def _restore(self, tp: TP) -> PartitionProcessor:
+    async def _restore(self, tp: TP, end: int | None = None) -> PartitionProcessor:
         """State for a newly assigned partition: changelog books + checkpoint, then buckets,
         quality counts and recent event ids from the store (only when a checkpoint exists: a
         partition without one is replayed from its start, which rebuilds everything)."""
@@ -641,13 +662,13 @@ class Pipeline(Service):
                 checkpoint = Checkpoint.loads(value)
             else:
                 books[name] = value
-        try:
-            end = (await self.app.consumer.highwaters(tp)).get(tp)
-        except Exception as exc:  # no answer now: the batch check finds a new log later
-            log.warning(
-                "end offset unknown at restore", extra={"topic": tp.topic, "error": str(exc)}
-            )
-            end = None
+        if end is None:
+            try:
+                end = (await self.app.consumer.highwaters(tp)).get(tp)
+            except Exception as exc:  # no answer now: the batch check finds a new log later
+                log.warning(
+                    "end offset unknown at restore", extra={"topic": tp.topic, "error": str(exc)}
+                )
         if checkpoint is None:
             checkpoint = await self._orphan_stamps(proc, end)
         buckets: list[Any] = []
