@@ -190,6 +190,7 @@ class Pipeline(Service):
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self._ready_generation = -1
+        self._not_ready_logged = -1
         #: partitions being revoked -> when their fence falls: past it the group may have
         #: handed them to another worker, so nothing computed here for them is written any
         #: more (checkpoint, books, offsets, gauge snapshots): half the rebalance timeout,
@@ -229,6 +230,14 @@ class Pipeline(Service):
             live = tp.topic in self.stream_of_topic
             proc = await self._restore_when_stored(tp, generation, ends)
             if proc is None or generation != self.app.consumer_generation_id:
+                log.warning(
+                    "restore of an assignment dropped: the group rebalanced meanwhile",
+                    extra={
+                        "generation": generation,
+                        "now": self.app.consumer_generation_id,
+                        "restored": proc is not None,
+                    },
+                )
                 return  # rebalancing again
             if live:
                 self.processors[tp] = proc
@@ -272,6 +281,7 @@ class Pipeline(Service):
             # fetched after an assignment but before its table recovery finished: the state
             # to apply them to is not there yet. Rewind so they are fetched again (skipping
             # them without the rewind would lose them: the processor never goes back).
+            self._not_ready_batch(tp)
             await self._rewind(tp, records[0].offset)
             return
         if await self._held(tp, records):
@@ -315,6 +325,7 @@ class Pipeline(Service):
             return  # fetched while its partition waits for the store: fetched again after
         generation = self.app.consumer_generation_id
         if self._ready_generation != generation:
+            self._not_ready_batch(tp)
             await self._rewind(tp, records[0].offset)
             return
         if await self._held(tp, records):
@@ -423,6 +434,21 @@ class Pipeline(Service):
                 f"AND (district_code, outcome, reason, source, toUInt32(bucket)) IN ({keys})"
             )
         return buckets, quality
+
+    def _not_ready_batch(self, tp: TP) -> None:
+        generation = self.app.consumer_generation_id
+        if self._not_ready_logged == generation:
+            return
+        self._not_ready_logged = generation
+        log.warning(
+            "batch fetched before this assignment's restore finished: fetched again later",
+            extra={
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "generation": generation,
+                "ready_generation": self._ready_generation,
+            },
+        )
 
     async def _rewind(self, tp: TP, offset: int) -> None:
         consumer: Any = self.app.consumer

@@ -7,9 +7,10 @@ consumer keeps Faust's fetcher thread, group membership, partition assignment, t
 recovery and flow control, but for topics registered as batch topics it passes the fetched
 records of each partition straight to an async handler; other topics take Faust's usual
 path. Flow control stays correct: nothing is handed over while the flow is stopped (during
-a rebalance), a batch fetched in an older consumer generation is dropped (the partitions
-are re-seeked to the committed offsets after the rebalance), and a handler that must wait
-(backpressure) pauses its partitions instead of blocking the fetcher.
+a rebalance) or for a partition paused meanwhile, and such records are sought back to (the
+consumer's position is already past them); a batch fetched in an older consumer generation
+is dropped (the partitions are re-seeked to the committed offsets after the rebalance); a
+handler that must wait (backpressure) pauses its partitions instead of blocking the fetcher.
 
 The batch topics are not acked through Faust: their handler commits offsets itself, once
 the rows the records produced are durable (``commit_offsets``).
@@ -57,11 +58,16 @@ class Consumer(faust_aiokafka.Consumer):
                     continue
                 generation = self.app.consumer_generation_id
                 for tp, recs in records.items():
-                    if not self.flow_active or self.app.consumer_generation_id != generation:
-                        break  # rebalancing: these records are fetched again after the seek
-                    if active is not None and tp not in active:
-                        continue  # paused (recovery or backpressure): re-fetched later
                     if not recs:
+                        continue
+                    if self.app.consumer_generation_id != generation:
+                        break  # rebalanced: Faust seeks every partition after the rebalance
+                    if not self.flow_active or (active is not None and tp not in active):
+                        # paused (recovery, backpressure) or the flow stopped after the fetch:
+                        # the consumer's position is already past these records, so they are
+                        # fetched again only if it goes back to them (a skip without the seek
+                        # lost a restarted worker's whole backlog, silently)
+                        await self._refetch(tp, recs[0].offset)
                         continue
                     handler = handlers.get(tp.topic)
                     if handler is not None:
@@ -85,6 +91,11 @@ class Consumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _refetch(self, tp: Any, offset: int) -> None:
+        part = TP(tp.topic, tp.partition)
+        if part in self.assignment():
+            await self.seek(part, offset)
 
     async def commit_offsets(self, offsets: Mapping[TP, int]) -> bool:
         """Commit next-offsets for batch topics (only partitions still assigned)."""
