@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from streams import recovery
 from streams.topics import COMPRESSION, Topics
 from warroom.settings import Settings
 
@@ -50,7 +51,9 @@ def create_app(settings: Settings, bootstrap: str, topics: Topics) -> StreamApp:
         producer_acks=-1,
         table_standby_replicas=1,
         stream_wait_empty=False,
+        recovery_consistency_check=False,  # streams/recovery.py re-reads such a changelog
     )
+    recovery.install(app)
     source_topics = {
         stream: app.topic(
             topics.for_stream(stream),
