@@ -184,4 +184,19 @@ class WorkerProcess:
             except (OSError, RuntimeError) as exc:
                 last = exc
             time.sleep(0.5)
-        raise TimeoutError(f"timed out waiting for {what} (last: {last!r}):\n{self.tail()}")
+        raise TimeoutError(
+            f"timed out waiting for {what} (last: {last!r}); /readyz: {self.readiness()}\n"
+            f"{self.tail()}"
+        )
+
+    def readiness(self) -> str:
+        """The failing /readyz checks now, for a failure message (or why there is no answer)."""
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=5) as r:
+                body = orjson.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            body = orjson.loads(exc.read())
+        except OSError as exc:
+            return f"no answer ({exc})"
+        failing = [f"{c['name']}: {c['detail']}" for c in body["checks"] if not c["ok"]]
+        return "; ".join(failing) or "ready"
