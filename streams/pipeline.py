@@ -52,6 +52,8 @@ _REVOKE_TIMEOUT_S = 15.0
 _WATCH_S = 0.25
 #: the lag gauge's period (end offsets asked from the broker: they move while paused too)
 _LAG_S = 1.0
+#: /readyz: behind, not paused, not recovering, and nothing applied for this long = stalled
+_STALL_S = 60.0
 #: how often a restore that waits for the store says so again
 _STORE_WAIT_LOG_S = 10.0
 
@@ -191,6 +193,9 @@ class Pipeline(Service):
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         self._ready_generation = -1
         self._not_ready_logged = -1
+        #: when the applied offsets last moved (or the worker had no lag): see progress_check
+        self._progress_at = time.monotonic()
+        self._applied_total = -1
         #: partitions being revoked -> when their fence falls: past it the group may have
         #: handed them to another worker, so nothing computed here for them is written any
         #: more (checkpoint, books, offsets, gauge snapshots): half the rebalance timeout,
@@ -526,6 +531,7 @@ class Pipeline(Service):
         paused_s = now - self._paused_since
         self._paused.clear()
         self._paused_since = None
+        self._progress_at = now  # the stall clock starts again at the resume
         why = "store away" if self._pause_reason.startswith("store away") else "buffer full"
         log.info(
             "consumption resumed: the store has caught up after %.0fs paused (%s); "
@@ -849,6 +855,15 @@ class Pipeline(Service):
             return True, "no new log generation pending"
         tps = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(self.new_logs))
         return False, f"the broker lost its log: re-reading the new log of {tps}"
+
+    def progress_check(self) -> tuple[bool, str]:
+        """Readiness: a consumer that is behind must be applying records. Pauses and table
+        recovery have their own checks; anything else that holds it still (a fetch that
+        skipped its records once did, silently) makes the worker unready, and says so."""
+        lag = self.lag_total
+        if not lag or self._paused_since is not None or self._recovering_since is not None:
+            return True, "applying" if lag else "caught up"
+        return stall_detail(lag, time.monotonic() - self._progress_at, _STALL_S)
 
     def recovery_check(self) -> tuple[bool, str]:
         """Readiness: the assigned partitions' tables are recovered (Faust resumes them)."""
@@ -1211,6 +1226,10 @@ class Pipeline(Service):
         self.tel.set_lag(lags)
         # a backfill in progress is not a reason to call the worker unready
         self.lag_total = float(live) if lags and live is not None else None
+        applied_total = sum(a for tp in assignment if (a := self._applied(tp)) is not None)
+        if applied_total != self._applied_total or not self.lag_total:
+            self._applied_total = applied_total
+            self._progress_at = time.monotonic()
 
     # -- views for the web endpoints ----------------------------------------------------------
 
@@ -1261,3 +1280,14 @@ def _narrowing(keys: list[tuple[str, str, str, str, int]]) -> str:
 def _lit(text: str) -> str:
     """A ClickHouse string literal (sources are free text from the events)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def stall_detail(lag: float, still_s: float, limit_s: float) -> tuple[bool, str]:
+    """The progress check's verdict for a consumer `lag` records behind whose applied offsets
+    have not moved for `still_s` seconds."""
+    if still_s <= limit_s:
+        return True, "applying"
+    return False, (
+        f"{lag:.0f} records behind and none applied for {still_s:.0f}s: the consumer is "
+        "stalled; restart the worker (it continues from its last checkpoint)"
+    )

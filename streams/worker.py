@@ -164,6 +164,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
     # a broker that lost its log, and a table recovery that cannot finish, say so here
     health.add_probe("log", pipeline.new_log_check)
     health.add_probe("recovery", pipeline.recovery_check)
+    health.add_probe("progress", pipeline.progress_check)
     # a store away or a full buffer pauses consumption: unready (not dead) until it resumes
     health.add_probe("consumption", pipeline.consumption_check)
     health_mod.add_routes(web.web_app, health)
