@@ -457,8 +457,7 @@ class Pipeline(Service):
 
     async def _rewind(self, tp: TP, offset: int) -> None:
         consumer: Any = self.app.consumer
-        if tp in consumer.assignment():
-            await consumer.seek(tp, offset)
+        await consumer.seek_back(tp, offset)
 
     async def _held(self, tp: TP, records: Sequence[Any]) -> bool:
         """Backpressure before applying: a batch fetched while the store is away or the
@@ -1204,6 +1203,7 @@ class Pipeline(Service):
         consumer = self.app.consumer
         lags: dict[tuple[str, int], int] = {}
         live: int | None = 0
+        applied_total = 0
         try:
             assignment = consumer.assignment()
         except Exception:  # consumer stopping or not started: keep the last values
@@ -1213,6 +1213,7 @@ class Pipeline(Service):
                 continue
             ends = [e for e in (self._ends.get(tp), consumer.highwater(tp)) if e is not None]
             applied = self._applied(tp)
+            applied_total += applied or 0
             if not ends or applied is None:
                 if tp.topic in self.stream_of_topic:
                     live = None  # a live partition's lag is not known yet: neither is the total
@@ -1226,7 +1227,6 @@ class Pipeline(Service):
         self.tel.set_lag(lags)
         # a backfill in progress is not a reason to call the worker unready
         self.lag_total = float(live) if lags and live is not None else None
-        applied_total = sum(a for tp in assignment if (a := self._applied(tp)) is not None)
         if applied_total != self._applied_total or not self.lag_total:
             self._applied_total = applied_total
             self._progress_at = time.monotonic()

@@ -67,7 +67,7 @@ class Consumer(faust_aiokafka.Consumer):
                         # the consumer's position is already past these records, so they are
                         # fetched again only if it goes back to them (a skip without the seek
                         # lost a restarted worker's whole backlog, silently)
-                        await self._refetch(tp, recs[0].offset)
+                        await self.seek_back(tp, recs[0].offset)
                         continue
                     handler = handlers.get(tp.topic)
                     if handler is not None:
@@ -92,7 +92,8 @@ class Consumer(faust_aiokafka.Consumer):
                 return
             raise
 
-    async def _refetch(self, tp: Any, offset: int) -> None:
+    async def seek_back(self, tp: Any, offset: int) -> None:
+        """Fetch a partition again from `offset`, if it is still assigned here."""
         part = TP(tp.topic, tp.partition)
         if part in self.assignment():
             await self.seek(part, offset)

@@ -29,6 +29,23 @@ WORKER_ENV = {
 }
 
 
+def helper_worker(
+    bootstrap: str, topics: Topics, folder: Path, owner: WorkerProcess
+) -> WorkerProcess:
+    """A second worker of the owner's group that writes through the owner's store (chdb is
+    one process's)."""
+    return WorkerProcess(
+        bootstrap,
+        topics.prefix,
+        folder,
+        env={
+            **WORKER_ENV,
+            "WARROOM_GROUP_ID": "oracle",
+            "WARROOM_STORE": "chdb+http://" + owner.url.removeprefix("http://"),
+        },
+    )
+
+
 def simulate(n: int, seed: int = 7, **options: Any) -> list[Item]:
     """n items of a busy simulated fortnight: lifecycles, projects, bad, late and duplicates."""
     opts = SimOptions(

@@ -14,7 +14,7 @@ import pytest
 
 from streams.topics import Topics
 from tests.integration.streams import compare
-from tests.integration.streams.conftest import WORKER_ENV, oracle, simulate
+from tests.integration.streams.conftest import helper_worker, oracle, simulate
 from tests.kafka_io import produce_items, read_back, run
 from tests.services.worker import WorkerProcess
 
@@ -134,16 +134,7 @@ def test_two_workers_share_the_partitions_and_the_store(
     is one process's), the group splits the partitions, the tables still equal the oracle."""
     items = simulate(N, seed=13)
     owner = make_worker().start()
-    helper = WorkerProcess(
-        bootstrap,
-        topics.prefix,
-        tmp_path / "helper",
-        env={
-            **WORKER_ENV,
-            "WARROOM_GROUP_ID": "oracle",
-            "WARROOM_STORE": "chdb+http://" + owner.url.removeprefix("http://"),
-        },
-    ).start()
+    helper = helper_worker(bootstrap, topics, tmp_path / "helper", owner).start()
     try:
         # both in the group before any event arrives, or the first takes everything
         for w in (owner, helper):
