@@ -313,6 +313,15 @@ class Writer:
                     future.set_exception(exc)
             self._waiters.clear()
 
+    def touch(self, source: str, hours: Iterable[int]) -> None:
+        """Have the next rollup recompute cover `hours` (UTC hour starts) of `source` as well:
+        minute rows a worker that died before its checkpoint wrote, which the replay skips as
+        applied (the pipeline finds them at a partition's restore). A worker writing through
+        the store's owner has nothing to do: the owner recomputed them with their insert."""
+        hours = set(hours)
+        if self._rollups and hours:
+            self._touched.setdefault(source, set()).update(hours)
+
     async def flush(self, *, rollups: bool = True) -> None:
         """Barrier: return once every row added before this call is written (retrying as long
         as that takes). With `rollups` (the default) the rollups of every hour the written

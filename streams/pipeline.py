@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 from mode import Service
 
+from sinks import rollups
 from sinks.backends import StoreError
 from sinks.writer import Writer
 from streams import geography
@@ -700,6 +701,7 @@ class Pipeline(Service):
                 log.warning(
                     "end offset unknown at restore", extra={"topic": tp.topic, "error": str(exc)}
                 )
+        checked_to = checkpoint.offset if checkpoint is not None else -1
         if checkpoint is None:
             checkpoint = await self._orphan_stamps(proc, end)
         buckets: list[Any] = []
@@ -728,6 +730,7 @@ class Pipeline(Service):
             )
             if isinstance(proc, BackfillProcessor):
                 proc.restored_floor(floor_s // 60)
+            self._touch_unchecked_hours(checked_to, buckets, quality)
         # every gauge key this partition's stream shows non-zero: the first snapshot after
         # this writes 0 for those that dropped (in both gauge tables), so a non-zero row of
         # metric_gauges_latest is always its key's current value
@@ -759,6 +762,17 @@ class Pipeline(Service):
             },
         )
         return proc
+
+    def _touch_unchecked_hours(
+        self, checked_to: int, buckets: Sequence[Any], quality: Sequence[Any]
+    ) -> None:
+        """Minute rows stamped above the checkpoint (`checked_to`; -1 for none: a log lost with
+        its changelog) were written by an owner that stopped before its next checkpoint, which
+        is where their hours' rollups are recomputed. The replay skips their records as
+        applied, so nothing would touch those hours again: they go to the next recompute."""
+        for source, rows in (("metric_buckets", buckets), ("quality_buckets", quality)):
+            minutes = {r[4] for r in rows if r[6] > checked_to}
+            self.writer.touch(source, rollups.touched_hours(m * 60 for m in minutes))
 
     async def _orphan_stamps(self, proc: PartitionProcessor, end: int | None) -> Checkpoint | None:
         """No checkpoint in the changelog: a partition never checkpointed, or a changelog
