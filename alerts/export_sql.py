@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from alerts.rules import Kind, Rule
+from alerts.rules import LAST_EVENT_GAUGE, Kind, Rule
 
 __all__ = ["GAUGE_LOOKBACK_DAYS", "LAST_EVENT_LOOKBACK_DAYS", "rule_sql"]
 
@@ -176,12 +176,21 @@ def _silent(rule: Rule, db: str) -> str:
     start, end = p["office_start_min"], p["office_end_min"]
     now_clock = _office_clock(f"toUnixTimestamp({NOW})", start, end)
     last_clock = _office_clock("last_s", start, end)
-    # the last event is known to the minute: its bucket's end
+    # the last event: the end of its minute bucket, or what the latest last-event gauge
+    # snapshot says (its snapshot minute less the age), whichever is later; the gauge counts
+    # events that have no bucket (status changes, too-late events), as the engine does
     return (
         f"SELECT district_code, ({now_clock} - {last_clock}) / 3600 AS value FROM ("
-        " SELECT district_code, toInt64(toUnixTimestamp(max(bucket))) + 60 AS last_s"
+        " SELECT district_code, max(last) AS last_s FROM ("
+        " SELECT district_code, toInt64(toUnixTimestamp(max(bucket))) + 60 AS last"
         f" FROM {db}.metric_buckets WHERE value > 0 AND bucket <= {NOW}"
         f" AND bucket > {NOW} - INTERVAL {LAST_EVENT_LOOKBACK_DAYS} DAY"
+        " GROUP BY district_code UNION ALL"
+        " SELECT district_code, toInt64(floor(max(toUnixTimestamp(bucket) - value))) AS last"
+        f" FROM {db}.metric_gauges_latest FINAL WHERE metric = {_q(LAST_EVENT_GAUGE)}"
+        f" AND value >= 0 AND bucket <= {NOW}"
+        f" AND bucket > {NOW} - INTERVAL {LAST_EVENT_LOOKBACK_DAYS} DAY"
+        " GROUP BY district_code)"
         " GROUP BY district_code)"
     )
 

@@ -98,13 +98,18 @@ class Kind(StrEnum):
     SILENT = "silent"  # no event at all for N office hours
 
 
+#: the per-district gauge of seconds since the last event of each stream (the case or project
+#: book's, so it counts every applied event: status changes without a bucket, too-late ones);
+#: silence reads it next to the minute buckets, live, at warm-up and in the exported rule
+LAST_EVENT_GAUGE: Final = "last_event_age_seconds"
+
 #: the metric each kind must read (None = any metric of the right table)
 _KIND_METRIC: Final[Mapping[Kind, str | None]] = {
     Kind.SURGE: None,
     Kind.THRESHOLD: None,
     Kind.MEAN_GAP: "project_planned_pct_sum",
     Kind.DISBURSEMENT: "project_budget_disbursed_thb",
-    Kind.SILENT: "last_event_age_seconds",
+    Kind.SILENT: LAST_EVENT_GAUGE,
 }
 #: names a summary template may use, per kind (besides the common ones)
 _COMMON_FIELDS = frozenset({"value", "threshold", "dimension", "dimension_th"})

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.rules import BUCKET_METRICS, Kind, Rule
+from alerts.rules import BUCKET_METRICS, LAST_EVENT_GAUGE, Kind, Rule
 
 __all__ = ["DistrictData", "HourRing", "Layout", "Selector", "Series"]
 
@@ -108,9 +108,11 @@ class Layout:
     """What the rules need from the data, computed once per rule set."""
 
     def __init__(self, rules: Iterable[Rule], margin_minutes: int = 5) -> None:
+        rules = tuple(rules)
         self.selectors: dict[Selector, int] = {}  # selector -> ring hours (0: no ring)
         self.bucket_metrics: set[str] = set()
         self.gauge_metrics: set[str] = set()
+        self.silence = any(rule.kind is Kind.SILENT for rule in rules)
         windows = [HOUR_MIN]
         for rule in rules:
             if rule.kind in (Kind.SURGE, Kind.THRESHOLD) and rule.metric in BUCKET_METRICS:
@@ -210,7 +212,7 @@ class DistrictData:
     def observe_gauge(
         self, metric: str, dim1: str, dim2: str, bucket_ms: int, value: float
     ) -> None:
-        if metric == "last_event_age_seconds" and value >= 0:
+        if metric == LAST_EVENT_GAUGE and value >= 0:
             self._saw_event(bucket_ms - int(value * 1000))
         if metric not in self.layout.gauge_metrics:
             return

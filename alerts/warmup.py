@@ -24,6 +24,7 @@ from typing import Any
 
 from alerts.engine import Engine
 from alerts.export_sql import GAUGE_LOOKBACK_DAYS, LAST_EVENT_LOOKBACK_DAYS
+from alerts.rules import LAST_EVENT_GAUGE
 from alerts.state import HOUR_MIN, MINUTE_MS, Selector
 
 __all__ = [
@@ -103,8 +104,11 @@ def warmup_queries(engine: Engine, now_ms: int, database: str = "warroom") -> li
                 ("district_code", "metric", "dim1", "dim2", "bucket_ms", "value"),
             )
         )
-    if layout.gauge_metrics:
-        metrics = ", ".join(_q(m) for m in sorted(layout.gauge_metrics))
+    # the last-event gauge too: the live engine reads it (streams/alerting.py), so a restarted
+    # one must, or it finds silent a district whose last events have no bucket (a status
+    # change, a too-late event) and fires an episode the store already holds as resolved
+    if layout.gauge_metrics or layout.silence:
+        metrics = ", ".join(_q(m) for m in sorted(layout.gauge_metrics | {LAST_EVENT_GAUGE}))
         out.append(
             WarmupQuery(
                 "gauges",

@@ -48,7 +48,7 @@ from alerts.model import AlertState, Notification, NotificationKind, Recipient, 
 from alerts.notifier import DeliveryOutcome, Notifier, build_channels, outbox_path
 from alerts.one_tap import AckRequest
 from alerts.outbox import Outbox
-from alerts.rules import DEFAULT_RULES_PATH, RulesError, RuleSet, parse_rules
+from alerts.rules import DEFAULT_RULES_PATH, LAST_EVENT_GAUGE, RulesError, RuleSet, parse_rules
 from alerts.transitions import TickResult
 from alerts.warmup import WarmupQuery, apply_warmup, finish_warmup, warmup_queries
 from sinks.writer import Writer, WriterClosedError
@@ -207,7 +207,7 @@ class AlertService(Service):
         self._ready = False
         self._stopping = False  # the app is shutting down: no new evaluations
         self._generation = 0  # bumped by every revocation and assignment
-        self._read_gauges = frozenset(self.engine.layout.gauge_metrics | {"last_event_age_seconds"})
+        self._read_gauges = frozenset(self.engine.layout.gauge_metrics | {LAST_EVENT_GAUGE})
         # bucket metrics a rule reads; other bucket rows only tell that events happened
         self._read_buckets = frozenset(self.engine.layout.bucket_metrics)
         self._evaluated: Counter[str] = Counter()

@@ -360,6 +360,10 @@ def _bucket_rows() -> list[tuple[str, str, str, str, int, int, float]]:
     rows.append(("1004", "grievance_received", "flood", "line", NOW - 14 * MIN, 1, 2.0))
     # 5001 last reported Friday 30 Jan 14:59-15:00 Bangkok
     rows.append(("5001", "project_report", "other", "on_track", _ts(2026, 1, 30, 7, 59), 2, 1.0))
+    # 5002 the same, but its last-event gauge knows of a later event (a status change has no
+    # bucket); 5003 reported 10:31-10:32, its gauge says days ago (an older snapshot view)
+    rows.append(("5002", "project_report", "other", "on_track", _ts(2026, 1, 30, 7, 59), 2, 1.0))
+    rows.append(("5003", "grievance_received", "debt", "web", NOW - 30 * MIN, 3, 1.0))
     return rows
 
 
@@ -383,6 +387,9 @@ def _gauge_rows() -> list[tuple[str, str, str, str, int, int, float]]:
         ("4002", "project_progress_pct_sum", "otop_nawatwithi", "", now, 0, 80.0),
         ("4002", "project_active", "otop_nawatwithi", "", now, 0, 2.0),
         ("4003", "project_stale", "other", "", now, 0, 1.0),
+        # 5002: an event 2 h before the 10:51 snapshot, Monday 08:51 Bangkok: 2 h 10 min since
+        ("5002", "last_event_age_seconds", "grievance", "", now, 2, 2.0 * HOUR),
+        ("5003", "last_event_age_seconds", "grievance", "", now, 3, 3.0 * 24 * HOUR),
         ("4003", "project_stale", "kok_nong_na", "", now, 0, 0.0),
         # budget, read at MARCH: 4004 disbursed 50 % of plan in FY2569 (its FY2568 row and
         # its February snapshot do not count); 4005 plans less than the 100 000 THB minimum
@@ -514,6 +521,8 @@ def test_query_values(store: dict[str, Any]) -> None:
     assert rows("project_schedule_gap") == {("4002", "kok_nong_na"): 25.0}
     silent = rows("silent_district")
     assert silent[("5001",)] == pytest.approx(4 + 1 / 60)
+    assert silent[("5002",)] == pytest.approx(2 + 10 / 60)  # the gauge's event, not the bucket
+    assert silent[("5003",)] == pytest.approx(29 / 60)  # the bucket's end, 10:32
     assert silent[("1001",)] == pytest.approx(9 / 60)  # last bucket 10:51-10:52 Bangkok
     assert rows("budget_disbursement_behind", "march") == {("4004", "kok_nong_na"): 50.0}
     assert rows("budget_disbursement_behind") == {}  # February: 58 days before quarter end
