@@ -20,7 +20,7 @@ from streams import geography
 from streams.app import StreamApp
 from streams.backfill import BackfillProcessor
 from streams.pdpa import DEV_KEY, Pseudonymizer
-from streams.processor import Checkpoint, PartitionProcessor, ProcessorConfig
+from streams.processor import BatchStats, Checkpoint, PartitionProcessor, ProcessorConfig
 from streams.transport import register_batch_topic
 from streams.validation import Validator
 from warroom.drain import _true_ends
@@ -310,19 +310,8 @@ class Pipeline(Service):
     def _record_stats(
         self, metrics: StreamMetrics, proc: PartitionProcessor, started: float
     ) -> None:
-        stats = proc.take_stats()
-        if not self._record:  # only the consumed count, which bench/pipeline.py reads
-            metrics.record_batch(consumed=stats.consumed)
-        else:
-            metrics.record_batch(
-                accepted_by_source=stats.accepted,
-                rejected_by_reason_source=stats.rejected,
-                duplicates=stats.duplicate,
-                late=stats.late,
-                too_late=stats.too_late,
-                consumed=stats.consumed,
-                seconds=time.perf_counter() - started,
-            )
+        seconds = time.perf_counter() - started
+        record_batch_stats(metrics, proc.take_stats(), seconds if self._record else None)
 
     async def _on_backfill_batch(self, tp: TP, records: Sequence[Any]) -> None:
         """A backfill batch: check, read back the evicted buckets it needs, apply. Rows go
@@ -1294,6 +1283,28 @@ def _narrowing(keys: list[tuple[str, str, str, str, int]]) -> str:
 def _lit(text: str) -> str:
     """A ClickHouse string literal (sources are free text from the events)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def record_batch_stats(metrics: StreamMetrics, stats: BatchStats, seconds: float | None) -> None:
+    """Count a processed batch; with `seconds` None only the consumed count (which
+    bench/pipeline.py reads). A record read again and skipped at its stamp (fetched again
+    after a restart or a handover) was counted as consumed the first time: it counts as
+    replayed, so consumed stays accepted + rejected + duplicate."""
+    consumed = stats.consumed - stats.skipped_replay
+    if stats.skipped_replay:
+        metrics.replayed(stats.skipped_replay)
+    if seconds is None:
+        metrics.record_batch(consumed=consumed)
+        return
+    metrics.record_batch(
+        accepted_by_source=stats.accepted,
+        rejected_by_reason_source=stats.rejected,
+        duplicates=stats.duplicate,
+        late=stats.late,
+        too_late=stats.too_late,
+        consumed=consumed,
+        seconds=seconds,
+    )
 
 
 def stall_detail(lag: float, still_s: float, limit_s: float) -> tuple[bool, str]:

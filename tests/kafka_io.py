@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from producers.kafka import EventSender
 from producers.simulator.generator import Item
@@ -87,3 +88,38 @@ async def read_back(bootstrap: str, topics: Topics, streams: Iterable[str]) -> l
 
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
+
+
+class _FaustNamedAssignor(RoundRobinPartitionAssignor):
+    """Round robin under the name of Faust's assignor: a group joined by a Faust app accepts
+    only members that speak its protocol."""
+
+    name = "faust"
+
+
+async def reset_offsets(bootstrap: str, group: str, topic_names: Iterable[str]) -> None:
+    """Commit offset 0 for every partition of the topics in `group` (no other member may be
+    running), as `kafka-consumer-groups --reset-offsets --to-earliest` does: as a member of the
+    group (the broker refuses a commit from outside a group it knows)."""
+    names = list(topic_names)
+    consumer = AIOKafkaConsumer(
+        *names,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        partition_assignment_strategy=(_FaustNamedAssignor,),
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while (
+            len(consumer.assignment())
+            < sum(len(consumer.partitions_for_topic(n) or ()) for n in names)
+            or not consumer.assignment()
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "no assignment in 60 s"
+            await consumer.getmany(timeout_ms=200, max_records=1)
+        await consumer.commit({tp: 0 for tp in consumer.assignment()})
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()

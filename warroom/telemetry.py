@@ -238,11 +238,16 @@ class StreamMetrics:
         self.topic = topic
         self._tel = tel
         self._consumed = tel.events_consumed.labels(topic=topic)
+        self._replayed = tel.events_replayed.labels(topic=topic)
         self._duplicate = tel.events_duplicate.labels(stream=stream)
         self._late = tel.events_late.labels(stream=stream, kind="late")
         self._too_late = tel.events_late.labels(stream=stream, kind="too_late")
         self._accepted: dict[str, Counter] = {}
         self._rejected: dict[tuple[str, str], Counter] = {}
+
+    def replayed(self, n: int) -> None:
+        """Records read again after a restart or a handover and skipped: already applied."""
+        self._replayed.inc(n)
 
     def _accepted_child(self, source: str) -> Counter:
         child = self._accepted.get(source)
@@ -438,6 +443,13 @@ class Telemetry:
         self.events_consumed = Counter(
             "warroom_events_consumed",
             "Messages consumed from the event topics (each ends accepted, rejected or duplicate).",
+            ["topic"],
+            registry=r,
+        )
+        self.events_replayed = Counter(
+            "warroom_events_replayed",
+            "Messages read again (a replay from the last commit after a crash, a restart or a "
+            "handover) and skipped: their effect is already in the state and the store.",
             ["topic"],
             registry=r,
         )
