@@ -1291,10 +1291,8 @@ def record_batch_stats(metrics: StreamMetrics, stats: BatchStats, seconds: float
     after a restart or a handover) was counted as consumed the first time: it counts as
     replayed, so consumed stays accepted + rejected + duplicate."""
     consumed = stats.consumed - stats.skipped_replay
-    if stats.skipped_replay:
-        metrics.replayed(stats.skipped_replay)
     if seconds is None:
-        metrics.record_batch(consumed=consumed)
+        metrics.record_batch(consumed=consumed, replayed=stats.skipped_replay)
         return
     metrics.record_batch(
         accepted_by_source=stats.accepted,
@@ -1303,6 +1301,7 @@ def record_batch_stats(metrics: StreamMetrics, stats: BatchStats, seconds: float
         late=stats.late,
         too_late=stats.too_late,
         consumed=consumed,
+        replayed=stats.skipped_replay,
         seconds=seconds,
     )
 

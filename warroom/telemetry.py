@@ -245,10 +245,6 @@ class StreamMetrics:
         self._accepted: dict[str, Counter] = {}
         self._rejected: dict[tuple[str, str], Counter] = {}
 
-    def replayed(self, n: int) -> None:
-        """Records read again after a restart or a handover and skipped: already applied."""
-        self._replayed.inc(n)
-
     def _accepted_child(self, source: str) -> Counter:
         child = self._accepted.get(source)
         if child is None:
@@ -279,11 +275,13 @@ class StreamMetrics:
         late: int = 0,
         too_late: int = 0,
         consumed: int | None = None,
+        replayed: int = 0,
         seconds: float | None = None,
     ) -> None:
         """Count one processed batch. `consumed` defaults to accepted + rejected + duplicates
         (every consumed message has exactly one of these outcomes); late and too_late are
-        subsets of accepted. `seconds`: how long the batch took, for the batch histogram."""
+        subsets of accepted. `replayed`: records read again and skipped as already applied (not
+        in `consumed`). `seconds`: how long the batch took, for the batch histogram."""
         n = duplicates
         for source, count in accepted_by_source.items():
             if count:
@@ -302,6 +300,8 @@ class StreamMetrics:
         total = n if consumed is None else consumed
         if total:
             self._consumed.inc(total)
+        if replayed:
+            self._replayed.inc(replayed)
         if seconds is not None:
             self._tel.batch_processing.observe(seconds)
 

@@ -70,7 +70,7 @@ def populated() -> tuple[CollectorRegistry, Telemetry]:
         late=1,
         seconds=0.004,
     )
-    grievances.replayed(2)
+    grievances.record_batch(consumed=0, replayed=2)
     tel.set_lag({("grievance-events", 0): 7})
     sink = tel.sink("chdb")
     sink.record_write({"grievance_events": 3}, 0.02)
