@@ -286,7 +286,9 @@ def test_a_stop_that_cannot_finish_is_bounded_and_loses_nothing(
     again.wait_for(
         lambda: compare.outcomes_total(again) >= FIRST + SECOND, timeout=180, what="catch-up"
     )
-    compare.wait_settled(again, FIRST + SECOND)
+    # a gauge snapshot after the catch-up (the records the first worker checkpointed are
+    # not read again, so no count of read records reaches FIRST + SECOND here)
+    compare.wait_settled(again, 1)
     exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
     compare.assert_matches(again, exp)
     assert again.stop() == 0
