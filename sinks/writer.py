@@ -163,6 +163,9 @@ class Writer:
         self._pending_since: float | None = None
         self._inflight_rows = 0
         self._inflight_bytes: dict[str, int] = {}
+        #: the rows of a write being retried (table -> rows), and its attempt running now
+        self._retrying: dict[str, list[tuple[Any, ...]]] = {}
+        self._attempt: asyncio.Future[Any] | None = None
         self._bytes = 0  # estimated bytes of the rows waiting and in flight
         self._added = 0  # rows ever added
         self._durable = 0  # rows ever written (batches complete in order)
@@ -233,19 +236,33 @@ class Writer:
         self._bytes += size
 
     def discard_pending(self, table: str, drop: Callable[[tuple[Any, ...]], bool]) -> int:
-        """Fencing hook: the waiting (not yet in flight) rows of ``table`` for which
-        ``drop(row)`` is true are not written, e.g. snapshots computed by an owner whose
-        partitions were handed over meanwhile. They stay counted (as a hole the write skips),
-        so flush barriers and buffer counts are unchanged. Returns how many were dropped."""
-        rows = self._pending.get(table)
-        if not rows:
-            return 0
+        """Fencing hook: the rows of ``table`` not written yet for which ``drop(row)`` is
+        true are not written, e.g. snapshots computed by an owner whose partitions were handed
+        over meanwhile. That covers the rows waiting and those of a write being retried (a
+        store away holds them there); an attempt running now may still write what it took
+        (see `fence`). Dropped rows stay counted (as a hole the write skips), so flush
+        barriers and buffer counts are unchanged. Returns how many were dropped."""
         dropped = 0
-        for i, row in enumerate(rows):
-            if row is not None and drop(row):
-                rows[i] = None  # type: ignore[call-overload]
-                dropped += 1
+        for rows in (self._pending.get(table, []), self._retrying.get(table, [])):
+            for i, row in enumerate(rows):
+                if row is not None and drop(row):
+                    rows[i] = None  # type: ignore[call-overload]
+                    dropped += 1
         return dropped
+
+    async def fence(
+        self, table: str, drop: Callable[[tuple[Any, ...]], bool], timeout: float
+    ) -> tuple[int, bool]:
+        """`discard_pending`, then wait (up to `timeout` seconds) for the write attempt running
+        now, which may hold rows taken before the discard: once it is over, none of the
+        dropped rows can land any more. Returns (rows dropped, whether the attempt ended)."""
+        dropped = self.discard_pending(table, drop)
+        attempt = self._attempt
+        if attempt is None or attempt.done():
+            return dropped, True
+        with contextlib.suppress(Exception):  # its failure is the write loop's to handle
+            await asyncio.wait_for(asyncio.shield(attempt), timeout)
+        return dropped, attempt.done()
 
     @property
     def name(self) -> str:
@@ -499,16 +516,24 @@ class Writer:
         """Write every table of `batch`, retrying the failed ones until all succeed; rows that
         arrive meanwhile join the retry, so healthy tables keep flowing while one fails.
         Returns the rows written."""
-        loop = asyncio.get_running_loop()
         remaining = dict(batch)
         total = sum(len(rows) for rows in remaining.values())
+        self._retrying = remaining
+        try:
+            return await self._write_until_done(remaining, total)
+        finally:
+            self._retrying = {}
+
+    async def _write_until_done(
+        self, remaining: dict[str, list[tuple[Any, ...]]], total: int
+    ) -> int:
+        loop = asyncio.get_running_loop()
         delay = self.retry_initial
         attempt = 0
         while remaining:
             started = time.monotonic()
-            written, failed = await loop.run_in_executor(
-                self._executor, self._write_tables, remaining
-            )
+            self._attempt = loop.run_in_executor(self._executor, self._write_tables, remaining)
+            written, failed = await self._attempt
             if written:
                 self._metrics.record_write(written, time.monotonic() - started)
             for table, count in written.items():
@@ -559,12 +584,15 @@ class Writer:
         """On the writer thread: insert each table's rows; report which worked."""
         written: dict[str, int] = {}
         failed: dict[str, Exception] = {}
-        for table, rows in batch.items():
+        for table, rows in list(batch.items()):
             names = self._columns[table]
-            holes = rows.count(None)  # type: ignore[arg-type]  # dropped by discard_pending
+            # rows dropped by discard_pending are holes; it may drop more while this runs (on
+            # the event loop's thread), so the rows written are taken once, here
+            live = list(rows)
+            if live.count(None):  # type: ignore[arg-type]
+                live = [r for r in live if r is not None]
             try:
-                if holes < len(rows):
-                    live = [r for r in rows if r is not None] if holes else rows
+                if live:
                     columns = _transpose(names, live)
                     self.backend.insert(table, columns)
                     if table in rollups.SOURCES and self._rollups:

@@ -1092,21 +1092,39 @@ class Pipeline(Service):
                 extra={"partitions": _names(mine), "fence_s": self._fence_s},
             )
         finally:
-            # snapshots still waiting in the writer would land after the next owner's
-            # (ReplacingMergeTree keeps the latest bucket): they are dropped
-            streams = self.stream_of_topic
-            gauged = {(streams[tp.topic], tp.partition) for tp in mine if tp in self.processors}
-            if gauged:
-                for table in ("metric_gauges_latest", "metric_gauges"):
-                    self.writer.discard_pending(
-                        table, lambda row: (_gauge_family(row), row[5]) in gauged
-                    )
+            await self._drop_unwritten_snapshots(mine, started)
             for tp in mine:
                 self._written_checkpoints.pop(tp, None)
                 self.processors.pop(tp, None)
                 self.backfill.pop(tp, None)
                 self._paused.discard(tp)
                 self._fences.pop(tp, None)
+
+    async def _drop_unwritten_snapshots(self, revoked: set[TP], started: float) -> None:
+        """Gauge snapshots of revoked partitions not written yet (waiting, or held in a write
+        retried while the store is away) would land after the next owner restored, which
+        seeds the keys it must zero from what is stored then: a key it never held would keep
+        this owner's value for good. They are dropped, and a write attempt running now is
+        waited for until the fence falls."""
+        streams = self.stream_of_topic
+        gauged = {(streams[tp.topic], tp.partition) for tp in revoked if tp in self.processors}
+        if not gauged:
+            return
+        settled = True
+        for table in ("metric_gauges_latest", "metric_gauges"):
+            wait = max(0.0, started + self._fence_s - time.monotonic())
+            _, done = await self.writer.fence(
+                table, lambda row: (_gauge_family(row), row[5]) in gauged, wait
+            )
+            settled = settled and done
+        if not settled:
+            log.warning(
+                "a store write holding gauge snapshots of handed-over partitions was still "
+                "running when their fence fell: if it lands after the next owner's restore, a "
+                "gauge key that owner does not hold shows this worker's value until it "
+                "writes that key",
+                extra={"partitions": _names(revoked)},
+            )
 
     async def on_start(self) -> None:
         await self.writer.start()

@@ -205,3 +205,49 @@ async def test_writer_limit_holds_in_bytes_too(
     assert reg.get_sample_value("warroom_sink_buffered_rows", {"backend": "chdb"}) == 0
     assert await _count(writer, "SELECT count() FROM dead_letters") == 100
     await writer.close()
+
+
+def gauge(i: int, partition: int) -> tuple[object, ...]:
+    return (f"10{i % 50 + 1:02d}", "grievance_open", "land", f"u{i}", BUCKET0, partition, 1.0, 7)
+
+
+async def test_fenced_rows_held_by_a_retried_write_are_not_written(
+    can_chattr: None, chdb_backend: Backend, telemetry: Telemetry
+) -> None:
+    """Gauge snapshots of a partition handed over while the store is away sit in a write that
+    is retried, not among the waiting rows. The fence drops them there too: a snapshot landing
+    after the next owner restored would keep a key that owner does not hold non-zero for good
+    (the stale gauges of the repeated-handover test, issue 15 item 2)."""
+    migrate(chdb_backend, reference=False)
+    writer = Writer(
+        chdb_backend,
+        flush_rows=10_000,
+        flush_interval=0.05,
+        retry_initial=0.05,
+        retry_max=0.2,
+        telemetry=telemetry,
+    )
+    await writer.start()
+    rows = [gauge(i, i % 2) for i in range(400)]
+    with immutable([_table_dir(chdb_backend, "metric_gauges_latest")]):
+        writer.add_many("metric_gauges_latest", rows[:200])
+        for _ in range(200):  # in flight and failing: no longer among the waiting rows
+            if writer.retries >= 1:
+                break
+            await asyncio.sleep(0.02)
+        assert writer.retries >= 1
+        writer.add_many("metric_gauges_latest", rows[200:300])  # waiting, or joined the retry
+        dropped, settled = await writer.fence(
+            "metric_gauges_latest", lambda row: row[5] == 1, timeout=5
+        )
+        assert settled
+        assert dropped == 150  # partition 1 of the first 300 rows, wherever they wait
+        writer.add_many("metric_gauges_latest", rows[300:])  # after the fence: written
+    await asyncio.wait_for(writer.flush(), 30)
+    assert writer.buffered_rows == 0
+    got = await writer.query_rows(
+        "SELECT kafka_partition, count() FROM metric_gauges_latest GROUP BY kafka_partition "
+        "ORDER BY kafka_partition"
+    )
+    assert got == [(0, 200), (1, 50)]  # type: ignore[comparison-overlap]
+    await writer.close()
