@@ -1110,13 +1110,19 @@ class Pipeline(Service):
         gauged = {(streams[tp.topic], tp.partition) for tp in revoked if tp in self.processors}
         if not gauged:
             return
-        settled = True
+        settled, dropped = True, 0
         for table in ("metric_gauges_latest", "metric_gauges"):
             wait = max(0.0, started + self._fence_s - time.monotonic())
-            _, done = await self.writer.fence(
+            n, done = await self.writer.fence(
                 table, lambda row: (_gauge_family(row), row[5]) in gauged, wait
             )
-            settled = settled and done
+            settled, dropped = settled and done, dropped + n
+        if dropped:
+            log.info(
+                "unwritten gauge snapshots of handed-over partitions dropped: the next owner "
+                "writes its own",
+                extra={"partitions": _names(revoked), "rows": dropped},
+            )
         if not settled:
             log.warning(
                 "a store write holding gauge snapshots of handed-over partitions was still "
