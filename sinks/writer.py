@@ -533,9 +533,9 @@ class Writer:
         while remaining:
             started = time.monotonic()
             self._attempt = loop.run_in_executor(self._executor, self._write_tables, remaining)
-            written, failed = await self._attempt
-            if written:
-                self._metrics.record_write(written, time.monotonic() - started)
+            written, failed, stored = await self._attempt
+            if stored:
+                self._metrics.record_write(stored, time.monotonic() - started)
             for table, count in written.items():
                 del remaining[table]
                 self._inflight_rows -= count
@@ -545,7 +545,8 @@ class Writer:
                 if self.below_low_watermark:
                     self._capacity.set()
             if not failed:
-                self._set_status(True, f"{self.name}: last write ok")
+                if stored:  # rows all dropped by a fence say nothing of the store
+                    self._set_status(True, f"{self.name}: last write ok")
                 return total
             attempt += 1
             self.write_errors += len(failed)
@@ -580,10 +581,13 @@ class Writer:
 
     def _write_tables(
         self, batch: dict[str, list[tuple[Any, ...]]]
-    ) -> tuple[dict[str, int], dict[str, Exception]]:
-        """On the writer thread: insert each table's rows; report which worked."""
+    ) -> tuple[dict[str, int], dict[str, Exception], dict[str, int]]:
+        """On the writer thread: insert each table's rows. Returns the rows done per table
+        (dropped ones included), the failures, and the rows the store took per table (a
+        table whose rows were all dropped needs no insert)."""
         written: dict[str, int] = {}
         failed: dict[str, Exception] = {}
+        stored: dict[str, int] = {}
         for table, rows in list(batch.items()):
             names = self._columns[table]
             # rows dropped by discard_pending are holes; it may drop more while this runs (on
@@ -595,6 +599,7 @@ class Writer:
                 if live:
                     columns = _transpose(names, live)
                     self.backend.insert(table, columns)
+                    stored[table] = len(live)
                     if table in rollups.SOURCES and self._rollups:
                         hours = rollups.touched_hours(columns["bucket"])
                         self._touched.setdefault(table, set()).update(hours)
@@ -603,7 +608,7 @@ class Writer:
             else:
                 written[table] = len(rows)
         self._release_memory()
-        return written, failed
+        return written, failed, stored
 
     def _release_memory(self) -> None:
         """On the writer thread, at most every RELEASE_MEMORY_EVERY_S: let the backend return

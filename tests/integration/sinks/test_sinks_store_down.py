@@ -251,3 +251,41 @@ async def test_fenced_rows_held_by_a_retried_write_are_not_written(
     )
     assert got == [(0, 200), (1, 50)]  # type: ignore[comparison-overlap]
     await writer.close()
+
+
+async def test_a_write_emptied_by_the_fence_does_not_say_the_store_is_back(
+    can_chattr: None, chdb_backend: Backend, telemetry: Telemetry
+) -> None:
+    """A retried write whose rows the fence all dropped ends without an insert. That says
+    nothing of the store: it stays away (the worker stays paused and unready) until a real
+    write succeeds. (Seen in CI: the other worker reported the dead owner's store back.)"""
+    migrate(chdb_backend, reference=False)
+    writer = Writer(
+        chdb_backend,
+        flush_rows=10_000,
+        flush_interval=0.05,
+        retry_initial=0.05,
+        retry_max=0.1,
+        telemetry=telemetry,
+    )
+    await writer.start()
+    with immutable([_table_dir(chdb_backend, "metric_gauges_latest")]):
+        writer.add_many("metric_gauges_latest", [gauge(i, 1) for i in range(50)])
+        for _ in range(200):
+            if writer.store_away() is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert writer.store_away() is not None
+        dropped, _ = await writer.fence("metric_gauges_latest", lambda row: True, timeout=5)
+        assert dropped == 50
+        await asyncio.wait_for(writer.flush(rollups=False), 10)  # nothing left to write
+        assert writer.buffered_rows == 0
+        away = writer.store_away()
+        assert away is not None and "metric_gauges_latest" in away[1]
+        assert not writer.store_writable()[0]
+    writer.add_many("metric_gauges_latest", [gauge(i, 0) for i in range(5)])
+    await asyncio.wait_for(writer.flush(), 30)
+    assert writer.store_away() is None  # a real write says the store is back
+    got = await writer.query_rows("SELECT count() FROM metric_gauges_latest")
+    assert got == [(5,)]  # type: ignore[comparison-overlap]
+    await writer.close()
