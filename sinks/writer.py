@@ -201,6 +201,7 @@ class Writer:
             buf = self._pending[table] = []
         if self._pending_since is None:
             self._pending_since = time.monotonic()
+            self._wake.set()  # an idle flusher sleeps up to 10 s: it starts the interval now
         return buf
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
@@ -432,8 +433,11 @@ class Writer:
     async def _run(self) -> None:
         while True:
             while not self._due():
-                # idle, it still wakes to return freed memory (queries allocate too)
+                # idle, it still wakes to return freed memory (queries allocate too), and
+                # while the store is away, to ask it again
                 timeout = RELEASE_MEMORY_EVERY_S
+                if not self._status.ok:
+                    timeout = self.retry_max
                 if self._pending_since is not None:
                     timeout = max(0.0, self._pending_since + self.flush_interval - time.monotonic())
                 self._wake.clear()
@@ -442,9 +446,11 @@ class Writer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 if not self._due():
-                    await asyncio.get_running_loop().run_in_executor(
-                        self._executor, self._release_memory
+                    answers = await asyncio.get_running_loop().run_in_executor(
+                        self._executor, self._idle_work
                     )
+                    if answers:
+                        self._set_status(True, f"{self.name}: the store answers again")
             batch = self._take(None)
             written = await self._write(batch)
             if self._rollups_due:
@@ -609,6 +615,19 @@ class Writer:
                 written[table] = len(rows)
         self._release_memory()
         return written, failed, stored
+
+    def _idle_work(self) -> bool:
+        """On the writer thread, with nothing to write: return freed memory, and ask a store
+        that failed the last write whether it answers now (True). A write the fence emptied
+        leaves nothing to retry, and only the store itself may say it is back."""
+        self._release_memory()
+        if self._status.ok:
+            return False
+        try:
+            self.backend.ping()
+        except Exception:  # still away: the status and its since stay as they are
+            return False
+        return True
 
     def _release_memory(self) -> None:
         """On the writer thread, at most every RELEASE_MEMORY_EVERY_S: let the backend return
