@@ -203,6 +203,8 @@ class Pipeline(Service):
         #: the time the group coordinator waits for this worker to rejoin
         self._fence_s = min(_REVOKE_TIMEOUT_S, settings.rebalance_timeout / 2)
         self._fences: dict[TP, float] = {}
+        #: revocations so far: a restore that sees this move was revoked before it finished
+        self._revocations = 0
         #: since when the current assignment waits for its table recovery (None: recovered)
         self._recovering_since: float | None = time.monotonic()
         #: partitions found on a new log generation -> the end offset seen then: the worker
@@ -640,6 +642,7 @@ class Pipeline(Service):
         crashing the worker; None when the assignment changed meanwhile. `ends`: end offsets
         already read for this assignment."""
         said = 0.0
+        revocations = self._revocations
         while True:
             try:
                 proc = await self._restore(tp, (ends or {}).get(tp))
@@ -654,6 +657,11 @@ class Pipeline(Service):
                     )
                 await asyncio.sleep(1.0)
                 continue
+            if self._revocations != revocations:
+                # revoked while restoring (the generation id moves only at the next join):
+                # kept, it would carry this state into a later assignment of the partition,
+                # past whatever another owner applied meanwhile
+                return None
             proc.generation = generation
             return proc
 
@@ -1066,6 +1074,7 @@ class Pipeline(Service):
         rejoin, then hands the partitions to another. Past half of it (the fence) nothing of
         these partitions is written any more — no checkpoint, book, offset or gauge snapshot —
         so a new owner never restores under a write of the old one."""
+        self._revocations += 1  # a restore running now is dropped (see _restore_when_stored)
         if self._recovering_since is None:
             self._recovering_since = time.monotonic()
         mine = {tp for tp in revoked if tp in self.processors or tp in self.backfill}
