@@ -452,10 +452,16 @@ class Pipeline(Service):
         await consumer.seek_back(tp, offset)
 
     async def _held(self, tp: TP, records: Sequence[Any]) -> bool:
-        """Backpressure before applying: a batch fetched while the store is away or the
-        buffer is full is not applied (its rows would go over the limit); its partition is
-        paused and sought back to the batch, fetched again after the resume."""
+        """Backpressure before applying: a batch fetched while the store is away is not
+        applied; its partition is paused and sought back to the batch, fetched again after
+        the resume. With the store answering and only the buffer full, a batch already
+        fetched is applied (one fetch of rows over the limit at most) and its partition
+        paused after it (_on_batch): sought back, the batch fetched after each resume could
+        land in the next pause every time, and consumption never moved (seen with every gauge
+        snapshot alone over the limit, on a loaded machine)."""
         if self._paused_since is None and not self._hold_reason():
+            return False
+        if self.writer.store_away() is None:
             return False
         await self._rewind(tp, records[0].offset)
         self._pause(tp)
