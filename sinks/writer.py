@@ -252,12 +252,13 @@ class Writer:
         return dropped
 
     async def fence(
-        self, table: str, drop: Callable[[tuple[Any, ...]], bool], timeout: float
+        self, tables: Iterable[str], drop: Callable[[tuple[Any, ...]], bool], timeout: float
     ) -> tuple[int, bool]:
-        """`discard_pending`, then wait (up to `timeout` seconds) for the write attempt running
-        now, which may hold rows taken before the discard: once it is over, none of the
-        dropped rows can land any more. Returns (rows dropped, whether the attempt ended)."""
-        dropped = self.discard_pending(table, drop)
+        """`discard_pending` for each of `tables`, then wait (up to `timeout` seconds) for the
+        write attempt running now, which may hold rows taken before the discard: once it is
+        over, none of the dropped rows can land any more. Returns (rows dropped, whether the
+        attempt ended)."""
+        dropped = sum(self.discard_pending(table, drop) for table in tables)
         attempt = self._attempt
         if attempt is None or attempt.done():
             return dropped, True

@@ -1125,13 +1125,11 @@ class Pipeline(Service):
         gauged = {(streams[tp.topic], tp.partition) for tp in revoked if tp in self.processors}
         if not gauged:
             return
-        settled, dropped = True, 0
-        for table in ("metric_gauges_latest", "metric_gauges"):
-            wait = max(0.0, started + self._fence_s - time.monotonic())
-            n, done = await self.writer.fence(
-                table, lambda row: (_gauge_family(row), row[5]) in gauged, wait
-            )
-            settled, dropped = settled and done, dropped + n
+        dropped, settled = await self.writer.fence(
+            ("metric_gauges_latest", "metric_gauges"),
+            lambda row: (_gauge_family(row), row[5]) in gauged,
+            max(0.0, started + self._fence_s - time.monotonic()),
+        )
         if dropped:
             log.info(
                 "unwritten gauge snapshots of handed-over partitions dropped: the next owner "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -40,26 +40,37 @@ COLUMNS = (
 )
 
 
-@pytest.fixture
-async def owner(
-    chdb_backend: Backend, chdb_url: str, telemetry: Telemetry
-) -> AsyncIterator[tuple[str, Writer]]:
-    migrate(chdb_backend)
-    writer = Writer(chdb_backend, telemetry=telemetry)
+async def _open_door(
+    backend: Backend, url: str, telemetry: Telemetry, port: int
+) -> Callable[[], Awaitable[None]]:
+    """The store owner's HTTP door (query and insert routes) on `port`; returns a closer."""
+    writer = Writer(backend, telemetry=telemetry)
     app = web.Application(middlewares=[guard("", TOKEN)])
-    service = QueryService(chdb_url)
+    service = QueryService(url)
     add_routes(app, service)
     add_insert_route(app, writer, TOKEN)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"127.0.0.1:{port}", writer
-    finally:
+
+    async def close() -> None:
         await runner.cleanup()
         await service.close()
         await writer.close()
+
+    return close
+
+
+@pytest.fixture
+async def owner(chdb_backend: Backend, chdb_url: str, telemetry: Telemetry) -> AsyncIterator[str]:
+    """The store owner's door on a free port: its address."""
+    migrate(chdb_backend)
+    port = free_port()
+    close = await _open_door(chdb_backend, chdb_url, telemetry, port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await close()
 
 
 def _forged_batch() -> bytes:
@@ -74,8 +85,8 @@ def _count(backend: Backend) -> int:
     return int(backend.query_rows("SELECT count() FROM metric_buckets WHERE value = 999")[0][0])
 
 
-async def test_forged_inserts_are_refused(owner: tuple[str, Writer], chdb_backend: Backend) -> None:
-    address, _ = owner
+async def test_forged_inserts_are_refused(owner: str, chdb_backend: Backend) -> None:
+    address = owner
     url = f"http://{address}/store/insert?table=metric_buckets"
     async with ClientSession() as http:
         for headers in ({}, {STORE_TOKEN_HEADER: "wrong"}, {"X-ClickHouse-Key": TOKEN}):
@@ -84,10 +95,8 @@ async def test_forged_inserts_are_refused(owner: tuple[str, Writer], chdb_backen
     assert _count(chdb_backend) == 0
 
 
-async def test_the_other_workers_write_with_the_token(
-    owner: tuple[str, Writer], chdb_backend: Backend
-) -> None:
-    address, _ = owner
+async def test_the_other_workers_write_with_the_token(owner: str, chdb_backend: Backend) -> None:
+    address = owner
     db = chdb_backend.database
 
     def insert(token: str) -> int:
@@ -111,25 +120,6 @@ async def test_the_other_workers_write_with_the_token(
 def test_no_token_no_route(telemetry: Telemetry, chdb_backend: Backend) -> None:
     with pytest.raises(ValueError):
         add_insert_route(web.Application(), Writer(chdb_backend, telemetry=telemetry), "")
-
-
-async def _open_door(backend: Backend, url: str, telemetry: Telemetry, port: int) -> Any:
-    """The store owner's HTTP door (query and insert routes) on `port`; returns a closer."""
-    writer = Writer(backend, telemetry=telemetry)
-    app = web.Application(middlewares=[guard("", TOKEN)])
-    service = QueryService(url)
-    add_routes(app, service)
-    add_insert_route(app, writer, TOKEN)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    async def close() -> None:
-        await runner.cleanup()
-        await service.close()
-        await writer.close()
-
-    return close
 
 
 async def test_a_write_emptied_by_the_fence_waits_for_the_store_to_answer(
@@ -164,7 +154,7 @@ async def test_a_write_emptied_by_the_fence_waits_for_the_store_to_answer(
             break
         await asyncio.sleep(0.02)
     assert writer.store_away() is not None
-    dropped, settled = await writer.fence("metric_gauges_latest", lambda row: True, timeout=5)
+    dropped, settled = await writer.fence(("metric_gauges_latest",), lambda row: True, timeout=5)
     assert (dropped, settled) == (20, True)
     await asyncio.wait_for(writer.flush(rollups=False), 10)  # nothing is left to write
     assert writer.buffered_rows == 0

@@ -238,7 +238,7 @@ async def test_fenced_rows_held_by_a_retried_write_are_not_written(
         assert writer.retries >= 1
         writer.add_many("metric_gauges_latest", rows[200:300])  # waiting, or joined the retry
         dropped, settled = await writer.fence(
-            "metric_gauges_latest", lambda row: row[5] == 1, timeout=5
+            ("metric_gauges_latest",), lambda row: row[5] == 1, timeout=5
         )
         assert settled
         assert dropped == 150  # partition 1 of the first 300 rows, wherever they wait
