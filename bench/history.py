@@ -10,7 +10,9 @@ Fill: an embedded Tansu broker, a real `warroom worker` writing its chdb store, 
 `warroom simulate --backfill-hours <days × 24>` (live mode's history, at the national volume
 of --cases-per-day, ending now) — the same rows the pipeline writes, because it is the
 pipeline. When the simulator says its backfill is done, the bench waits until the worker has
-committed every record (warroom.drain), reads the worker's resident memory, stops it cleanly.
+committed every record (warroom.drain), reads the worker's resident memory, stops it cleanly,
+then rebuilds the open-case snapshot once (what the store's owner holds a few minutes after its
+last insert; sinks/open_cases.py).
 
 Queries: every ClickHouse target of every dashboard (dashboards/generated/*.json), macros
 expanded by dashboards/macros.py for the ranges 24h, 7d, 30d, 365d and the current fiscal year
@@ -189,6 +191,27 @@ def fill(data: Path, days: float, cases_per_day: float, seed: int) -> dict[str, 
                 p.kill()
                 p.wait()
         broker.stop()
+
+
+def snapshot_open_cases(path: Path) -> str:
+    """Bring the store to the current schema and rebuild its open-case snapshot, as the store's
+    owner does every WARROOM_OPEN_CASES_EVERY seconds (sinks/open_cases.py). The worker has
+    stopped, so no insert is under way: margin 0, the snapshot a live owner holds one margin
+    after its last insert."""
+    from sinks import open_cases
+    from sinks.backends.chdb import ChdbBackend
+    from sinks.migrate import migrate
+
+    backend = ChdbBackend(path, "warroom")
+    try:
+        applied = migrate(backend, reference=False).applied
+        started = time.perf_counter()
+        cases = open_cases.rebuild(backend, margin_s=0)
+        ms = (time.perf_counter() - started) * 1000
+    finally:
+        backend.close()
+    migrated = f" (migrations {applied} applied first)" if applied else ""
+    return f"# open-case snapshot rebuilt{migrated}: {cases:,} open cases in {ms:.0f} ms"
 
 
 # --- queries ------------------------------------------------------------------------------------
@@ -467,6 +490,7 @@ def main() -> int:
             f"({facts['worker_peak_anon_mb']:.0f} MB anonymous)",
             flush=True,
         )
+    print(snapshot_open_cases(data / "clickhouse"), flush=True)
     store = Store(data / "clickhouse")
     try:
         now = datetime.now(UTC)

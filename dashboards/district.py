@@ -21,7 +21,7 @@ from dashboards.queries import (
     ACTIVE_EXCLUDED,
     OPEN_TYPES_SQL,
     Scope,
-    latest_grievances,
+    open_grievances,
     projects_as_of,
 )
 from streams.labels import CATEGORY_TH, PRIORITY_TH, PROGRAM_TH, STATUS_TH
@@ -71,7 +71,7 @@ SELECT
     dateDiff('second', first_seen, ($__toTime_ms)) AS age_seconds,
     dateDiff('second', due, ($__toTime_ms)) AS overdue_seconds,
     substring(pseudonym, 1, 8) AS complainant
-FROM {latest_grievances(SCOPE)}
+FROM {open_grievances(SCOPE)}
 WHERE last_type IN ({OPEN_TYPES_SQL})
     AND due IS NOT NULL AND due < ($__toTime_ms)
     AND {in_variable("category_code", "category")}
@@ -135,8 +135,10 @@ def overdue_cases_table() -> table.Panel:
         OVERDUE_CASES_SQL,
         description="Open cases past due, oldest deadline first: each case as of the end of the "
         "range (its latest event up to then). Cases with no event after the end are read from "
-        "the latest-state table grievance_latest; for a range ending in the past, the cases "
-        "touched since are recomputed from grievance_events. The complainant is shown only "
+        "the open-case snapshot grievance_open, which the store's owner rebuilds every few "
+        "minutes, and those touched since its watermark from the latest-state table "
+        "grievance_latest; for a range ending in the past, the cases touched since are "
+        "recomputed from grievance_events. The complainant is shown only "
         "as the first 8 characters of the keyed pseudonym (PDPA): enough to spot repeat "
         "complainants, never a name or ID.",
         labels={

@@ -35,7 +35,7 @@ __all__ = [
     "gauge_current",
     "gauge_family",
     "histogram_quantile",
-    "latest_grievances",
+    "open_grievances",
     "planned_fraction",
     "projects_as_of",
 ]
@@ -200,6 +200,8 @@ _REPORT_ORDER: Final = (
 _TO: Final = "($__toTime_ms)"
 #: grievance_latest.due when no event of the case carried a due time
 _NO_DUE: Final = "toDateTime64(0, 3, 'UTC')"
+#: the newest complete open-case generation's watermark (1970 when there is none)
+_GENERATION: Final = "(SELECT max(generation) FROM grievance_open_generations)"
 
 
 def _touched_after(events: str, key: str, scope: Scope) -> str:
@@ -210,29 +212,10 @@ def _touched_after(events: str, key: str, scope: Scope) -> str:
     return f"SELECT district_code, {key} FROM {events} WHERE occurred_at > {_TO} AND {scope.geo}"
 
 
-def latest_grievances(scope: Scope) -> str:
-    """A subquery: each grievance's state after its latest event up to the end of the range.
-
-    Columns: district_code, grievance_id, last_type, category_code, priority_code (of the
-    latest event by occurred_at, a tie going to the later offset), due (the latest due time
-    any event gave), first_seen, pseudonym (keyed, any non-empty one).
-    A case whose latest event is not after the end of the range is read from its one row in
-    grievance_latest (migration 004, kept by a materialized view); the few cases with an
-    event after the end (all cases touched since, for a range that ends in the past) are
-    grouped from their events, found through the sorting key. No FINAL on the events: a row
-    stored twice is the same event, which max, min and argMax read the same.
-    """
-    return f"""(
-        SELECT district_code, grievance_id,
-            tupleElement(last, 3) AS last_type,
-            tupleElement(last, 4) AS category_code,
-            tupleElement(last, 5) AS priority_code,
-            if(tupleElement(due, 1) = {_NO_DUE}, NULL, tupleElement(due, 3)) AS due,
-            first_seen, pseudonym
-        FROM grievance_latest FINAL
-        WHERE tupleElement(last, 1) <= {_TO} AND {scope.geo}
-        UNION ALL
-        SELECT district_code, grievance_id,
+def _grievances_after(scope: Scope) -> str:
+    """The cases with an event after the end of the range, grouped from their events up to it
+    (no FINAL: a row stored twice is the same event, which max, min and argMax read the same)."""
+    return f"""SELECT district_code, grievance_id,
             argMax(type, k) AS last_type,
             argMax(category, k) AS category_code,
             argMax(priority, k) AS priority_code,
@@ -248,7 +231,54 @@ def latest_grievances(scope: Scope) -> str:
                     {_touched_after("grievance_events", "grievance_id", scope)}
                 )
         )
-        GROUP BY district_code, grievance_id
+        GROUP BY district_code, grievance_id"""
+
+
+def _ingested_after_generation(scope: Scope) -> str:
+    """The keys of the cases with an event ingested after the newest open-case generation's
+    watermark (every case when there is none yet)."""
+    return (
+        "SELECT region, province_code, district_code, grievance_id FROM grievance_events "
+        f"WHERE ingested_at > {_GENERATION} AND {scope.geo}"
+    )
+
+
+def open_grievances(scope: Scope) -> str:
+    """A subquery: each grievance open at the end of the range, in its state after its latest
+    event up to then, and some that are not (filter on last_type).
+
+    Columns: district_code, grievance_id, last_type, category_code, priority_code (of the
+    latest event by occurred_at, a tie going to the later offset), due (the latest due time
+    any event gave), first_seen, pseudonym (keyed, any non-empty one).
+    Three parts, each case in at most one:
+    - the newest open-case generation (migration 006, rebuilt by the store's owner every few
+      minutes; no FINAL), for the cases with no event ingested after its watermark;
+    - grievance_latest FINAL (migration 004, kept by a materialized view), found by its
+      sorting key, for the cases with one;
+    - the cases with an event after the end of the range (all cases touched since, for a
+      range that ends in the past), grouped from their events up to it.
+    The first two take only cases whose latest event is not after the end. A case closed when
+    the generation was built and not touched since was closed at the end of the range too.
+    """
+    ingested = _ingested_after_generation(scope)
+    return f"""(
+        SELECT district_code, grievance_id, last_type, category_code, priority_code, due,
+            first_seen, pseudonym
+        FROM grievance_open
+        WHERE generation = {_GENERATION} AND last_at <= {_TO} AND {scope.geo}
+            AND (region, province_code, district_code, grievance_id) NOT IN ({ingested})
+        UNION ALL
+        SELECT district_code, grievance_id,
+            tupleElement(last, 3) AS last_type,
+            tupleElement(last, 4) AS category_code,
+            tupleElement(last, 5) AS priority_code,
+            if(tupleElement(due, 1) = {_NO_DUE}, NULL, tupleElement(due, 3)) AS due,
+            first_seen, pseudonym
+        FROM grievance_latest FINAL
+        WHERE tupleElement(last, 1) <= {_TO} AND {scope.geo}
+            AND (region, province_code, district_code, grievance_id) IN ({ingested})
+        UNION ALL
+        {_grievances_after(scope)}
     )"""
 
 

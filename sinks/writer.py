@@ -25,7 +25,8 @@ the bound is in rows and in (estimated) bytes, whichever is reached first, for e
 Writes are idempotent (ReplacingMergeTree), so a retry after an ambiguous failure is harmless.
 The hours that written metric_buckets / quality_buckets rows touch are remembered, and a
 `flush()` barrier (by default) recomputes their hourly and daily rollups (sinks/rollups.py)
-before it returns.
+before it returns. `chores` are store upkeep (the store owner's open-case snapshot,
+sinks/open_cases.py) run on the same thread every so many seconds, between writes.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from sinks.tables import INSERT_COLUMNS
 if TYPE_CHECKING:
     from warroom.telemetry import Telemetry
 
-__all__ = ["RELEASE_MEMORY_EVERY_S", "Writer", "WriterClosedError", "row_bytes"]
+__all__ = ["RELEASE_MEMORY_EVERY_S", "Chore", "Writer", "WriterClosedError", "row_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,18 @@ class _Status:
     failing_since: float | None = None
 
 
+@dataclass
+class Chore:
+    """Store upkeep the writer runs on its thread, between writes, every `every` seconds
+    (the first time as soon as it is idle or has written); `run(backend)` returns what to log.
+    A chore that fails is logged and tried again after `every`: upkeep never holds up writes."""
+
+    name: str
+    every: float
+    run: Callable[[Backend], object]
+    due_at: float = 0.0  # time.monotonic(); 0 = at the first chance
+
+
 class Writer:
     """Batching, retrying, backpressuring writer over one backend (see the module docstring)."""
 
@@ -112,6 +125,7 @@ class Writer:
         columns: Mapping[str, Sequence[str]] | None = None,
         telemetry: Telemetry | None = None,
         on_status: Callable[[bool, str], None] | None = None,
+        chores: Sequence[Chore] = (),
     ) -> None:
         """
         flush_rows: write as soon as this many rows wait. flush_interval: seconds the oldest
@@ -122,7 +136,8 @@ class Writer:
         retry_initial/retry_max: backoff bounds in seconds. columns: column order of extra
         tables (the warroom tables are known). telemetry: a warroom.telemetry.Telemetry
         (default: the process-wide one). on_status(ok, detail): called after each write
-        attempt (e.g. Health.report("store", ...)).
+        attempt (e.g. Health.report("store", ...)). chores: upkeep run between writes (see
+        Chore), not while the store fails.
         """
         if flush_rows < 1 or max_buffered_rows < 1 or max_buffered_bytes < 1 or flush_interval <= 0:
             raise ValueError(
@@ -180,6 +195,7 @@ class Writer:
         self._closing = False
         self._closed = False
         self._released_at = time.monotonic()
+        self._chores = list(chores)
         self._status = _Status()
         self.retries = 0
         self.write_errors = 0
@@ -459,6 +475,8 @@ class Writer:
             self._durable += written
             self._set_buffered_metrics()
             self._release_waiters()
+            if self._chore_due():
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._run_chores)
 
     async def _recompute_rollups(self) -> None:
         """Recompute the rollups of the hours touched so far, retrying until it succeeds (the
@@ -623,12 +641,42 @@ class Writer:
         leaves nothing to retry, and only the store itself may say it is back."""
         self._release_memory()
         if self._status.ok:
+            self._run_chores()
             return False
         try:
             self.backend.ping()
         except Exception:  # still away: the status and its since stay as they are
             return False
         return True
+
+    def _chore_due(self) -> bool:
+        now = time.monotonic()
+        ok = self._status.ok and not self._closing
+        return ok and any(c.due_at <= now for c in self._chores)
+
+    def _run_chores(self) -> None:
+        """On the writer thread: run the chores that are due (only while the store answers)."""
+        for chore in self._chores:
+            now = time.monotonic()
+            if not self._status.ok or self._closing or chore.due_at > now:
+                continue
+            chore.due_at = now + chore.every
+            try:
+                result = chore.run(self.backend)
+            except Exception as exc:  # upkeep: tried again at its next turn, writes go on
+                log.warning(
+                    "store chore failed; trying again at its next turn",
+                    extra={"chore": chore.name, "in_s": chore.every, "error": str(exc)[:500]},
+                )
+                continue
+            log.debug(
+                "store chore done",
+                extra={
+                    "chore": chore.name,
+                    "result": result,
+                    "ms": round((time.monotonic() - now) * 1000),
+                },
+            )
 
     def _release_memory(self) -> None:
         """On the writer thread, at most every RELEASE_MEMORY_EVERY_S: let the backend return

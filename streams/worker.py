@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -16,14 +17,14 @@ import faust
 from alerts.directory import DirectoryError
 from alerts.rules import RulesError
 from dashboards.wall.server import add_routes as add_wall_routes
-from sinks import retention
+from sinks import open_cases, retention
 from sinks.backends import Backend, StoreError, open_backend
 from sinks.http_insert import add_insert_route
 from sinks.http_query import QueryLimits, QueryService
 from sinks.http_query import add_routes as add_query_routes
 from sinks.migrate import migrate
 from sinks.url import parse_store_url
-from sinks.writer import Writer
+from sinks.writer import Chore, Writer
 from streams import memtrace
 from streams.alerting import AlertService, load_alert_directory, load_alert_rules
 from streams.app import create_app
@@ -100,6 +101,20 @@ def query_limits(settings: Settings) -> QueryLimits:
     )
 
 
+def _store_chores(settings: Settings) -> list[Chore]:
+    """The upkeep only the store's owner runs (sinks/open_cases.py)."""
+    if not settings.open_cases_every:
+        return []
+    margin = settings.open_cases_margin
+    return [
+        Chore(
+            "open-case snapshot",
+            settings.open_cases_every,
+            functools.partial(open_cases.rebuild, margin_s=margin),
+        )
+    ]
+
+
 def run_worker(settings: Settings, bootstrap: str) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
     try:  # configuration errors first, before anything is opened or locked
@@ -130,6 +145,7 @@ def run_worker(settings: Settings, bootstrap: str) -> int:
         max_buffered_rows=settings.max_buffered_rows,
         max_buffered_bytes=settings.max_buffered_bytes,
         telemetry=tel,
+        chores=_store_chores(settings) if owner else (),
     )
     stream_app = create_app(settings, bootstrap, topics)
     pipeline = Pipeline(stream_app, settings, writer, tel)

@@ -177,6 +177,20 @@ class Settings:
         "ending in the past read; the current values (metric_gauges_latest) follow every "
         "snapshot. 1 to 1440.",
     )
+    open_cases_every: float = _setting(
+        "WARROOM_OPEN_CASES_EVERY",
+        300.0,
+        "Seconds between rebuilds of the open-case snapshot (grievance_open) that the "
+        "overdue-case list reads, by the store's owner; 0 = never (the list stays exact, "
+        "and gets slower as cases accumulate).",
+    )
+    open_cases_margin: float = _setting(
+        "WARROOM_OPEN_CASES_MARGIN",
+        600.0,
+        "Seconds an open-case snapshot's watermark stays behind the store's clock: every "
+        "insert must finish within it (the cases touched after it are read from "
+        "grievance_latest).",
+    )
     stop_timeout: float = _setting(
         "WARROOM_STOP_TIMEOUT",
         20.0,
@@ -476,6 +490,10 @@ def check(settings: Settings) -> None:
         )
     if not 1 <= settings.gauge_history_minutes <= 1440:
         raise SettingsError("WARROOM_GAUGE_HISTORY_MINUTES must be between 1 and 1440")
+    if settings.open_cases_every < 0:
+        raise SettingsError("WARROOM_OPEN_CASES_EVERY must be 0 (never) or seconds")
+    if settings.open_cases_margin < 0:
+        raise SettingsError("WARROOM_OPEN_CASES_MARGIN must be 0 or more seconds")
     if settings.stop_timeout <= 0:
         raise SettingsError("WARROOM_STOP_TIMEOUT must be more than 0 seconds")
     if settings.tracemalloc < 0:

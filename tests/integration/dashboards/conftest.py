@@ -70,6 +70,10 @@ WORKER_ENV = {
     "WARROOM_GAUGE_HISTORY_MINUTES": "1",
     # evaluations follow the stream clock at least every second
     "WARROOM_ALERT_TICK_SECONDS": "1",
+    # the overdue list reads an open-case snapshot of the worker's (one writer thread: no
+    # insert can be under way during a rebuild, so no margin)
+    "WARROOM_OPEN_CASES_EVERY": "2",
+    "WARROOM_OPEN_CASES_MARGIN": "0",
 }
 #: the last hour is sent in steps (minutes before the end), each consumed and evaluated by the
 #: worker's alert engine before the next: an alert fires only after its condition held for its

@@ -385,6 +385,8 @@ def test_open_overdue_cases_of_a_district_match_its_events(warehouse: Any, range
         if kind in OPEN_TYPES and g in due and due[g][1] < to / 1000
     )[:200]
     assert expected, "the busiest district should have overdue cases"
+    _, generations = warehouse.query("SELECT count() FROM grievance_open_generations")
+    assert generations[0][0] > 0, "the worker rebuilds the open-case snapshot the list reads"
     if to < warehouse.time_range[1]:
         # cases with events after the end exist: they are recomputed from their events
         touched = {gid for _e, gid, _k, at, *_ in events if _epoch(at) > to / 1000}

@@ -197,6 +197,26 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
             "Float64, Float64, Float64, Float64, Float64, Array(UInt8), Array(String)))",
         ),
     ],
+    # 006: snapshots of the open cases, rebuilt by the store's owner
+    "grievance_open": [
+        ("generation", DT3),
+        ("region", LC),
+        ("province_code", LC),
+        ("district_code", LC),
+        ("grievance_id", "String"),
+        ("last_at", DT3),
+        ("last_type", LC),
+        ("category_code", LC),
+        ("priority_code", LC),
+        ("due", f"Nullable({DT3})"),
+        ("first_seen", DT3),
+        ("pseudonym", "String"),
+    ],
+    "grievance_open_generations": [
+        ("generation", DT3),
+        ("cases", "UInt64"),
+        ("built_at", DT3),
+    ],
 }
 ENGINES = {
     "metric_buckets": "ReplacingMergeTree(version)",
@@ -211,6 +231,8 @@ ENGINES = {
     "project_latest": "AggregatingMergeTree",
     "grievance_latest_mv": "MaterializedView",
     "project_latest_mv": "MaterializedView",
+    "grievance_open": "MergeTree",
+    "grievance_open_generations": "MergeTree",
 }
 
 
@@ -228,7 +250,7 @@ def _columns(backend: Backend) -> dict[str, list[tuple[str, str]]]:
 
 def test_fresh_database_gets_every_table_with_the_briefs_columns(chdb_backend: Backend) -> None:
     result = migrate(chdb_backend)
-    assert result.applied == [1, 2, 3, 4, 5]
+    assert result.applied == [1, 2, 3, 4, 5, 6]
     assert _columns(chdb_backend) == EXPECTED
     # the writer's column orders are the tables' orders
     for table, cols in COLUMNS.items():
@@ -253,7 +275,7 @@ def test_second_run_applies_nothing_and_reference_is_exact(chdb_backend: Backend
     again = migrate(chdb_backend)
     assert again.applied == []
     db = chdb_backend.database
-    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(5,)]
+    assert chdb_backend.query_rows(f"SELECT count() FROM {db}.schema_migrations") == [(6,)]
     # oracle: geothai itself (the geography module is built from it)
     provinces = list(geothai.provinces())
     n_districts = sum(len(list(geothai.districts(p.code))) for p in provinces)
@@ -294,7 +316,7 @@ def test_dead_letters_written_before_002_lose_what_they_said(chdb_backend: Backe
         "'unknown_enum', 'category', 'สมหญิง ทดสอบนาม', 'สมหญิง', '1001', 'สมหญิง', "
         '\'{"complainant": "สมหญิง ทดสอบนาม"}\')'
     )
-    assert migrate(chdb_backend, reference=False).applied == [2, 3, 4, 5]
+    assert migrate(chdb_backend, reference=False).applied == [2, 3, 4, 5, 6]
     rows = chdb_backend.query_rows(
         "SELECT topic, kafka_partition, kafka_offset, reason, field, district_code, detail, "
         f"source, event_id, payload, payload_bytes, digest FROM {db}.dead_letters"
@@ -461,7 +483,7 @@ def test_004_moves_a_store_with_events_forward(chdb_backend: Backend) -> None:
     _insert(chdb_backend, "grievance_events", before)
     _insert(chdb_backend, "project_events", projects_before)
 
-    assert migrate(chdb_backend, reference=False).applied == [3, 4, 5]
+    assert migrate(chdb_backend, reference=False).applied == [3, 4, 5, 6]
     assert _grievance_table(chdb_backend) == _grievance_oracle(before)
     assert _project_table(chdb_backend) == _project_oracle(projects_before)
 
@@ -559,7 +581,7 @@ def test_005_moves_the_gauge_history_into_the_latest_table(chdb_backend: Backend
     history_before = chdb_backend.query_rows(
         f"SELECT * EXCEPT updated_at FROM {db}.metric_gauges FINAL ORDER BY ALL"
     )
-    assert migrate(chdb_backend, reference=False).applied == [5]
+    assert migrate(chdb_backend, reference=False).applied == [5, 6]
     got = {
         (d, int(p), m, a, b): float(v)
         for d, p, m, a, b, v in chdb_backend.query_rows(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import random
 import uuid
 
 import pytest
 
+from sinks import open_cases
 from sinks.backends import Backend
 from sinks.migrate import migrate
-from sinks.writer import Writer
+from sinks.writer import Chore, Writer
 from warroom.telemetry import Telemetry
 
 pytestmark = pytest.mark.integration
@@ -221,3 +224,39 @@ async def test_discarded_rows_are_not_written_and_the_barrier_still_returns(
     )
     assert got == [(len(kept), 0, sum(r[6] for r in kept))]  # type: ignore[misc]
     await writer.close()
+
+
+async def test_chores_run_between_writes_and_a_failing_one_holds_nothing_up(
+    chdb_backend: Backend, telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    migrate(chdb_backend, reference=False)
+    rng = random.Random(11)
+
+    def broken(backend: Backend) -> None:
+        backend.execute("SELECT * FROM no_such_table")
+
+    chores = [
+        Chore("open-case snapshot", 0.2, functools.partial(open_cases.rebuild, margin_s=0)),
+        Chore("broken", 0.2, broken),
+    ]
+    writer = Writer(chdb_backend, flush_interval=0.05, telemetry=telemetry, chores=chores)
+    await writer.start()
+    with caplog.at_level(logging.WARNING, logger="sinks.writer"):
+        for i in range(0, 3_000, 300):
+            writer.add_many("grievance_events", [grievance_row(j, rng) for j in range(i, i + 300)])
+            await writer.flush()
+            await asyncio.sleep(0.1)
+    await writer.close()
+    assert chdb_backend.query_rows("SELECT count() FROM grievance_events") == [(3_000,)]
+    generations = chdb_backend.query_rows(
+        "SELECT cases FROM grievance_open_generations ORDER BY generation"
+    )
+    assert len(generations) >= 3, "the snapshot is rebuilt again and again while rows come in"
+    # the last rebuild ran after the last write, at the latest one turn (0.2 s) before it
+    ((open_now,),) = chdb_backend.query_rows(
+        "SELECT count() FROM grievance_latest FINAL "
+        "WHERE tupleElement(last, 3) IN ('received', 'assigned')"
+    )
+    assert 0 < generations[-1][0] <= open_now
+    failures = [r for r in caplog.records if r.getMessage().startswith("store chore failed")]
+    assert failures and all(getattr(r, "chore", "") == "broken" for r in failures)

@@ -117,5 +117,5 @@ def test_pdpa_no_clear_complainant_columns(models: dict[str, dict]) -> None:  # 
     text = json.dumps(models, ensure_ascii=False)
     assert "SELECT *" not in text
     assert "complainant_pseudonym AS" not in text
-    assert text.count("AS pseudonym") == 1  # the grouped pseudonym inside latest_grievances
+    assert text.count("AS pseudonym") == 1  # the grouped pseudonym inside open_grievances
     assert "substring(pseudonym, 1, 8) AS complainant" in text
