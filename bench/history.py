@@ -205,13 +205,17 @@ def snapshot_open_cases(path: Path) -> str:
     backend = ChdbBackend(path, "warroom")
     try:
         applied = migrate(backend, reference=False).applied
+        ((built,),) = backend.query_rows("SELECT count() FROM grievance_open_generations")
         started = time.perf_counter()
         cases = open_cases.rebuild(backend, margin_s=0)
         ms = (time.perf_counter() - started) * 1000
     finally:
         backend.close()
     migrated = f" (migrations {applied} applied first)" if applied else ""
-    return f"# open-case snapshot rebuilt{migrated}: {cases:,} open cases in {ms:.0f} ms"
+    return (
+        f"# open-case snapshot rebuilt{migrated}: {cases:,} open cases in {ms:.0f} ms "
+        f"({built} built by the worker before)"
+    )
 
 
 # --- queries ------------------------------------------------------------------------------------
