@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from aiokafka.errors import KafkaError
@@ -382,6 +382,16 @@ def _drain(
         )
 
 
+def _say(console: Console, text: str, **kwargs: Any) -> None:
+    """Print a line on the way out. The reader of our output may have stopped with the same
+    Ctrl-C (`warroom up | tee up.log`): rich then silences the console and raises SystemExit,
+    and nothing the stop still has to do may be skipped for a line nobody can read."""
+    try:
+        console.print(text, **kwargs)
+    except (OSError, SystemExit):
+        console.quiet = True
+
+
 def _pids(children: list[_Child], broker: EmbeddedBroker | None) -> dict[str, int]:
     pids = {c.name: c.proc.pid for c in children}
     # EmbeddedBroker keeps its process private (streams/broker.py is another room's file)
@@ -411,8 +421,10 @@ def run_up(settings: Settings, options: UpOptions, out: IO[str] = sys.stdout) ->
     console = Console(file=out)
 
     def error(text: str) -> None:
-        # plain, unwrapped, on stderr: one line a person can act on
-        print(f"warroom up: {text}", file=sys.stderr, flush=True)
+        # plain, unwrapped, on stderr: one line a person can act on (when anyone still reads
+        # it: a closed pipe must not stop the stop, see _say)
+        with contextlib.suppress(OSError):
+            print(f"warroom up: {text}", file=sys.stderr, flush=True)
 
     data_dir = settings.data_dir.resolve()
     lock = runinfo.UpLock(data_dir)
@@ -588,7 +600,7 @@ def _run_locked(
             order.append("worker (final checkpoint)")
             if broker is not None:
                 order.append("Kafka")
-            console.print(f"stopping: {', then '.join(order)} ...", highlight=False)
+            _say(console, f"stopping: {', then '.join(order)} ...", highlight=False)
         stop_code, checkpointed = _stop_children(
             children,
             options.stop_timeout,
@@ -610,6 +622,6 @@ def _run_locked(
         return 130
     took = time.monotonic() - stop_started
     if checkpointed:
-        console.print(f"worker: {FINAL_CHECKPOINT} (stop took {took:.1f}s)", highlight=False)
-    console.print("stopped" if code == 0 else "stopped with errors")
+        _say(console, f"worker: {FINAL_CHECKPOINT} (stop took {took:.1f}s)", highlight=False)
+    _say(console, "stopped" if code == 0 else "stopped with errors")
     return code

@@ -257,3 +257,38 @@ def test_children_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
             proc.kill()
         if broker is not None and _alive(broker):  # EmbeddedBroker does not follow its parent
             os.kill(broker, signal.SIGKILL)
+
+
+def test_ctrl_c_still_stops_everything_when_the_reader_of_the_output_dies_with_it(
+    tmp_path: Path,
+) -> None:
+    """`warroom up | tee up.log`, then Ctrl-C: the terminal's SIGINT stops tee too, so every line
+    `up` prints on its way out meets a closed pipe. It still stops the worker and the broker
+    (it used to stop at its first line, "stopping: …", and left the broker running)."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--no-simulator"],
+        env=_env(WARROOM_LOG_FORMAT="json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pids: dict[str, int] = {}
+    try:
+        _wait_for("run.json", lambda: (data / "run.json").exists(), 180)
+        pids = orjson.loads((data / "run.json").read_bytes())["pids"]
+        assert "broker" in pids and "worker" in pids, pids
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader dies ...
+        os.kill(proc.pid, signal.SIGINT)  # ... with the same Ctrl-C
+        code = proc.wait(60)
+        for name, pid in pids.items():
+            _wait_for(f"the {name} (pid {pid}) to exit", lambda pid=pid: not _alive(pid), 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in pids.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not (data / "run.json").exists()
+    assert code in (0, 1), code
