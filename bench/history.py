@@ -1,6 +1,6 @@
 """A year of the whole country through the real pipeline, then every panel query timed on it.
 
-    python bench/history.py [--days 365] [--cases-per-day 1000] [--repeat 5] [--keep]
+    python bench/history.py [--days 365] [--cases-per-day 1000] [--repeat 20] [--keep]
     python bench/history.py --quick              # 14 days, 3 runs per query (CI-sized)
     python bench/history.py --store DIR          # time the queries on a store filled before
 
@@ -17,7 +17,8 @@ last insert; sinks/open_cases.py).
 Queries: every ClickHouse target of every dashboard (dashboards/generated/*.json), macros
 expanded by dashboards/macros.py for the ranges 24h, 7d, 30d, 365d and the current fiscal year
 (from 1 October, Buddhist Era), every variable on All (query variables' options read from the
-store, chained in order). Each query runs once to warm, then --repeat times; p50/p95 in ms,
+store, chained in order). Each query runs once to warm, then --repeat times (20: with 5, the
+p95 is the slowest run); p50/p95 in ms,
 rows and bytes read (chdb's counters). The baseline, measured in the same run, is a plain
 `count()` over metric_buckets: the ratio column is p95 / baseline p50, so a noisy machine moves
 both. The last line:
@@ -469,7 +470,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--days", type=float, default=365.0)
     ap.add_argument("--cases-per-day", type=float, default=1000.0)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=20, help="timed runs per query (p95 of them)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="14 days, 3 runs per query")
     ap.add_argument("--store", type=Path, help="a data dir filled before: only the queries")
