@@ -649,17 +649,20 @@ class Writer:
             return False
         return True
 
-    def _chore_due(self) -> bool:
+    def _due_chores(self) -> list[Chore]:
+        """The chores whose turn has come, none while the store fails or the writer closes."""
+        if not self._status.ok or self._closing:
+            return []
         now = time.monotonic()
-        ok = self._status.ok and not self._closing
-        return ok and any(c.due_at <= now for c in self._chores)
+        return [c for c in self._chores if c.due_at <= now]
+
+    def _chore_due(self) -> bool:
+        return bool(self._due_chores())
 
     def _run_chores(self) -> None:
-        """On the writer thread: run the chores that are due (only while the store answers)."""
-        for chore in self._chores:
+        """On the writer thread: run the chores that are due."""
+        for chore in self._due_chores():
             now = time.monotonic()
-            if not self._status.ok or self._closing or chore.due_at > now:
-                continue
             chore.due_at = now + chore.every
             try:
                 result = chore.run(self.backend)

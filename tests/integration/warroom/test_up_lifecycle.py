@@ -227,17 +227,22 @@ def test_a_second_ctrl_c_forces_the_stop(tmp_path: Path) -> None:
     assert not (data / "run.json").exists()
 
 
+def _up_in_background(data: Path, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
+    """`warroom up` without a terminal or a simulator, in a session of its own."""
+    return subprocess.Popen(
+        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--no-simulator"],
+        env=_env(WARROOM_LOG_FORMAT="json"),
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+    )
+
+
 def test_children_do_not_outlive_a_killed_up(tmp_path: Path) -> None:
     """`up` killed outright (no chance to stop anyone): its worker still stops, since the
     children's own sessions would otherwise keep them running unowned."""
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--no-simulator"],
-        env=_env(WARROOM_LOG_FORMAT="json"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _up_in_background(data, subprocess.DEVNULL, subprocess.DEVNULL)
     broker = None
     try:
         _wait_for("run.json", lambda: (data / "run.json").exists(), 180)
@@ -266,13 +271,7 @@ def test_ctrl_c_still_stops_everything_when_the_reader_of_the_output_dies_with_i
     `up` prints on its way out meets a closed pipe. It still stops the worker and the broker
     (it used to stop at its first line, "stopping: …", and left the broker running)."""
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [*WARROOM, "up", "--data-dir", str(data), "--web-port", "0", "--no-simulator"],
-        env=_env(WARROOM_LOG_FORMAT="json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = _up_in_background(data, subprocess.PIPE, subprocess.STDOUT)
     pids: dict[str, int] = {}
     try:
         _wait_for("run.json", lambda: (data / "run.json").exists(), 180)
