@@ -21,17 +21,41 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-__all__ = ["BatchHandler", "Consumer", "Transport", "register_batch_topic"]
+__all__ = ["BatchHandler", "Consumer", "ConsumerThread", "Transport", "register_batch_topic"]
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[None]]
+
+#: how long the Kafka consumer may take to close (leave its group) when the worker stops
+CLOSE_TIMEOUT_S: Final = 5.0
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with a bounded close. aiokafka's close waits for its group
+    coordination task to finish its round; a stop within a second or so of the start (seen
+    under load: SIGTERM while the first join was under way) found that task waiting for a
+    metadata update that never came, and the worker hung until WARROOM_STOP_TIMEOUT ended it
+    with exit 1. Past the bound the close is cancelled: the group drops this member at its
+    session timeout instead of at once. Nothing of the stream depends on it: the final flush,
+    checkpoint and commit come before the consumer stops."""
+
+    async def on_thread_stop(self) -> None:
+        try:
+            await asyncio.wait_for(super().on_thread_stop(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "the Kafka consumer did not close within %.0fs (stopped while joining its "
+                "group?); stopping without leaving the group: the broker drops this member at "
+                "its session timeout",
+                CLOSE_TIMEOUT_S,
+            )
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -42,6 +66,9 @@ class Consumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers = dict(getattr(self.app, "warroom_batch_handlers", {}))
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust
         callback = self.callback
