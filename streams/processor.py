@@ -618,6 +618,20 @@ class PartitionProcessor:
                     for metric, dim1, dim2 in held.keys() - keys
                 )
                 self._history[district] = dict(values)
+        # a district whose keys were restored from the store but whose book was not (its
+        # changelog lost with the broker's log): nothing of it is known any more, so its keys
+        # are 0 here, written once; kept, its last values stayed "current" for good
+        for district in self._gauge_keys.keys() - self.books.keys():
+            rows.extend(
+                (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
+                for metric, dim1, dim2 in self._gauge_keys.pop(district)
+            )
+        if history:
+            for district in self._history.keys() - self.books.keys():
+                kept.extend(
+                    (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
+                    for metric, dim1, dim2 in self._history.pop(district)
+                )
         if rows:
             sink.add_many("metric_gauges_latest", rows)
         if kept:

@@ -155,3 +155,22 @@ def test_a_clock_that_stands_still_rewrites_only_changed_keys_into_the_history()
     changed = Sink()
     proc.gauge_rows(changed, wall + 10_000, version=3)
     assert _open(changed.rows["metric_gauges"]) == {("1001", "land", m0): 0}
+
+
+def test_stored_keys_of_a_district_without_a_book_are_zeroed_once() -> None:
+    """A partition restored without some books (their changelog lost with the broker's log)
+    still has those districts' gauges in the store: they go to 0 at the first snapshot, in
+    both tables, instead of showing their last values as current for good."""
+    proc = _processor(history_minutes=60)
+    stored = [("5001", "grievance_open", "land", ""), ("5001", "grievance_open", "debt", "")]
+    proc.restore(None, {}, [], [], [], gauge_keys=stored)
+    _feed(proc, [(T0, "1001", "G1", "received", "land")])
+    m0 = T0 // 1000
+    first = Sink()
+    proc.gauge_rows(first, T0 + 5_000, version=1)
+    zeros = {("5001", "land", m0): 0, ("5001", "debt", m0): 0}
+    assert _open(first.rows["metric_gauges_latest"]) == {("1001", "land", m0): 1} | zeros
+    assert _open(first.rows["metric_gauges"]) == {("1001", "land", m0): 1} | zeros
+    second = Sink()
+    proc.gauge_rows(second, T0 + MIN + 5_000, version=2)
+    assert _open(second.rows["metric_gauges_latest"]) == {("1001", "land", m0 + 60): 1}
