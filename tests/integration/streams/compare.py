@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from tests.oracle import Expected
@@ -62,10 +63,20 @@ def diff(expected: dict[Any, float], actual: dict[Any, float], *, rel: float = 1
     return out[:20]
 
 
-def wait_settled(w: WorkerProcess, consumed: int, timeout: float = 180.0) -> None:
+def wait_settled(
+    w: WorkerProcess,
+    consumed: int,
+    timeout: float = 180.0,
+    *,
+    also: Sequence[WorkerProcess] = (),
+) -> None:
     """Every record read, written, and a gauge snapshot taken after that. Read: consumed, or
     read again after a restart and skipped as applied (warroom_events_replayed_total), which
-    a restarted worker does for whatever it fetched before Faust's seek to its commits."""
+    a restarted worker does for whatever it fetched before Faust's seek to its commits.
+
+    ``also``: the other workers of the group, writing through ``w``'s store. Each writes the
+    snapshots of its own partitions, so each must have written one after that too: ``w``'s
+    alone left a partition the other had just taken over without any gauge row yet."""
     w.wait_for(
         lambda: (
             w.counter("warroom_events_consumed_total") + w.counter("warroom_events_replayed_total")
@@ -75,6 +86,7 @@ def wait_settled(w: WorkerProcess, consumed: int, timeout: float = 180.0) -> Non
         what=f"{consumed} records read",
     )
     done_ms = int(time.time() * 1000)
+    written = {id(o): _gauge_writes(o) for o in also}
 
     def snapshot_after() -> bool:
         rows = w.query(
@@ -83,6 +95,21 @@ def wait_settled(w: WorkerProcess, consumed: int, timeout: float = 180.0) -> Non
         return bool(rows) and int(rows[0]["t"]) > done_ms + 500
 
     w.wait_for(snapshot_after, timeout=60, what="a gauge snapshot after the last record")
+    for other in also:
+        # writes are one at a time: the third with gauge rows that ends after `done_ms` took
+        # only rows added after the second began, so after `done_ms`: a whole snapshot (a
+        # worker adds every partition's gauge rows at once) taken after the last record
+        since = written[id(other)]
+        other.wait_for(
+            lambda o=other, n=since: _gauge_writes(o) >= n + 3 or not o.ready_check("partitions"),
+            timeout=60,
+            what="a gauge snapshot of the other worker after the last record",
+        )
+
+
+def _gauge_writes(w: WorkerProcess) -> float:
+    """How many store writes of ``w`` carried gauge snapshot rows."""
+    return w.counter("warroom_sink_batch_rows_count", table="metric_gauges_latest")
 
 
 def assert_counts_match(w: WorkerProcess, exp: Expected) -> None:

@@ -55,7 +55,7 @@ def test_a_changelog_that_ends_below_what_was_read_is_read_again(
     owner = make_worker().start()
     run(produce_items(bootstrap, topics, first))
     compare.wait_settled(owner, N1)
-    assert owner.stop() == 0
+    assert owner.stop() == 0, owner.tail()
     # a restarted worker reads its changelogs back: Faust remembers how far, per partition
     owner = make_worker().start()
     owner.wait_for(lambda: owner.ready_check("recovery"), what="tables recovered")
@@ -69,14 +69,14 @@ def test_a_changelog_that_ends_below_what_was_read_is_read_again(
         owner.wait_for(
             lambda: compare.outcomes_total(owner) >= N1 + N2, timeout=180, what="every record"
         )
-        compare.wait_settled(owner, 1)
+        compare.wait_settled(owner, 1, also=(helper,))
         logs = owner.log_path.read_text()
         assert "ConsistencyError" not in logs
         assert "changelog end reported below what this worker already read from it" in logs
         exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), first + second)
         assert compare.outcomes_total(owner) == N1 + N2
         compare.assert_counts_match(owner, exp)
-        assert helper.stop() == 0
+        assert helper.stop() == 0, helper.tail()
     finally:
         helper.kill()
-    assert owner.stop() == 0
+    assert owner.stop() == 0, owner.tail()

@@ -109,7 +109,7 @@ def test_repeated_handovers_end_equal_to_the_oracle(
         owner.wait_for(
             lambda: compare.outcomes_total(owner) >= n, timeout=300, what="every record counted"
         )
-        compare.wait_settled(owner, 1)
+        compare.wait_settled(owner, 1, also=(helper,))
         # gauges are snapshots: give both workers' timers a few turns to write their last one
         deadline = time.monotonic() + 20
         while True:
@@ -129,10 +129,10 @@ def test_repeated_handovers_end_equal_to_the_oracle(
         # (see the report of issue 15 item 2): restarted as `warroom up` does, not failed here
         store_crashes = [c for c in crashed if "StoreError" in c]
         assert not store_crashes, f"a worker died while the store was away: {store_crashes}"
-        assert helper.stop() == 0
+        assert helper.stop() == 0, helper.tail()
     finally:
         helper.kill()
-    assert owner.stop() == 0
+    assert owner.stop() == 0, owner.tail()
 
 
 def _restart_the_dead(*workers: WorkerProcess) -> list[str]:
@@ -199,7 +199,7 @@ def test_an_offset_committed_past_the_checkpoint_skips_nothing(
     run(produce_items(bootstrap, topics, items[:half]))
     worker = make_worker().start()
     compare.wait_settled(worker, half)
-    assert worker.stop() == 0  # clean: checkpoint and commit at the same offsets
+    assert worker.stop() == 0, worker.tail()  # clean: checkpoint and commit at the same offsets
     # the second half arrives; a late commit from the old owner moves the group past it
     run(produce_items(bootstrap, topics, items[half:]))
     live = [topics.for_stream(s) for s in ("grievance", "project")]
@@ -214,4 +214,4 @@ def test_an_offset_committed_past_the_checkpoint_skips_nothing(
     compare.wait_settled(worker, 1)
     compare.assert_matches(worker, exp)
     assert "fetched past" not in worker.log_path.read_text()  # the restore commit was enough
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()

@@ -46,7 +46,7 @@ def test_metrics_equal_the_oracle(
     rejected = worker.counter("warroom_events_rejected_total")
     duplicates = worker.counter("warroom_events_duplicate_total")
     assert (accepted, rejected, duplicates) == (len(exp.accepted_ids), exp.rejected, exp.duplicates)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_offsets_reset_to_the_start_under_a_stopped_worker_change_nothing(
@@ -62,7 +62,7 @@ def test_offsets_reset_to_the_start_under_a_stopped_worker_change_nothing(
     worker = make_worker().start()
     compare.wait_settled(worker, n)
     exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
     names = [topics.for_stream(s) for s in ("grievance", "project")]
     run(reset_offsets(bootstrap, f"{topics.prefix}oracle", names))
     worker.start()
@@ -72,7 +72,7 @@ def test_offsets_reset_to_the_start_under_a_stopped_worker_change_nothing(
     assert worker.counter("warroom_events_replayed_total") <= n
     for name in ("consumed", "accepted", "rejected", "duplicate"):
         assert worker.counter(f"warroom_events_{name}_total") == 0, name
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_killed_worker_restarts_to_the_same_tables(
@@ -105,7 +105,7 @@ def test_killed_worker_restarts_to_the_same_tables(
     worker.wait_for(lambda: compare.outcomes_total(worker) >= N, what="every record counted")
     compare.wait_settled(worker, 1)
     compare.assert_matches(worker, exp)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_replaying_the_same_file_twice_changes_nothing(
@@ -150,7 +150,7 @@ def test_replaying_the_same_file_twice_changes_nothing(
     rejected_once = total(first_quality, "rejected")
     assert total(second, "rejected") == 2 * rejected_once
     assert total(second, "duplicate") - total(first_quality, "duplicate") == (lines - rejected_once)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_two_workers_share_the_partitions_and_the_store(
@@ -167,7 +167,7 @@ def test_two_workers_share_the_partitions_and_the_store(
             w.wait_for(lambda w=w: w.ready_check("partitions"), what="partitions assigned")
         run(produce_items(bootstrap, topics, items))
         owner.wait_for(lambda: compare.outcomes_total(owner) >= N, what="every record counted")
-        compare.wait_settled(owner, 1)
+        compare.wait_settled(owner, 1, also=(helper,))
         both = (
             owner.counter("warroom_events_consumed_total"),
             helper.counter("warroom_events_consumed_total"),
@@ -177,7 +177,7 @@ def test_two_workers_share_the_partitions_and_the_store(
         compare.assert_matches(owner, exp)
         # the owner recomputed the rollups of the rows it inserted for the helper
         compare.assert_rollups_match(owner, exp)
-        assert helper.stop() == 0
+        assert helper.stop() == 0, helper.tail()
     finally:
         helper.kill()
-    assert owner.stop() == 0
+    assert owner.stop() == 0, owner.tail()

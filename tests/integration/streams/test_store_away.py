@@ -178,7 +178,7 @@ def test_store_away_pauses_resumes_and_metrics_tell_the_truth(
     text = worker.log_path.read_text()
     assert "pausing consumption: store away since" in text
     assert "consumption resumed: the store has caught up" in text
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
     # a restart: before its first commit, the lag is end - the restored position (0 here),
     # so the restarted worker is ready at once (the old gauge counted the whole topic)
@@ -186,7 +186,7 @@ def test_store_away_pauses_resumes_and_metrics_tell_the_truth(
     again.wait_for(lambda: _get(again.url + "/readyz")[0] == 200, timeout=60, what="ready")
     lags = _live_lags(_scrape(again)[1], topics)
     assert set(lags) >= set(ends) and all(v == 0 for v in lags.values()), lags
-    assert again.stop() == 0
+    assert again.stop() == 0, again.tail()
 
 
 def _free_port() -> int:
@@ -236,13 +236,13 @@ def test_store_owner_dies_the_other_worker_pauses_in_its_group(
         owner.wait_for(
             lambda: compare.outcomes_total(owner) >= FIRST + SECOND, timeout=180, what="catch-up"
         )
-        compare.wait_settled(owner, 1)
+        compare.wait_settled(owner, 1, also=(helper,))
         exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
         compare.assert_matches(owner, exp)
-        assert helper.stop() == 0
+        assert helper.stop() == 0, helper.tail()
     finally:
         helper.kill()
-    assert owner.stop() == 0
+    assert owner.stop() == 0, owner.tail()
 
 
 def test_a_stop_that_cannot_finish_is_bounded_and_loses_nothing(
@@ -291,4 +291,4 @@ def test_a_stop_that_cannot_finish_is_bounded_and_loses_nothing(
     compare.wait_settled(again, 1)
     exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
     compare.assert_matches(again, exp)
-    assert again.stop() == 0
+    assert again.stop() == 0, again.tail()
