@@ -302,7 +302,7 @@ def test_surge_reaches_its_chief_once_escalates_unless_acknowledged_and_resolves
     assert _metric(worker, "warroom_notifications_sent_total", channel="line") == 3
     assert _metric(worker, "warroom_notifications_sent_total", channel="email") == 2
     assert _metric(worker, "warroom_notifications_failed_total") == 0
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def _simple_directory(
@@ -390,7 +390,7 @@ def test_sigkill_mid_alert_sends_nothing_twice(
         worker=worker,
     )
     assert states_of(rows, district) == ["pending", "firing", "escalated", "resolved"]
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_a_receiver_that_was_down_gets_every_message_in_order(
@@ -453,7 +453,7 @@ def test_a_receiver_that_was_down_gets_every_message_in_order(
         assert worker.counter("warroom_notifications_queued", channel="webhook") == 0
     finally:
         down.stop()
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_a_refused_notification_fails_for_good_where_the_war_room_sees_it(
@@ -517,7 +517,7 @@ def test_a_refused_notification_fails_for_good_where_the_war_room_sees_it(
         assert len(warned) == 1 and "WARNING" in warned[0].upper() and chief not in log
     finally:
         refusing.stop()
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_two_workers_split_the_districts_and_hand_over_live_alerts(
@@ -581,7 +581,7 @@ def test_two_workers_split_the_districts_and_hand_over_live_alerts(
     )
 
     # the helper leaves: its partitions and its live alert move back to the owner
-    assert helper.stop() == 0
+    assert helper.stop() == 0, helper.tail()
     back = wait_value(
         lambda: status(owner),
         lambda x: x["ready"] and sorted(x["partitions"]) == [0, 1, 2, 3],
@@ -599,4 +599,4 @@ def test_two_workers_split_the_districts_and_hand_over_live_alerts(
     for path in chiefs.values():
         assert _kinds(_to(webhook_receiver, path)) == ["firing", "resolved"]
     assert _resent(webhook_receiver, d.tag) == []
-    assert owner.stop() == 0
+    assert owner.stop() == 0, owner.tail()

@@ -257,7 +257,7 @@ def test_enrol_push_with_buttons_postback_ack_no_escalation(
         ("redeem", "bound", chief, code),
         ("unfollow", "unreachable", chief, ""),
     ]
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_ack_at_the_worker_without_the_district_is_applied_once_by_its_holder(
@@ -374,8 +374,8 @@ def test_ack_at_the_worker_without_the_district_is_applied_once_by_its_holder(
         (r["district_code"], r["via"], r["outcome"]) for r in records if r["event"] == "ack"
     )
     assert acks == sorted([(far, "line", "acknowledged"), (near, "http", "acknowledged")])
-    assert back.stop() == 0
-    assert front.stop() == 0
+    assert back.stop() == 0, back.tail()
+    assert front.stop() == 0, front.tail()
 
 
 def _get(url: str) -> Any:

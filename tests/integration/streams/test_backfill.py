@@ -277,7 +277,7 @@ def test_backfill_reaches_every_minute_once_beside_an_untouched_live_stream(
         f"{exp2.duplicates} duplicates; live too-late {too_late}, live alerts "
         f"{len(before['alerts']) - 1} before and after"
     )
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 async def _send_backfill(
@@ -320,7 +320,7 @@ def test_killed_worker_mid_backfill_restarts_to_the_same_tables(
         n_gauges = f"SELECT count() AS n FROM {table} WHERE kafka_partition >= {LANE}"
         assert _count(worker, n_gauges) == 0
     print(f"backfill killed at {at_kill:.0f} of {n} records: tables equal the oracle after restart")
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 # -- one event far ahead of a lagging partition's clock ---------------------------------------
@@ -448,4 +448,4 @@ def test_one_current_event_on_a_lagging_partition_sets_off_no_storm(
         f"lagging partition + 1 current event: outcomes {json.dumps(dict(totals))}; "
         f"without the bound {old_too_late} too late"
     )
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()

@@ -101,7 +101,7 @@ def _lose_the_log(
     compare.wait_settled(worker, N1)
     first_log = run(read_back(bootstrap, topics, ("grievance", "project")))
     if worker_restarts:
-        assert worker.stop() == 0
+        assert worker.stop() == 0, worker.tail()
     restart(own_broker, topics)
     readiness = Readiness(worker)
     readiness.start()
@@ -138,4 +138,4 @@ def _lose_the_log(
     # rebalance, maybe before any record: then there is nothing to catch up on)
     if worker_restarts:
         assert "the broker lost its log" in readiness.failing.get("log", ""), readiness.failing
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()

@@ -107,7 +107,7 @@ def test_records_and_changelogs_reach_the_broker_compressed(
     compare.assert_matches(
         worker, oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
     )
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
     written = {
         name: run(batch_codecs(bootstrap, name, 4))
         for name in (

@@ -276,7 +276,7 @@ def test_no_planted_identity_survives_anywhere_and_a_wrong_key_is_rejected(
         )
         assert int(quality[0]["n"]) == len(wrong)
     finally:
-        assert worker.stop() == 0
+        assert worker.stop() == 0, worker.tail()
     # every file of the data dir (chdb parts, logs, worker.json, ...): as bytes
     files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
     assert any(p.name.startswith("worker-") for p in files)

@@ -51,7 +51,7 @@ def test_idle_worker_writes_no_checkpoints(
     assert not any(grown.values()), f"an idle worker wrote to its changelogs: {grown}"
 
     # and a restart resumes from those checkpoints exactly (nothing replayed, nothing lost)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
     worker.start(timeout=300)
     more = simulate(N + 500, seed=41)[N:]
     run(produce_items(bootstrap, topics, more))
@@ -59,4 +59,4 @@ def test_idle_worker_writes_no_checkpoints(
     assert worker.counter("warroom_events_consumed_total") == 500
     exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items + more)
     compare.assert_matches(worker, exp)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()

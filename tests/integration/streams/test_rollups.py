@@ -135,7 +135,7 @@ def test_rollups_of_minute_rows_written_after_the_last_checkpoint_are_recomputed
     run(produce_items(bootstrap, topics, items[: n // 2]))
     worker = make_worker(WARROOM_COMMIT_INTERVAL="0.5").start()
     worker.wait_for(lambda: compare.outcomes_total(worker) >= n // 2, what="the first half stored")
-    assert worker.stop() == 0  # a clean stop: checkpointed, rollups recomputed
+    assert worker.stop() == 0, worker.tail()  # a clean stop: checkpointed, rollups recomputed
     # no checkpoint (and no rollup recompute) while the second half is written
     worker.env["WARROOM_COMMIT_INTERVAL"] = "3600"
     worker.start()
@@ -149,7 +149,7 @@ def test_rollups_of_minute_rows_written_after_the_last_checkpoint_are_recomputed
     time.sleep(1.5)  # a checkpoint after the replay
     compare.assert_matches(worker, exp)
     compare.assert_rollups_match(worker, exp)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
 
 
 def test_rollups_equal_the_oracle_after_a_crash_a_replay_and_a_migration(
@@ -183,8 +183,8 @@ def test_rollups_equal_the_oracle_after_a_crash_a_replay_and_a_migration(
     assert_panels_match(worker, exp)
 
     # a store the old code filled: migration 003 back-fills the rollups from its minute data
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
     forget_rollups(worker)
     worker.start()
     compare.assert_rollups_match(worker, exp)
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()

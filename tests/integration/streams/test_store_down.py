@@ -73,4 +73,4 @@ def test_store_down_for_a_while_then_caught_up_exactly(
     exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
     compare.assert_matches(worker, exp)
     assert worker.counter("warroom_sink_retries_total") > 0
-    assert worker.stop() == 0
+    assert worker.stop() == 0, worker.tail()
