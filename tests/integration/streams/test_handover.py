@@ -94,11 +94,7 @@ def test_repeated_handovers_end_equal_to_the_oracle(
             crashed += _restart_the_dead(owner, helper)
             # the next kill lands on workers with state: checkpoints, books, gauges
             sent = (r + 1) * PER_ROUND
-            owner.wait_for(
-                lambda sent=sent: compare.outcomes_total(owner) >= sent,
-                timeout=300,
-                what=f"round {r + 1}'s records counted",
-            )
+            crashed += _wait_counted(owner, helper, sent, f"round {r + 1}'s records counted")
             name = "owner" if victim is owner else "helper"
             print(f"round {r + 1}: killed and restarted the {name}")
         sender = _send(bootstrap, topics, items[ROUNDS * PER_ROUND :])
@@ -106,9 +102,7 @@ def test_repeated_handovers_end_equal_to_the_oracle(
         exp = oracle(run(read_back(bootstrap, topics, ("grievance", "project"))), items)
         assert exp.consumed == n
         crashed += _restart_the_dead(owner, helper)
-        owner.wait_for(
-            lambda: compare.outcomes_total(owner) >= n, timeout=300, what="every record counted"
-        )
+        crashed += _wait_counted(owner, helper, n, "every record counted")
         compare.wait_settled(owner, 1, also=(helper,))
         # gauges are snapshots: give both workers' timers a few turns to write their last one
         deadline = time.monotonic() + 20
@@ -133,6 +127,27 @@ def test_repeated_handovers_end_equal_to_the_oracle(
     finally:
         helper.kill()
     assert owner.stop() == 0, owner.tail()
+
+
+def _wait_counted(owner: WorkerProcess, helper: WorkerProcess, n: int, what: str) -> list[str]:
+    """Until the store counts `n` records. A worker that dies by itself meanwhile (Faust's table
+    recovery, see the end of the test) is restarted as between rounds, and the wait goes on;
+    returns why each died."""
+    deadline = time.monotonic() + 300
+    crashed: list[str] = []
+    while True:
+        try:
+            owner.wait_for(
+                lambda: compare.outcomes_total(owner) >= n,
+                timeout=max(1.0, deadline - time.monotonic()),
+                what=what,
+            )
+            return crashed
+        except RuntimeError:  # "worker died while waiting"
+            dead = _restart_the_dead(owner, helper)
+            if not dead:
+                raise
+            crashed += dead
 
 
 def _restart_the_dead(*workers: WorkerProcess) -> list[str]:
