@@ -216,16 +216,22 @@ class BackfillProcessor(PartitionProcessor):
         floor = (self.watermark_ms - self.hold_ms) // _MINUTE_MS
         if floor <= self._evicted_floor:
             return
-        self._evicted_floor = floor
-        dropped = False
+        dropped = unwritten = False
         for store, dirty in (
             (self.buckets, self.dirty_buckets),
             (self.quality, self.dirty_quality),
         ):
-            old = [k for k in store if k[4] < floor and k not in dirty]
+            below = [k for k in store if k[4] < floor]
+            old = [k for k in below if k not in dirty]
             for k in old:
                 del store[k]
             dropped = dropped or bool(old)
+            unwritten = unwritten or len(old) < len(below)
+        if not unwritten:
+            # done with this floor; buckets not written yet are dropped at a later cycle's
+            # scan (a backfill's clock stops when its file ends: without it, the last batch's
+            # buckets stayed in memory until the next backfill)
+            self._evicted_floor = floor
         if dropped:
             self.stored_below = max(self.stored_below, floor)
         retention_floor = self.watermark_ms - self.cfg.case_retention_ms

@@ -162,6 +162,25 @@ def test_backfill_counts_every_old_event_and_reads_back_evicted_buckets() -> Non
     assert proc.gauge_rows(sink, NOW, 1) == 0
 
 
+def test_backfill_buckets_written_after_the_floor_moved_are_evicted_at_a_later_cycle() -> None:
+    """The floor moved while the buckets below it were not written yet: they stay only until a
+    later cycle finds them written, though the floor does not move again (a backfill's clock
+    stops when its file ends)."""
+    proc = BackfillProcessor("grievance", "gb", 1, cfg(30 * MIN), hold_ms=HOUR)
+    times = [T0 + i * MIN for i in range(3 * 60)]
+    recs = [Rec(i, NOW, b"1004", received(t)) for i, t in enumerate(times)]
+    proc.apply(proc.check(recs, NOW), Sink())
+    floor = (times[-1] - HOUR) // MIN
+    below = [k for k in proc.buckets if k[4] < floor]
+    assert below
+    proc.evict()  # nothing written yet: nothing dropped
+    assert all(k in proc.buckets for k in below) and proc.stored_below == -1
+    proc.take_bucket_rows(Sink())  # written
+    proc.evict()  # the same floor
+    assert not any(k in proc.buckets for k in below)
+    assert proc.stored_below == floor
+
+
 def test_read_back_literals_are_quoted() -> None:
     from streams.pipeline import _lit, _narrowing
 
