@@ -589,6 +589,14 @@ class PartitionProcessor:
         retention_floor = clock - self.cfg.case_retention_ms
         rows: list[tuple[Any, ...]] = []
         kept: list[tuple[Any, ...]] = []
+
+        def zeros(district: str, keys: Iterable[tuple[str, str, str]]) -> Iterable[tuple[Any, ...]]:
+            """A 0 row at this snapshot for each of a district's keys that dropped."""
+            return (
+                (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
+                for metric, dim1, dim2 in keys
+            )
+
         for district, book in self.books.items():
             if grievance:
                 book.purge_closed(retention_floor)
@@ -601,10 +609,7 @@ class PartitionProcessor:
                 for (metric, dim1, dim2), value in values.items()
             ]
             rows.extend(current)
-            rows.extend(
-                (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
-                for metric, dim1, dim2 in self._gauge_keys.get(district, set()) - keys
-            )
+            rows.extend(zeros(district, self._gauge_keys.get(district, set()) - keys))
             self._gauge_keys[district] = keys
             if history:
                 held = self._history.get(district, {})
@@ -613,25 +618,16 @@ class PartitionProcessor:
                     for row in current
                     if not same_minute or held.get((row[1], row[2], row[3])) != row[6]
                 )
-                kept.extend(
-                    (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
-                    for metric, dim1, dim2 in held.keys() - keys
-                )
+                kept.extend(zeros(district, held.keys() - keys))
                 self._history[district] = dict(values)
         # a district whose keys were restored from the store but whose book was not (its
         # changelog lost with the broker's log): nothing of it is known any more, so its keys
         # are 0 here, written once; kept, its last values stayed "current" for good
         for district in self._gauge_keys.keys() - self.books.keys():
-            rows.extend(
-                (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
-                for metric, dim1, dim2 in self._gauge_keys.pop(district)
-            )
+            rows.extend(zeros(district, self._gauge_keys.pop(district)))
         if history:
             for district in self._history.keys() - self.books.keys():
-                kept.extend(
-                    (district, metric, dim1, dim2, minute_s, partition, 0.0, version)
-                    for metric, dim1, dim2 in self._history.pop(district)
-                )
+                kept.extend(zeros(district, self._history.pop(district)))
         if rows:
             sink.add_many("metric_gauges_latest", rows)
         if kept:

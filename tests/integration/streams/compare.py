@@ -86,7 +86,7 @@ def wait_settled(
         what=f"{consumed} records read",
     )
     done_ms = int(time.time() * 1000)
-    written = {id(o): _gauge_writes(o) for o in also}
+    written = [(o, _gauge_writes(o)) for o in also]
 
     def snapshot_after() -> bool:
         rows = w.query(
@@ -95,11 +95,10 @@ def wait_settled(
         return bool(rows) and int(rows[0]["t"]) > done_ms + 500
 
     w.wait_for(snapshot_after, timeout=60, what="a gauge snapshot after the last record")
-    for other in also:
+    for other, since in written:
         # writes are one at a time: the third with gauge rows that ends after `done_ms` took
         # only rows added after the second began, so after `done_ms`: a whole snapshot (a
         # worker adds every partition's gauge rows at once) taken after the last record
-        since = written[id(other)]
         other.wait_for(
             lambda o=other, n=since: _gauge_writes(o) >= n + 3 or not o.ready_check("partitions"),
             timeout=60,
